@@ -1,0 +1,1 @@
+"""Command-line twins of the training notebooks (train, evaluate, finetune, reproduce)."""

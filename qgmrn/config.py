@@ -1,0 +1,258 @@
+"""Frozen configuration dataclasses, named presets and profiles.
+
+Configs are read only by the builders (`qgmrn.model.build_model`, `qgmrn.synth.generate_dataset`)
+and by `qgmrn.train.fit`; modules take explicit typed arguments.
+
+A *preset* names a model: a row of the paper's Table 1 (``brn_c8`` ... ``frn_attn``, the
+baselines) or a Table 2 ablation. A *profile* scales data and compute:
+
+- ``smoke``: seconds; for tests and CI.
+- ``demo``: the whole pipeline on mini-CLEVR on a 2-core CPU (our sizes, not the paper's).
+- ``paper``: the paper's sizes and recipe, for real CLEVR_v1.0 on GPU.
+
+``get_config(preset, profile)`` returns an `ExperimentConfig`; change fields with
+``dataclasses.replace``. Values the paper does not give are marked "not in the paper".
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+PROFILES: tuple[str, ...] = ("smoke", "demo", "paper")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the data is and how it is turned into tensors (and, for mini-CLEVR, generated)."""
+
+    data_dir: str = "data/mini-clevr"
+    image_size: tuple[int, int] = (224, 224)  # (H, W) fed to the network; paper: 224x224 for BRN
+    num_workers: int = 2  # DataLoader workers
+    max_train_questions: int | None = None  # cap on training questions (None = all)
+    max_val_questions: int | None = None  # cap on validation questions (None = all)
+    # --- mini-CLEVR generation (ours; ignored for real CLEVR) ---
+    train_scenes: int = 1000
+    val_scenes: int = 200
+    test_scenes: int = 50
+    questions_per_scene: int = 10
+    render_size: tuple[int, int] = (480, 320)  # (W, H) of the PNGs written, as CLEVR's 480x320
+    min_objects: int = 3
+    max_objects: int = 10
+    framing: str = "clevr"  # "clevr" (real camera) or "close" (objects larger; low-res demos)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The model: textual network, routing network, visual network and head (paper sec. 3)."""
+
+    arch: str = "brn"  # brn | frn | lstm | cnn_lstm | cnn_lstm_sa | film
+    # textual network (sec. 3.1, 4.2): embedding 200 (uniform init), GRU 512 (orthogonal init)
+    embed_dim: int = 200
+    hidden_dim: int = 512
+    # routing network (sec. 3.3): one linear layer, bias log(0.7/0.3)
+    gate: str = "gumbel"  # gumbel (paper) | static (all gates 1: the static twin) | soft (ablation)
+    tau: float = 1.0  # Gumbel-sigmoid temperature; the paper keeps 1.0 (sec. 4.2)
+    init_exec_prob: float = 0.7  # initial execution probability of each module (sec. 4.2)
+    # visual network
+    stage_depths: tuple[int, ...] = (2, 2, 2, 2)  # BRN: ResNeXt-26 (sec. 4.2, Table 2)
+    stage_widths: tuple[int, ...] = (64, 128, 256, 256)  # output width of each stage's blocks
+    cardinality: int = 16  # BRN modules per layer (8/16/32 in the paper)
+    bottleneck_ratio: int = 2  # ours (the paper leaves "width" open): grouped-conv width = width/2
+    stem_width: int = 64
+    third_norm: str = "gn"  # gn (paper) | bn (Table 2 ablation): the bottleneck's third norm
+    gn_groups: int = 32  # not in the paper: GroupNorm groups of the third norm
+    frn_backbone: str = "resnet34"  # FRN: torchvision resnet34 (sec. 4.2)
+    # head (sec. 3.4)
+    head: str = "gmp"  # gmp (global max pooling + MLP) | attention
+    head_uses_q: bool = True  # concatenate q to the pooled image feature (Table 2: w/ q)
+    coord_maps: bool = True  # two coordinate channels appended to y_L (sec. 4.2)
+    mlp_hidden: int = 1024  # not in the paper: classifier hidden width
+    attn_dim: int = 256  # not in the paper: Transformer d_model
+    attn_heads: int = 4  # not in the paper
+    attn_layers: int = 2  # not in the paper
+    dropout: float = 0.0
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The training recipe (sec. 4.2): Adam (0.9, 0.999), batch 64, lr 3e-4 with warmup."""
+
+    batch_size: int = 64
+    lr: float = 3e-4
+    warmup_start_lr: float = 3e-6
+    warmup_steps: int = 5000  # not in the paper: length of the linear warmup
+    betas: tuple[float, float] = (0.9, 0.999)
+    weight_decay: float = 0.0
+    epochs: int = 100
+    max_minutes: float | None = None  # wall-clock budget; the run stops cleanly when spent
+    load_balance_weight: float = 0.01  # lambda of eq. 13; not in the paper
+    tau_start: float = 1.0  # tau(step) anneals from tau_start to tau_end over tau_anneal_steps;
+    tau_end: float = 1.0  # the paper keeps 1.0 (sec. 4.2), so no annealing by default
+    tau_anneal_steps: int = 0
+    grad_clip: float | None = None
+    log_every: int = 50
+    eval_every_epochs: int = 1
+    checkpoint_every_steps: int = 500
+    seed: int = 0
+    amp: bool = True  # bf16 autocast on CUDA; ignored on CPU
+    channels_last: bool = True  # on CUDA
+    threads: int | None = None  # torch.set_num_threads on CPU (None = leave as is)
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    name: str
+    profile: str
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+# --------------------------------------------------------------------------------------------
+# Profiles: base data/model/train settings per profile; presets override model fields on top.
+
+_PROFILE_DATA: dict[str, DataConfig] = {
+    "smoke": DataConfig(
+        data_dir="data/mini-clevr-smoke",
+        image_size=(32, 32),
+        num_workers=0,
+        train_scenes=24,
+        val_scenes=8,
+        test_scenes=4,
+        questions_per_scene=4,
+        render_size=(48, 32),
+        min_objects=3,
+        max_objects=4,
+        framing="close",
+    ),
+    "demo": DataConfig(
+        data_dir="data/mini-clevr",
+        image_size=(64, 64),
+        num_workers=2,
+        train_scenes=5000,
+        val_scenes=500,
+        test_scenes=100,
+        questions_per_scene=10,
+        render_size=(96, 64),
+        min_objects=3,
+        max_objects=6,
+        framing="close",
+    ),
+    "paper": DataConfig(
+        data_dir="data/CLEVR_v1.0", image_size=(224, 224), num_workers=8, render_size=(480, 320)
+    ),
+}
+
+_PROFILE_MODEL: dict[str, dict[str, Any]] = {
+    "smoke": dict(
+        embed_dim=16, hidden_dim=32, stage_widths=(8, 16, 16, 16), stem_width=8, gn_groups=4,
+        mlp_hidden=32, attn_dim=16, attn_heads=2, attn_layers=1,
+    ),
+    "demo": dict(
+        embed_dim=64, hidden_dim=128, stage_widths=(32, 64, 128, 128), stem_width=32,
+        gn_groups=16, mlp_hidden=256, attn_dim=64, attn_heads=4, attn_layers=1,
+    ),
+    "paper": dict(),
+}
+
+_PROFILE_TRAIN: dict[str, TrainConfig] = {
+    "smoke": TrainConfig(batch_size=8, epochs=1, warmup_steps=2, log_every=1,
+                         checkpoint_every_steps=5),
+    "demo": TrainConfig(batch_size=64, epochs=4, warmup_steps=200, log_every=20,
+                        max_minutes=6.0, checkpoint_every_steps=200),
+    "paper": TrainConfig(),
+}
+
+
+def _base(name: str, profile: str, **model_overrides: Any) -> ExperimentConfig:
+    if profile not in PROFILES:
+        raise ValueError(f"unknown profile {profile!r}; choose from {', '.join(PROFILES)}")
+    model = dataclasses.replace(ModelConfig(), **{**_PROFILE_MODEL[profile], **model_overrides})
+    return ExperimentConfig(
+        name=name,
+        profile=profile,
+        data=_PROFILE_DATA[profile],
+        model=model,
+        train=_PROFILE_TRAIN[profile],
+    )
+
+
+def _preset(**model_overrides: Any) -> Callable[[str, str], ExperimentConfig]:
+    def make(name: str, profile: str) -> ExperimentConfig:
+        return _base(name, profile, **model_overrides)
+
+    return make
+
+
+_PRESET_MAKERS: dict[str, Callable[[str, str], ExperimentConfig]] = {
+    # Table 1 rows (ours)
+    "brn_c8": _preset(arch="brn", cardinality=8),
+    "brn_c16": _preset(arch="brn", cardinality=16),
+    "brn_c32": _preset(arch="brn", cardinality=32),
+    "brn_c32_attn": _preset(arch="brn", cardinality=32, head="attention"),
+    "frn": _preset(arch="frn"),
+    "frn_attn": _preset(arch="frn", head="attention"),
+    # Table 1 baselines
+    "lstm": _preset(arch="lstm"),
+    "cnn_lstm": _preset(arch="cnn_lstm"),
+    "cnn_lstm_sa": _preset(arch="cnn_lstm_sa"),
+    "film": _preset(arch="film"),
+    # static twins: identical networks with every gate fixed at 1
+    "brn_c16_static": _preset(arch="brn", cardinality=16, gate="static"),
+    "brn_c32_static": _preset(arch="brn", cardinality=32, gate="static"),
+    "frn_static": _preset(arch="frn", gate="static"),
+    # Table 2 ablations
+    "brn_c16_noq": _preset(arch="brn", cardinality=16, head_uses_q=False),
+    "brn_c8_bn": _preset(arch="brn", cardinality=8, third_norm="bn"),
+    "brn_c16_bn": _preset(arch="brn", cardinality=16, third_norm="bn"),
+    "brn_c32_bn": _preset(arch="brn", cardinality=32, third_norm="bn"),
+    "brn_c32_deeper": _preset(arch="brn", cardinality=32, stage_depths=(2, 4, 6, 3)),
+    "brn_c32_wider": _preset(arch="brn", cardinality=32, stage_widths=(64, 128, 256, 512)),
+}
+
+
+def _make_preset_fn(name: str) -> Callable[[str], ExperimentConfig]:
+    return lambda profile: _PRESET_MAKERS[name](name, profile)
+
+
+PRESETS: dict[str, Callable[[str], ExperimentConfig]] = {
+    name: _make_preset_fn(name) for name in _PRESET_MAKERS
+}
+
+
+def get_config(preset: str, profile: str = "demo") -> ExperimentConfig:
+    """The configuration of `preset` scaled to `profile`."""
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; choose from {', '.join(PRESETS)}")
+    return PRESETS[preset](profile)
+
+
+def config_to_dict(cfg: ExperimentConfig) -> dict[str, Any]:
+    return dataclasses.asdict(cfg)
+
+
+def config_from_dict(d: dict[str, Any]) -> ExperimentConfig:
+    """Inverse of `config_to_dict` (lists become tuples again); unknown keys are an error."""
+
+    def build(cls: type, values: dict[str, Any]):
+        names = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = set(values) - set(names)
+        if unknown:
+            raise ValueError(f"unknown {cls.__name__} field(s): {', '.join(sorted(unknown))}")
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+
+    return ExperimentConfig(
+        name=d["name"],
+        profile=d["profile"],
+        data=build(DataConfig, d.get("data", {})),
+        model=build(ModelConfig, d.get("model", {})),
+        train=build(TrainConfig, d.get("train", {})),
+    )
+
+
+def config_to_json(cfg: ExperimentConfig) -> str:
+    return json.dumps(config_to_dict(cfg), indent=2, sort_keys=True)
