@@ -14,7 +14,10 @@ import sys
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "generate": ("qgmrn.synth.command", "generate a mini-CLEVR data set in the CLEVR v1.0 layout"),
-    "prepare": ("qgmrn.data.prepare_command", "decode and resize images into a memory-mapped cache"),
+    "prepare": (
+        "qgmrn.data.prepare_command",
+        "decode and resize images into a memory-mapped cache",
+    ),
     "download": ("qgmrn.data.download_command", "download CLEVR v1.0 or CLEVR-Humans"),
     "train": ("qgmrn.commands.train", "train a preset on a data set"),
     "evaluate": ("qgmrn.commands.evaluate", "evaluate a trained run"),

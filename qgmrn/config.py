@@ -149,21 +149,42 @@ _PROFILE_DATA: dict[str, DataConfig] = {
 
 _PROFILE_MODEL: dict[str, dict[str, Any]] = {
     "smoke": dict(
-        embed_dim=16, hidden_dim=32, stage_widths=(8, 16, 16, 16), stem_width=8, gn_groups=4,
-        mlp_hidden=32, attn_dim=16, attn_heads=2, attn_layers=1,
+        embed_dim=16,
+        hidden_dim=32,
+        stage_widths=(8, 16, 16, 16),
+        stem_width=8,
+        gn_groups=4,
+        mlp_hidden=32,
+        attn_dim=16,
+        attn_heads=2,
+        attn_layers=1,
     ),
     "demo": dict(
-        embed_dim=64, hidden_dim=128, stage_widths=(32, 64, 128, 128), stem_width=32,
-        gn_groups=16, mlp_hidden=256, attn_dim=64, attn_heads=4, attn_layers=1,
+        embed_dim=64,
+        hidden_dim=128,
+        stage_widths=(32, 64, 128, 128),
+        stem_width=32,
+        gn_groups=16,
+        mlp_hidden=256,
+        attn_dim=64,
+        attn_heads=4,
+        attn_layers=1,
     ),
     "paper": dict(),
 }
 
 _PROFILE_TRAIN: dict[str, TrainConfig] = {
-    "smoke": TrainConfig(batch_size=8, epochs=1, warmup_steps=2, log_every=1,
-                         checkpoint_every_steps=5),
-    "demo": TrainConfig(batch_size=64, epochs=4, warmup_steps=200, log_every=20,
-                        max_minutes=6.0, checkpoint_every_steps=200),
+    "smoke": TrainConfig(
+        batch_size=8, epochs=1, warmup_steps=2, log_every=1, checkpoint_every_steps=5
+    ),
+    "demo": TrainConfig(
+        batch_size=64,
+        epochs=4,
+        warmup_steps=200,
+        log_every=20,
+        max_minutes=6.0,
+        checkpoint_every_steps=200,
+    ),
     "paper": TrainConfig(),
 }
 

@@ -1,0 +1,67 @@
+"""The project's packaging stays coherent: one dependency list, one console script."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _name(requirement: str) -> str:
+    return re.split(r"[<>=!~\[ ;]", requirement.strip(), maxsplit=1)[0].lower()
+
+
+def _pyproject() -> dict:
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())
+
+
+def _environment_pip_requirements() -> list[str]:
+    """The `pip:` list of environment.yml, read without a YAML dependency."""
+    lines = (ROOT / "environment.yml").read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.strip() == "- pip:")
+    reqs = []
+    for line in lines[start + 1 :]:
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        if not stripped.startswith("- "):
+            break
+        req = stripped[2:].strip()
+        if not req.startswith("-e"):
+            reqs.append(req)
+    return reqs
+
+
+def test_environment_yml_matches_pyproject():
+    """environment.yml installs exactly pyproject's runtime + dev dependencies, same ranges."""
+    project = _pyproject()["project"]
+    wanted = set(project["dependencies"]) | set(project["optional-dependencies"]["dev"])
+    assert set(_environment_pip_requirements()) == wanted
+
+
+def test_console_script_points_at_cli_main():
+    from qgmrn import cli
+
+    assert _pyproject()["project"]["scripts"]["qgmrn"] == "qgmrn.cli:main"
+    assert callable(cli.main)
+
+
+def test_every_cli_command_module_exists():
+    """Each sub-command named by the dispatcher imports and has configure/run."""
+    import importlib
+
+    from qgmrn.cli import COMMANDS
+
+    for name, (module_name, _help) in COMMANDS.items():
+        module = importlib.import_module(module_name)
+        assert callable(module.configure), name
+        assert callable(module.run), name
+
+
+def test_readme_leads_with_the_two_commands():
+    head = (ROOT / "README.md").read_text().split("\n\n", 3)[:3]
+    text = "\n".join(head)
+    assert "make reproduce" in text and "make test" in text
+    assert "make test" in (ROOT / ".ci" / "run").read_text()
