@@ -1,0 +1,50 @@
+"""The "CNN+LSTM" baseline of Johnson et al. (2017a): image and question features, concatenated.
+
+Dimensions: B batch, T question length, C channels, H height, W width, P pooled grid side,
+D question feature size, A answers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from qgmrn.nn.baselines.layers import ConvFeatures, classifier_mlp
+from qgmrn.nn.baselines.lstm import LSTMEncoder
+from qgmrn.nn.output import VQAOutput
+
+
+class CNNLSTM(nn.Module):
+    """CNN+LSTM: CNN feature map, max-pooled to a P x P grid and flattened, concat q -> MLP.
+
+    Johnson et al. (2017a) max-pool ResNet conv4 features 2x2 and flatten them; we pool to a
+    fixed P x P grid instead, so that the classifier does not depend on the image size and the
+    flattened feature keeps a coarse layout (which CLEVR's spatial questions need).
+    Shapes: images (B, 3, H, W), questions (B, T), lengths (B,) -> logits (B, A).
+    """
+
+    def __init__(
+        self,
+        vocab_size: int,
+        num_answers: int,
+        *,
+        embed_dim: int = 200,
+        hidden_dim: int = 512,
+        cnn_widths: Sequence[int] = (64, 64, 128, 256),
+        pool_size: int = 2,
+        mlp_hidden: int = 1024,
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        self.encoder = LSTMEncoder(vocab_size, embed_dim, hidden_dim)
+        self.cnn = ConvFeatures(3, cnn_widths)
+        self.pool = nn.AdaptiveMaxPool2d(pool_size)
+        image_dim = self.cnn.out_channels * pool_size * pool_size
+        self.classifier = classifier_mlp(image_dim + hidden_dim, mlp_hidden, num_answers, dropout)
+
+    def forward(self, images: Tensor, questions: Tensor, lengths: Tensor) -> VQAOutput:
+        q = self.encoder(questions, lengths)  # (B, D)
+        v = self.pool(self.cnn(images)).flatten(1)  # (B, C * P * P)
+        return VQAOutput(self.classifier(torch.cat([v, q], dim=1)), [], [])
