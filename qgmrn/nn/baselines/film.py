@@ -41,15 +41,15 @@ class FiLMResBlock(nn.Module):
             x = torch.cat([x, coordinate_maps(x)], dim=1)  # (B, C + 2, H, W)
         residual = self.relu(self.conv1(x))  # (B, C, H, W)
         out = self.bn2(self.conv2(residual))
-        out = gamma[:, :, None, None] * out + beta[:, :, None, None]  # FiLM (eq. 1)
+        out = gamma[:, :, None, None] * out + beta[:, :, None, None]  # FiLM: gamma * x + beta
         return self.relu(out) + residual
 
 
 class FiLM(nn.Module):
     """FiLM: raw-pixel CNN stem -> N FiLM-ed residual blocks -> 1x1 conv, global max pool, MLP.
 
-    The generator predicts gamma as 1 + delta so that a freshly initialised network starts near
-    the identity modulation (the FiLM reference code's `gamma_baseline = 1`).
+    The generator predicts gamma as 1 + delta, so that a freshly initialised network starts near
+    the identity modulation (ours; FiLM's reference code offers the same offset as an option).
     Shapes: images (B, 3, H, W), questions (B, T), lengths (B,) -> logits (B, A).
     """
 

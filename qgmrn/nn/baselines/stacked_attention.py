@@ -16,7 +16,7 @@ from qgmrn.nn.output import VQAOutput
 
 
 class StackedAttention(nn.Module):
-    """One attention hop (Yang et al. 2016, eqs. 15-17).
+    """One attention hop of a stacked attention network (Yang et al. 2016).
 
     h = tanh(W_v v + W_u u), p = softmax over the H*W positions of W_p h, and the refined query
     u' = u + sum_i p_i v_i.
