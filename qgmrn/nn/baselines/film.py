@@ -49,7 +49,7 @@ class FiLM(nn.Module):
     """FiLM: raw-pixel CNN stem -> N FiLM-ed residual blocks -> 1x1 conv, global max pool, MLP.
 
     The generator predicts gamma as 1 + delta, so that a freshly initialised network starts near
-    the identity modulation (ours; FiLM's reference code offers the same offset as an option).
+    the identity modulation (our choice; not stated in the FiLM paper).
     Shapes: images (B, 3, H, W), questions (B, T), lengths (B,) -> logits (B, A).
     """
 
