@@ -1,0 +1,499 @@
+"""Read and write CLEVR question, scene and CLEVR-Humans files, with validation.
+
+Readers return plain lists of dicts in the released CLEVR v1.0 dialect (CLEVR.md): program nodes
+carry `function`, `inputs` and `value_inputs`; answers are strings. Files written by the public
+generator (`type`/`side_inputs` nodes, raw True/False/int answers, per-template-file family
+indices with `template_filename`) are accepted and normalised to that form. Keys the released
+dialect does not know are kept as they are.
+
+Every problem is reported as a `ClevrFormatError` naming the file, the entry's position in its
+list (0-based, not `question_index`), the field and the problem. Validation is one linear pass
+with no exception raised on the happy path, so the real val file (150k questions) loads at JSON
+parsing speed plus a little.
+
+Writers are atomic (a temporary file in the destination directory, then `os.replace`), validate
+what they write, and emit the released dialect in the released compact JSON style.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from .constants import ANSWERS, ATTRIBUTE_VALUES, RELATIONS
+from .errors import ClevrFormatError
+from .signatures import SIGNATURES
+
+PathLike = str | os.PathLike
+
+# Global family index = offset of the generator's template file + index within the file. The
+# released data numbers the 90 families with the template files in sorted order (train question
+# 0 is compare_integer's family 2, val question 0 same_relate's 39 = 31 + 8).
+_TEMPLATE_OFFSETS = {
+    "compare_integer.json": 0,
+    "comparison.json": 9,
+    "one_hop.json": 25,
+    "same_relate.json": 31,
+    "single_and.json": 59,
+    "single_or.json": 64,
+    "three_hop.json": 72,
+    "two_hop.json": 78,
+    "zero_hop.json": 84,
+}
+
+# Key order of a written question entry (CLEVR.md's example); other keys follow.
+_QUESTION_KEY_ORDER = (
+    "image_index",
+    "image_filename",
+    "split",
+    "question_index",
+    "question_family_index",
+    "question",
+    "answer",
+    "program",
+)
+
+_ANSWER_SET = frozenset(ANSWERS)
+_SEQUENCE_TYPES = (list, tuple)  # tuples are accepted from Python callers of the writers
+_NUMBER_TYPES = (int, float)
+_MISSING = object()
+_TYPE_NAMES = {int: "an integer", str: "a string"}
+# File mode of written files: what open() would give, since mkstemp's 0600 would stick.
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
+class _Bad(Exception):
+    """Internal: a problem in one entry, located by field; the loader adds path and index."""
+
+    def __init__(self, field: str | None, problem: str) -> None:
+        super().__init__(problem)
+        self.field = field
+        self.problem = problem
+
+
+def _kind(value: Any) -> str:
+    """JSON name of a value's type, for messages."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, _SEQUENCE_TYPES):
+        return "a list"
+    if isinstance(value, Mapping):
+        return "an object"
+    return type(value).__name__
+
+
+def _short(value: Any) -> str:
+    """A value for a message, cut to a readable length."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+# ----------------------------------------------------------------------------- reading JSON
+
+
+def _read_json(path: PathLike) -> Any:
+    """Parse a JSON file; anything unreadable becomes a ClevrFormatError (OSErrors pass through)."""
+    raw = Path(path).read_bytes()
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ClevrFormatError(
+            path, f"not UTF-8 text (bad byte at offset {exc.start}); is this a JSON file?"
+        ) from None
+    if not text.strip():
+        raise ClevrFormatError(path, "the file is empty")
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        where = f"line {exc.lineno}, column {exc.colno}"
+        # A file cut short fails at its very end, or inside a string that never closes.
+        if exc.pos >= len(text.rstrip()) or exc.msg.startswith("Unterminated string"):
+            problem = f"the JSON ends early at {where} ({exc.msg}); is the file truncated?"
+        else:
+            problem = f"not valid JSON at {where}: {exc.msg}"
+        raise ClevrFormatError(path, problem) from None
+
+
+def _entries(path: PathLike, data: Any, key: str) -> list:
+    """The top-level list `data[key]`, or a ClevrFormatError saying what was found instead."""
+    if not isinstance(data, dict):
+        raise ClevrFormatError(
+            path, f"expected a JSON object with a {key!r} list at the top, found {_kind(data)}"
+        )
+    entries = data.get(key, _MISSING)
+    if entries is _MISSING:
+        keys = ", ".join(map(repr, data)) or "none"
+        hint = ""
+        if key == "questions" and "scenes" in data:
+            hint = " (this looks like a scene file)"
+        elif key == "scenes" and "questions" in data:
+            hint = " (this looks like a question file)"
+        raise ClevrFormatError(path, f"no {key!r} list at the top (keys: {keys}){hint}")
+    if not isinstance(entries, list):
+        raise ClevrFormatError(path, f"expected a list, found {_kind(entries)}", field=repr(key))
+    info = data.get("info")
+    if info is not None and not isinstance(info, dict):
+        raise ClevrFormatError(path, f"expected an object, found {_kind(info)}", field="'info'")
+    return entries
+
+
+# ----------------------------------------------------------------------------- field checks
+
+
+def _require(entry: Mapping, key: str, typ: type) -> Any:
+    """entry[key], which must exist and be exactly of type `typ` (so True is not an int)."""
+    value = entry.get(key, _MISSING)
+    if type(value) is not typ:
+        if value is _MISSING:
+            raise _Bad(repr(key), "missing")
+        raise _Bad(repr(key), f"expected {_TYPE_NAMES[typ]}, found {_kind(value)} {_short(value)}")
+    return value
+
+
+def _optional(entry: Mapping, key: str, typ: type) -> None:
+    """entry[key] must be of type `typ` when present."""
+    value = entry.get(key, _MISSING)
+    if value is not _MISSING and type(value) is not typ:
+        raise _Bad(repr(key), f"expected {_TYPE_NAMES[typ]}, found {_kind(value)} {_short(value)}")
+
+
+def _check_image(entry: Mapping) -> None:
+    """`image_index` a non-negative int, `image_filename` a plain file name (no path)."""
+    if _require(entry, "image_index", int) < 0:
+        raise _Bad("'image_index'", f"{entry['image_index']} is negative")
+    name = _require(entry, "image_filename", str)
+    if not name or "/" in name or "\\" in name or name in (".", "..") or "\0" in name:
+        raise _Bad(
+            "'image_filename'",
+            f"{name!r} is not a plain file name (no directories, no '..', not empty)",
+        )
+
+
+def _normalise_answer(value: Any) -> str:
+    """A string answer among ANSWERS; the generator's True/False/int are spelled as released."""
+    if type(value) is str:
+        if value in _ANSWER_SET:
+            return value
+    elif type(value) is bool:
+        return "yes" if value else "no"
+    elif type(value) is int and str(value) in _ANSWER_SET:
+        return str(value)
+    raise _Bad("'answer'", f"{_short(value)} is not one of the 28 CLEVR answers")
+
+
+def _normalise_program(program: Any) -> list:
+    """Check a program (typed, topologically sorted); return it in the released dialect."""
+    if not isinstance(program, _SEQUENCE_TYPES):
+        raise _Bad("'program'", f"expected a list, found {_kind(program)}")
+    if not program:
+        raise _Bad("'program'", "empty program")
+    kinds: list[str] = []
+    out = program
+    for k, node in enumerate(program):
+        where = f"'program'[{k}]"
+        if not isinstance(node, dict):
+            raise _Bad(where, f"expected an object, found {_kind(node)}")
+        function = node.get("function", _MISSING)
+        if function is not _MISSING:
+            values = node.get("value_inputs", _MISSING)
+            if values is _MISSING:
+                raise _Bad(f"{where}.value_inputs", "missing (use [] when the node has none)")
+        elif "type" in node:  # the public generator's dialect
+            function = node["type"]
+            values = node.get("side_inputs", [])
+        else:
+            raise _Bad(f"{where}.function", "missing")
+        sig = SIGNATURES.get(function) if type(function) is str else None
+        if sig is None:
+            raise _Bad(f"{where}.function", f"unknown function {_short(function)}")
+        inputs = node.get("inputs", _MISSING)
+        if not isinstance(inputs, _SEQUENCE_TYPES):
+            if inputs is _MISSING:
+                raise _Bad(f"{where}.inputs", "missing")
+            raise _Bad(f"{where}.inputs", f"expected a list, found {_kind(inputs)}")
+        if len(inputs) != len(sig.inputs):
+            raise _Bad(
+                f"{where}.inputs",
+                f"{function} takes {len(sig.inputs)} inputs, found {len(inputs)}",
+            )
+        for i, want in zip(inputs, sig.inputs, strict=True):
+            if type(i) is not int or i < 0:
+                raise _Bad(f"{where}.inputs", f"input {_short(i)} is not a node index")
+            if i >= k:
+                raise _Bad(f"{where}.inputs", f"input {i} is not before node {k}")
+            if kinds[i] != want:
+                raise _Bad(
+                    f"{where}.inputs",
+                    f"input {i} gives {_article(kinds[i])}, {function} needs {_article(want)}",
+                )
+        if not isinstance(values, _SEQUENCE_TYPES):
+            raise _Bad(f"{where}.value_inputs", f"expected a list, found {_kind(values)}")
+        if sig.values is None:
+            if values:
+                raise _Bad(f"{where}.value_inputs", f"{function} takes no value inputs")
+        elif len(values) != 1 or values[0] not in sig.values:
+            raise _Bad(
+                f"{where}.value_inputs",
+                f"{function} needs one of {', '.join(sig.values)}, found {_short(list(values))}",
+            )
+        kinds.append(sig.output)
+        if "type" in node and "function" not in node:
+            if out is program:
+                out = list(program)
+            # Keep only the released keys: the generator's `_output` caches are not data.
+            out[k] = {"function": function, "inputs": list(inputs), "value_inputs": list(values)}
+    if kinds[-1] in ("set", "object"):
+        raise _Bad(f"'program'[{len(program) - 1}].function", "the program's result is no answer")
+    return out
+
+
+def _article(kind: str) -> str:
+    return f"an {kind}" if kind[0] in "aeiou" else f"a {kind}"
+
+
+def _normalise_question(entry: Any) -> dict:
+    """Check one question entry; return it (or a normalised copy) in the released dialect."""
+    if not isinstance(entry, dict):
+        raise _Bad(None, f"expected an object, found {_kind(entry)}")
+    _require(entry, "question", str)
+    _require(entry, "question_index", int)
+    _check_image(entry)
+    _optional(entry, "split", str)
+    out = entry
+    family = entry.get("question_family_index", _MISSING)
+    if family is not _MISSING:
+        if type(family) is not int or family < 0:
+            raise _Bad("'question_family_index'", f"{_short(family)} is not a family index")
+        template = entry.get("template_filename")
+        if type(template) is str:  # generator dialect: family index is per template file
+            offset = _TEMPLATE_OFFSETS.get(os.path.basename(template))
+            if offset is not None:
+                out = dict(entry)
+                del out["template_filename"]
+                out["question_family_index"] = offset + family
+    answer = entry.get("answer", _MISSING)
+    if answer is not _MISSING:
+        normal = _normalise_answer(answer)
+        if normal is not answer:
+            if out is entry:
+                out = dict(entry)
+            out["answer"] = normal
+    program = entry.get("program", _MISSING)
+    if program is not _MISSING:
+        normal = _normalise_program(program)
+        if normal is not program:
+            if out is entry:
+                out = dict(entry)
+            out["program"] = normal
+    return out
+
+
+def _check_triple(value: Any, field: str) -> None:
+    if not isinstance(value, _SEQUENCE_TYPES) or len(value) != 3:
+        raise _Bad(field, f"expected a list of 3 numbers, found {_short(value)}")
+    for x in value:
+        if not isinstance(x, _NUMBER_TYPES) or isinstance(x, bool):
+            raise _Bad(field, f"expected a list of 3 numbers, found {_short(value)}")
+
+
+def _check_scene(scene: Any) -> None:
+    """Check one scene entry: image, objects and their attributes, relationships' shape."""
+    if not isinstance(scene, dict):
+        raise _Bad(None, f"expected an object, found {_kind(scene)}")
+    _check_image(scene)
+    _optional(scene, "split", str)
+    objects = scene.get("objects", _MISSING)
+    if not isinstance(objects, _SEQUENCE_TYPES):
+        raise _Bad("'objects'", "missing" if objects is _MISSING else f"found {_kind(objects)}")
+    for k, obj in enumerate(objects):
+        where = f"'objects'[{k}]"
+        if not isinstance(obj, dict):
+            raise _Bad(where, f"expected an object, found {_kind(obj)}")
+        for attr, vocab in ATTRIBUTE_VALUES.items():
+            value = obj.get(attr, _MISSING)
+            if value not in vocab:
+                if value is _MISSING:
+                    raise _Bad(f"{where}.{attr}", "missing")
+                raise _Bad(f"{where}.{attr}", f"{_short(value)} is not one of {', '.join(vocab)}")
+        _check_triple(obj.get("3d_coords"), f"{where}.3d_coords")
+        _check_triple(obj.get("pixel_coords"), f"{where}.pixel_coords")
+        rotation = obj.get("rotation", 0.0)
+        if not isinstance(rotation, _NUMBER_TYPES) or isinstance(rotation, bool):
+            raise _Bad(f"{where}.rotation", f"expected a number, found {_short(rotation)}")
+    relationships = scene.get("relationships", _MISSING)
+    if not isinstance(relationships, dict):
+        raise _Bad(
+            "'relationships'",
+            "missing" if relationships is _MISSING else f"found {_kind(relationships)}",
+        )
+    n = len(objects)
+    for rel in RELATIONS:
+        lists = relationships.get(rel, _MISSING)
+        where = f"'relationships'.{rel}"
+        if not isinstance(lists, _SEQUENCE_TYPES) or len(lists) != n:
+            raise _Bad(where, f"expected one list per object ({n}), found {_short(lists)}")
+        for i, related in enumerate(lists):
+            if not isinstance(related, _SEQUENCE_TYPES):
+                raise _Bad(f"{where}[{i}]", f"expected a list, found {_kind(related)}")
+            for j in related:
+                if type(j) is not int or not 0 <= j < n or j == i:
+                    raise _Bad(f"{where}[{i}]", f"{_short(j)} is not another object's index")
+    directions = scene.get("directions", _MISSING)
+    if directions is not _MISSING:
+        if not isinstance(directions, dict):
+            raise _Bad("'directions'", f"expected an object, found {_kind(directions)}")
+        for name, vector in directions.items():
+            _check_triple(vector, f"'directions'.{name}")
+
+
+def _check_humans(entry: Any) -> dict:
+    """Check one CLEVR-Humans entry (no program); normalise its answer."""
+    if not isinstance(entry, dict):
+        raise _Bad(None, f"expected an object, found {_kind(entry)}")
+    _require(entry, "question", str)
+    _check_image(entry)
+    answer = entry.get("answer", _MISSING)
+    if answer is not _MISSING:
+        normal = _normalise_answer(answer)
+        if normal is not answer:
+            entry = dict(entry)
+            entry["answer"] = normal
+    return entry
+
+
+def _validate_all(path: PathLike, entries: Iterable, check, kind: str) -> list:
+    """Apply `check` to every entry; the first problem becomes a located ClevrFormatError."""
+    out: list = []
+    try:  # one try around the loop: no per-entry exception machinery on the happy path
+        for entry in entries:
+            out.append(check(entry))
+    except _Bad as bad:  # the failing entry is the one after those already checked
+        raise ClevrFormatError(
+            path, bad.problem, index=len(out), field=bad.field, entry=kind
+        ) from None
+    return out
+
+
+def _check_scene_keep(scene: Any) -> Any:
+    _check_scene(scene)
+    return scene
+
+
+# ----------------------------------------------------------------------------- public readers
+
+
+def load_questions(path: PathLike) -> list[dict]:
+    """The questions of a CLEVR question file, validated, in the released dialect.
+
+    Test entries (no `answer`, `program`, `question_family_index`) are returned as they are.
+    Raises ClevrFormatError for any malformed file or entry; OSError when it cannot be read.
+    """
+    entries = _entries(path, _read_json(path), "questions")
+    return _validate_all(path, entries, _normalise_question, "question")
+
+
+def load_scenes(path: PathLike) -> list[dict]:
+    """The scenes of a CLEVR scene file, validated (attributes, coordinates, relationships)."""
+    entries = _entries(path, _read_json(path), "scenes")
+    return _validate_all(path, entries, _check_scene_keep, "scene")
+
+
+def load_humans_questions(path: PathLike) -> list[dict]:
+    """The questions of a CLEVR-Humans file (`{"questions": [...]}`, no programs), validated.
+
+    Answers, where present, must be among CLEVR's 28 answers.
+    """
+    entries = _entries(path, _read_json(path), "questions")
+    return _validate_all(path, entries, _check_humans, "question")
+
+
+_INFO_HEAD = re.compile(r'\s*\{\s*"info"\s*:\s*')
+
+
+def read_info(path: PathLike) -> dict:
+    """The `info` block of a question or scene file ({} when it has none).
+
+    The released files put `info` first, so it is read from the file's head without parsing
+    the whole (possibly 100 MB) file; other files are parsed whole.
+    """
+    with open(path, "rb") as f:
+        head = f.read(1 << 16).decode("utf-8", "ignore").lstrip("\ufeff")
+    match = _INFO_HEAD.match(head)
+    if match:
+        try:
+            info, _ = json.JSONDecoder().raw_decode(head, match.end())
+        except json.JSONDecodeError:
+            info = _MISSING  # a longer info block, or a broken file: parse it whole below
+        if isinstance(info, dict):
+            return info
+    data = _read_json(path)
+    if not isinstance(data, dict):
+        raise ClevrFormatError(path, f"expected a JSON object at the top, found {_kind(data)}")
+    info = data.get("info", {})
+    if not isinstance(info, dict):
+        raise ClevrFormatError(path, f"expected an object, found {_kind(info)}", field="'info'")
+    return info
+
+
+# ----------------------------------------------------------------------------- writers
+
+
+def _ordered_question(entry: dict) -> dict:
+    """The entry with the released keys first, in CLEVR.md's order, then any others."""
+    out = {key: entry[key] for key in _QUESTION_KEY_ORDER if key in entry}
+    for key, value in entry.items():
+        if key not in out:
+            out[key] = value
+    return out
+
+
+def _atomic_write_json(path: PathLike, document: dict) -> None:
+    """Write `document` as compact JSON to `path` atomically (readers never see half a file)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            try:
+                json.dump(document, f, allow_nan=False)
+            except ValueError as exc:  # NaN/inf: would not be JSON other readers can parse
+                raise ClevrFormatError(path, f"cannot be written as JSON: {exc}") from None
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_UMASK)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def save_questions(path: PathLike, questions: Iterable[dict], info: dict | None = None) -> None:
+    """Validate `questions` and write them to `path` in the released dialect, atomically.
+
+    Generator-dialect entries are normalised first; the caller's objects are not modified.
+    Raises ClevrFormatError (naming `path` and the entry) before writing anything.
+    """
+    normal = _validate_all(path, questions, _normalise_question, "question")
+    document = {"info": dict(info or {}), "questions": [_ordered_question(q) for q in normal]}
+    _atomic_write_json(path, document)
+
+
+def save_scenes(path: PathLike, scenes: Iterable[dict], info: dict | None = None) -> None:
+    """Validate `scenes` and write them to `path` as a released-style scene file, atomically."""
+    checked = _validate_all(path, scenes, _check_scene_keep, "scene")
+    _atomic_write_json(path, {"info": dict(info or {}), "scenes": checked})
