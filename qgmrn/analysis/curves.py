@@ -1,0 +1,142 @@
+"""Learning curves (metrics.jsonl) and accuracy-by-type bar charts (eval.json).
+
+``metrics.jsonl`` holds one JSON object per logged training step (``step, epoch, loss,
+load_loss, acc, lr, tau, samples_per_s, exec_ratio``) and validation rows marked
+``{"kind": "val", ...}`` (docs/internals.md).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from qgmrn.analysis.tables import read_eval
+from qgmrn.clevr.constants import QUESTION_TYPES, SUBTYPE_LABELS, SUBTYPES, TYPE_LABELS
+
+PathLike = str | os.PathLike
+
+
+def read_metrics(run_dir: PathLike) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(train rows, validation rows) of a run's metrics.jsonl (a run directory or the file).
+
+    Rows without a ``kind`` are training steps. Lines that are not valid JSON (a run killed
+    mid-write) are skipped.
+    """
+    path = Path(run_dir)
+    if path.is_dir():
+        path = path / "metrics.jsonl"
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no metrics.jsonl; has this run started?")
+    rows = []
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if not line:
+            continue
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    df = pd.DataFrame(rows)
+    if "kind" not in df.columns:
+        df["kind"] = "train"
+    df["kind"] = df["kind"].fillna("train")
+    train = df[df["kind"] == "train"].reset_index(drop=True)
+    val = df[df["kind"] == "val"].reset_index(drop=True)
+    return train, val
+
+
+def _val_accuracy_column(val: pd.DataFrame) -> str | None:
+    for name in ("acc", "overall", "val_acc", "accuracy"):
+        if name in val.columns:
+            return name
+    return None
+
+
+def plot_learning_curves(run_dirs: Mapping[str, PathLike] | PathLike) -> Figure:
+    """Training loss, training accuracy and validation accuracy against the step.
+
+    `run_dirs` is one run directory or {label: run directory} for several runs on shared axes.
+    """
+    if not isinstance(run_dirs, Mapping):
+        run_dirs = {Path(run_dirs).name: run_dirs}
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 3.8))
+    for i, (label, run_dir) in enumerate(run_dirs.items()):
+        color = f"C{i}"
+        train, val = read_metrics(run_dir)
+        if len(train) and "loss" in train:
+            ax_loss.plot(train["step"], train["loss"], color=color, label=f"{label} loss")
+            if "load_loss" in train and train["load_loss"].notna().any():
+                ax_loss.plot(
+                    train["step"],
+                    train["load_loss"],
+                    color=color,
+                    linestyle=":",
+                    label=f"{label} load loss",
+                )
+        if len(train) and "acc" in train:
+            ax_acc.plot(train["step"], train["acc"], color=color, alpha=0.6, label=f"{label} train")
+        col = _val_accuracy_column(val)
+        if len(val) and col and "step" in val:
+            ax_acc.plot(
+                val["step"], val[col], color=color, marker="o", linestyle="--", label=f"{label} val"
+            )
+    ax_loss.set_xlabel("step")
+    ax_loss.set_ylabel("loss")
+    ax_loss.set_title("training loss")
+    ax_acc.set_xlabel("step")
+    ax_acc.set_ylabel("accuracy")
+    ax_acc.set_ylim(0, 1)
+    ax_acc.set_title("accuracy")
+    for ax in (ax_loss, ax_acc):
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def accuracy_frame(run_dirs: Mapping[str, PathLike], *, by: str = "type") -> pd.DataFrame:
+    """Accuracy (fractions) per question type (`by="type"`) or subtype (`by="subtype"`):
+    rows = display names in the paper's order, columns = run labels."""
+    if by == "type":
+        field, keys, labels = "by_type", QUESTION_TYPES, TYPE_LABELS
+    elif by == "subtype":
+        field, keys, labels = "by_subtype", SUBTYPES, SUBTYPE_LABELS
+    else:
+        raise ValueError(f"by must be 'type' or 'subtype', not {by!r}")
+    data = {}
+    for label, run_dir in run_dirs.items():
+        ev = read_eval(run_dir)
+        data[label] = [ev.get(field, {}).get(k, np.nan) for k in keys]
+    return pd.DataFrame(data, index=[labels[k] for k in keys])
+
+
+def plot_accuracy_by_type(
+    run_dirs: Mapping[str, PathLike] | PathLike, *, by: str = "type", chance: bool = True
+) -> Figure:
+    """Grouped bars of accuracy per question type (or subtype), one bar per run."""
+    if not isinstance(run_dirs, Mapping):
+        run_dirs = {Path(run_dirs).name: run_dirs}
+    df = accuracy_frame(run_dirs, by=by)
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.9 * len(df) + 2), 3.8))
+    width = 0.8 / max(1, df.shape[1])
+    x = np.arange(len(df))
+    for i, label in enumerate(df.columns):
+        overall = read_eval(run_dirs[label])["overall"]
+        ax.bar(x + i * width, df[label], width, label=f"{label} (overall {overall:.1%})")
+    ax.set_xticks(x + width * (df.shape[1] - 1) / 2)
+    ax.set_xticklabels(df.index, rotation=30 if by == "subtype" else 0, ha="right", fontsize=8)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("accuracy")
+    ax.set_title(f"accuracy by question {by}")
+    ax.legend(fontsize=8)
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,249 @@
+"""Routing paths: loading, splitting by stage, t-SNE (paper Fig. 2), execution ratios (Fig. 3).
+
+A routing path is the concatenation of all gates of one question, ``(G,)`` with
+``G = sum(layer_sizes)``; ``routing_paths.npz`` stores one per evaluated question (see
+docs/internals.md). Stages are the groups of routed layers between downsamplings
+(``stage_of_layer``); the paper flattens each stage's gates into a vector and embeds it in 2-D.
+
+Dimension letters: N questions, G gates in total, L routed layers, M_l modules of layer l.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from qgmrn.clevr.constants import SUBTYPE_LABELS, SUBTYPES
+
+PathLike = str | os.PathLike
+
+
+@dataclass(frozen=True)
+class RoutingPaths:
+    """The contents of ``routing_paths.npz``."""
+
+    paths: np.ndarray  # (N, G) uint8
+    layer_sizes: np.ndarray  # (L,) int
+    stage_of_layer: np.ndarray  # (L,) int
+    subtypes: np.ndarray  # (N,) int, index into SUBTYPES (-1 unknown)
+    question_index: np.ndarray  # (N,) int
+    answers: np.ndarray | None = None  # (N,) int
+    predictions: np.ndarray | None = None  # (N,) int
+
+    @property
+    def num_layers(self) -> int:
+        return len(self.layer_sizes)
+
+
+def load_routing_paths(path: PathLike) -> RoutingPaths:
+    """Read ``routing_paths.npz`` (a run directory or the file itself) and check its shapes."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "routing_paths.npz"
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no routing paths; evaluate a routed model first")
+    with np.load(path) as z:
+        rp = RoutingPaths(
+            paths=z["paths"],
+            layer_sizes=z["layer_sizes"].astype(int),
+            stage_of_layer=z["stage_of_layer"].astype(int),
+            subtypes=z["subtypes"].astype(int),
+            question_index=z["question_index"],
+            answers=z["answers"] if "answers" in z else None,
+            predictions=z["predictions"] if "predictions" in z else None,
+        )
+    if rp.paths.ndim != 2 or rp.paths.shape[1] != int(rp.layer_sizes.sum()):
+        raise ValueError(
+            f"{path}: paths has shape {rp.paths.shape} but layer_sizes sum to "
+            f"{int(rp.layer_sizes.sum())}"
+        )
+    if len(rp.stage_of_layer) != len(rp.layer_sizes) or len(rp.subtypes) != len(rp.paths):
+        raise ValueError(f"{path}: stage_of_layer/layer_sizes or subtypes/paths lengths differ")
+    return rp
+
+
+def split_layers(paths: np.ndarray, layer_sizes: Sequence[int]) -> list[np.ndarray]:
+    """(N, G) -> one (N, M_l) array per routed layer."""
+    bounds = np.cumsum([0, *layer_sizes])
+    if paths.shape[1] != bounds[-1]:
+        raise ValueError(f"paths have {paths.shape[1]} gates but layer_sizes sum to {bounds[-1]}")
+    return [paths[:, a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+
+
+def split_stages(
+    paths: np.ndarray, layer_sizes: Sequence[int], stage_of_layer: Sequence[int]
+) -> dict[int, np.ndarray]:
+    """(N, G) -> {stage: (N, sum of M_l over the stage's layers)}, stages in increasing order."""
+    layers = split_layers(paths, layer_sizes)
+    stages: dict[int, list[np.ndarray]] = {}
+    for layer, stage in zip(layers, stage_of_layer, strict=True):
+        stages.setdefault(int(stage), []).append(layer)
+    return {s: np.concatenate(stages[s], axis=1) for s in sorted(stages)}
+
+
+def sample_per_subtype(subtypes: np.ndarray, per_subtype: int, seed: int = 0) -> np.ndarray:
+    """Indices of at most `per_subtype` random instances of each subtype (sorted, no -1)."""
+    rng = np.random.default_rng(seed)
+    chosen = []
+    for s in np.unique(subtypes):
+        if s < 0:
+            continue
+        idx = np.flatnonzero(subtypes == s)
+        if len(idx) > per_subtype:
+            idx = rng.choice(idx, per_subtype, replace=False)
+        chosen.append(idx)
+    return np.sort(np.concatenate(chosen)) if chosen else np.zeros(0, dtype=int)
+
+
+def tsne_by_stage(
+    paths: np.ndarray,
+    stage_of_layer: Sequence[int],
+    subtypes: np.ndarray,
+    *,
+    layer_sizes: Sequence[int],
+    per_subtype: int = 500,
+    seed: int = 0,
+    perplexity: float = 30.0,
+    max_iter: int = 1000,
+) -> pd.DataFrame:
+    """Embed each stage's routing paths in 2-D with t-SNE, as the paper's Figure 2.
+
+    At most `per_subtype` instances per subtype are drawn (the paper: 500 per subtype of the
+    validation set). Returns a long DataFrame with columns ``stage, x, y, subtype, subtype_name,
+    index`` (``index`` = row in `paths`). The perplexity is lowered when there are few points.
+    """
+    from sklearn.manifold import TSNE
+
+    idx = sample_per_subtype(np.asarray(subtypes), per_subtype, seed)
+    if len(idx) < 2:
+        raise ValueError("t-SNE needs at least two routing paths with a known subtype")
+    stages = split_stages(np.asarray(paths)[idx].astype(np.float32), layer_sizes, stage_of_layer)
+    perp = float(min(perplexity, max(1.0, (len(idx) - 1) / 3)))
+    frames = []
+    for stage, x in stages.items():
+        emb = TSNE(
+            n_components=2,
+            perplexity=perp,
+            init="pca" if x.shape[1] >= 2 else "random",
+            learning_rate="auto",
+            max_iter=max_iter,
+            random_state=seed,
+        ).fit_transform(x)
+        st = np.asarray(subtypes)[idx]
+        frames.append(
+            pd.DataFrame(
+                {
+                    "stage": stage,
+                    "x": emb[:, 0],
+                    "y": emb[:, 1],
+                    "subtype": st,
+                    "subtype_name": [SUBTYPE_LABELS[SUBTYPES[s]] for s in st],
+                    "index": idx,
+                }
+            )
+        )
+    return pd.concat(frames, ignore_index=True)
+
+
+def subtype_colors() -> dict[str, tuple]:
+    """A fixed colour per subtype display name (13 distinct colours)."""
+    cmap = plt.get_cmap("tab20")
+    return {SUBTYPE_LABELS[s]: cmap(i) for i, s in enumerate(SUBTYPES)}
+
+
+def plot_tsne_stages(emb: pd.DataFrame, *, title: str = "", point_size: float = 6.0) -> Figure:
+    """2x2 panels (stage 1 top-left ... stage 4 bottom-right) coloured by the 13 subtypes."""
+    stages = sorted(emb["stage"].unique())
+    ncols = 2
+    nrows = max(1, int(np.ceil(len(stages) / ncols)))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(10, 4.6 * nrows), squeeze=False)
+    colors = subtype_colors()
+    for ax in axes.flat[len(stages) :]:
+        ax.axis("off")
+    for ax, stage in zip(axes.flat, stages, strict=False):
+        d = emb[emb["stage"] == stage]
+        for name, color in colors.items():
+            pts = d[d["subtype_name"] == name]
+            if len(pts):
+                ax.scatter(pts["x"], pts["y"], s=point_size, color=color, label=name, alpha=0.8)
+        ax.set_title(f"stage {stage + 1}" if min(stages) == 0 else f"stage {stage}")
+        ax.set_xticks([])
+        ax.set_yticks([])
+    handles = [
+        plt.Line2D([], [], marker="o", linestyle="", color=c, label=n) for n, c in colors.items()
+    ]
+    fig.legend(handles=handles, loc="center right", title="question subtype", fontsize=8)
+    fig.tight_layout(rect=(0, 0, 0.8, 0.95 if title else 1.0))
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def execution_ratio_per_layer(paths: np.ndarray, layer_sizes: Sequence[int]) -> np.ndarray:
+    """(N, G) gates -> (N, L): the fraction of each layer's modules that executed, per question."""
+    return np.stack([layer.mean(axis=1) for layer in split_layers(paths, layer_sizes)], axis=1)
+
+
+def execution_ratio_frame(ratios: Mapping[str, np.ndarray]) -> pd.DataFrame:
+    """{model: (N, L) ratios} -> long DataFrame with columns ``model, layer (1-based), ratio``."""
+    frames = []
+    for model, r in ratios.items():
+        n, num_layers = r.shape
+        frames.append(
+            pd.DataFrame(
+                {
+                    "model": model,
+                    "layer": np.tile(np.arange(1, num_layers + 1), n),
+                    "ratio": r.reshape(-1),
+                }
+            )
+        )
+    return pd.concat(frames, ignore_index=True)
+
+
+def plot_execution_ratio_boxplots(ratios: Mapping[str, np.ndarray]) -> Figure:
+    """One panel per model of box plots of the module execution ratio per layer (Fig. 3)."""
+    n = len(ratios)
+    fig, axes = plt.subplots(1, n, figsize=(5.5 * n, 3.8), squeeze=False)
+    for ax, (model, r) in zip(axes.flat, ratios.items(), strict=True):
+        ax.boxplot([r[:, layer] for layer in range(r.shape[1])], showfliers=False)
+        ax.set_xticks(range(1, r.shape[1] + 1))
+        ax.set_xticklabels([str(i) for i in range(1, r.shape[1] + 1)], fontsize=7)
+        ax.set_ylim(-0.02, 1.02)
+        ax.set_xlabel("routed layer")
+        ax.set_ylabel("execution ratio")
+        ax.set_title(f"{model}: mean {r.mean():.2f}")
+    fig.tight_layout()
+    return fig
+
+
+def plot_routing_paths(
+    paths: Sequence[np.ndarray],
+    layer_sizes: Sequence[int],
+    titles: Sequence[str],
+) -> Figure:
+    """Routing paths of a few questions side by side: one row per routed layer, each layer's
+    modules stretched to the same width (open = dark)."""
+    num_layers = len(layer_sizes)
+    width = int(max(layer_sizes))
+    fig, axes = plt.subplots(1, len(paths), figsize=(4.2 * len(paths), 0.25 * num_layers + 1.5))
+    axes = np.atleast_1d(axes)
+    for ax, path, title in zip(axes, paths, titles, strict=True):
+        img = np.zeros((num_layers, width))
+        for row, layer in enumerate(split_layers(np.asarray(path).reshape(1, -1), layer_sizes)):
+            img[row] = layer[0][np.arange(width) * layer.shape[1] // width]  # stretch to width
+        ax.imshow(img, aspect="auto", cmap="Greys", vmin=0, vmax=1, interpolation="nearest")
+        ax.set_yticks(range(num_layers))
+        ax.set_yticklabels([f"{i + 1} ({m})" for i, m in enumerate(layer_sizes)], fontsize=7)
+        ax.set_xticks([])
+        ax.set_ylabel("layer (modules)")
+        ax.set_title(title, fontsize=9, wrap=True)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,283 @@
+"""Tables 1 and 2: the paper's published numbers beside ours, clearly labelled, never mixed.
+
+`PAPER_TABLE1` and `PAPER_TABLE2` are typed in from the paper (accuracy in percent; ``None``
+where the paper prints "–"). `build_table1` / `build_table2` read our runs' ``eval.json`` files
+(fractions, see docs/internals.md) and return one DataFrame indexed by ``(source, model)`` in
+which the paper's rows and ours are separate blocks: ``source`` is ``"paper"`` for the published
+numbers and ``"ours (<profile>)"`` for ours. Nothing is averaged or filled across the two.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+import pandas as pd
+
+from qgmrn.analysis._io import atomic_write_text
+from qgmrn.clevr.constants import QUESTION_TYPES, TYPE_LABELS
+
+PathLike = str | os.PathLike
+
+# Column names, in the paper's order; the first six are CLEVR accuracies, the last CLEVR-Humans
+# after fine-tuning. eval.json's by_type is keyed by QUESTION_TYPES, in the same order.
+TYPE_KEYS: tuple[str, ...] = tuple(QUESTION_TYPES)
+TYPE_COLUMNS: tuple[str, ...] = tuple(TYPE_LABELS[t] for t in TYPE_KEYS)
+TABLE1_COLUMNS: tuple[str, ...] = ("Overall", *TYPE_COLUMNS, "Humans after FT")
+TABLE2_COLUMNS: tuple[str, ...] = ("Overall", *TYPE_COLUMNS)
+
+Row = tuple[float | None, ...]
+
+# Table 1 of the paper: accuracy (%) on CLEVR (overall and per type) and on CLEVR-Humans after
+# fine-tuning. (*) marks methods that use program supervision.
+PAPER_TABLE1: dict[str, Row] = {
+    "Human (Johnson et al. 2017b)": (92.6, 86.7, 96.6, 86.5, 95.0, 96.0, None),
+    "N2NMN* (Hu et al. 2017)": (83.7, 68.5, 85.7, 84.9, 90.0, 88.7, None),
+    "PG+EE (18K prog.)* (Johnson et al. 2017b)": (95.4, 90.1, 97.3, 96.5, 97.4, 98.0, 66.6),
+    "PG+EE (700K prog.)* (Johnson et al. 2017b)": (96.9, 92.7, 97.1, 98.7, 98.1, 98.9, None),
+    "TbD* (Mascharka et al. 2018)": (99.1, 97.6, 99.2, 99.4, 99.5, 99.6, None),
+    "LSTM (Johnson et al. 2017b)": (46.8, 41.7, 61.1, 69.8, 36.8, 51.8, 36.5),
+    "CNN+LSTM (Johnson et al. 2017b)": (52.3, 43.7, 65.2, 67.1, 49.3, 53.0, 43.2),
+    "CNN+LSTM+SA (Johnson et al. 2017b)": (76.6, 64.4, 82.7, 77.4, 82.6, 75.4, 57.6),
+    "FiLM (Perez et al. 2018)": (97.6, 94.3, 99.3, 93.4, 99.3, 99.3, 75.9),
+    "QGHC (Gao et al. 2018)": (86.3, 78.1, 91.7, 80.7, 89.4, 86.8, None),
+    "Relation Network (Santoro et al. 2017)": (95.5, 90.1, 97.8, 93.6, 97.9, 97.1, None),
+    "MAC (Hudson and Manning 2018)": (98.9, 97.2, 99.5, 99.4, 99.3, 99.5, 81.5),
+    "NS-CL (Mao et al. 2019)": (98.9, 98.2, 98.9, 99.0, 99.3, 99.1, None),
+    "BRN (c=8)": (86.8, 79.5, 93.4, 75.1, 90.0, 91.1, None),
+    "BRN (c=16)": (94.7, 90.8, 98.1, 82.8, 97.3, 98.4, None),
+    "BRN (c=32)": (97.9, 95.4, 98.9, 92.9, 99.4, 99.7, 77.9),
+    "BRN (c=32)+Attention": (98.7, 97.4, 99.6, 95.1, 99.7, 99.7, 79.3),
+    "FRN": (98.2, 96.6, 99.9, 94.1, 98.7, 99.9, 79.9),
+    "FRN+Attention": (98.9, 97.7, 99.9, 94.5, 99.8, 99.9, 81.8),
+}
+
+# Table 2 of the paper: ablations of BRN on CLEVR, accuracy (%). Rows are (experiment, model);
+# the paper repeats some rows across experiments and so do we. "gn" = GroupNorm as the third
+# normalisation of the bottleneck; rows without "gn" use BatchNorm there.
+PAPER_TABLE2: dict[tuple[str, str], Row] = {
+    ("q to classifier", "c=16, w/o q"): (89.7, 84.7, 95.9, 81.9, 90.2, 94.6),
+    ("q to classifier", "c=16, w/ q"): (93.0, 90.8, 98.6, 83.6, 91.7, 98.9),
+    ("bn vs gn", "c=8, w/ q"): (75.1, 66.8, 84.7, 75.8, 80.3, 68.4),
+    ("bn vs gn", "c=8, w/ q, gn"): (86.8, 79.5, 93.4, 75.1, 90.0, 91.1),
+    ("bn vs gn", "c=16, w/ q"): (93.0, 90.8, 98.6, 83.6, 91.7, 98.9),
+    ("bn vs gn", "c=16, w/ q, gn"): (94.7, 90.8, 98.1, 82.8, 97.3, 98.4),
+    ("bn vs gn", "c=32, w/ q"): (94.0, 93.0, 99.6, 85.9, 91.9, 99.4),
+    ("bn vs gn", "c=32, w/ q, gn"): (97.9, 95.4, 98.9, 92.9, 99.4, 99.7),
+    ("modules per layer", "c=8, w/ q"): (75.1, 66.8, 84.7, 75.8, 80.3, 68.4),
+    ("modules per layer", "c=16, w/ q"): (93.0, 90.8, 98.6, 83.6, 91.7, 98.9),
+    ("modules per layer", "c=32, w/ q"): (94.0, 93.0, 99.6, 85.9, 91.9, 99.4),
+    ("modules per layer", "c=8, w/ q, gn"): (86.8, 79.5, 93.4, 75.1, 90.0, 91.1),
+    ("modules per layer", "c=16, w/ q, gn"): (94.7, 90.8, 98.1, 82.8, 97.3, 98.4),
+    ("modules per layer", "c=32, w/ q, gn"): (97.9, 95.4, 98.9, 92.9, 99.4, 99.7),
+    ("depth and width", "c=32, w/ q"): (94.0, 93.0, 99.6, 85.9, 91.9, 99.4),
+    ("depth and width", "c=32, w/ q, deeper"): (94.3, 94.1, 99.6, 85.4, 92.1, 99.5),
+    ("depth and width", "c=32, w/ q, wider"): (93.7, 91.7, 99.0, 83.8, 93.0, 99.1),
+}
+
+# Which of our presets (qgmrn.config.PRESETS) stands for which paper row.
+TABLE1_PRESETS: dict[str, str] = {
+    "LSTM": "lstm",
+    "CNN+LSTM": "cnn_lstm",
+    "CNN+LSTM+SA": "cnn_lstm_sa",
+    "FiLM": "film",
+    "BRN (c=8)": "brn_c8",
+    "BRN (c=16)": "brn_c16",
+    "BRN (c=32)": "brn_c32",
+    "BRN (c=32)+Attention": "brn_c32_attn",
+    "FRN": "frn",
+    "FRN+Attention": "frn_attn",
+}
+# Table 2 model label -> preset. Caveat: the paper's "w/o q", "deeper" and "wider" rows use
+# BatchNorm (they are compared with BatchNorm rows); our presets are whatever qgmrn.config says.
+TABLE2_PRESETS: dict[str, str] = {
+    "c=16, w/o q": "brn_c16_noq",
+    "c=8, w/ q": "brn_c8_bn",
+    "c=8, w/ q, gn": "brn_c8",
+    "c=16, w/ q": "brn_c16_bn",
+    "c=16, w/ q, gn": "brn_c16",
+    "c=32, w/ q": "brn_c32_bn",
+    "c=32, w/ q, gn": "brn_c32",
+    "c=32, w/ q, deeper": "brn_c32_deeper",
+    "c=32, w/ q, wider": "brn_c32_wider",
+}
+
+PAPER_SOURCE = "paper"
+
+
+def _paper_frame(rows: Mapping, columns: tuple[str, ...]) -> pd.DataFrame:
+    data = [[math.nan if v is None else v for v in values] for values in rows.values()]
+    return pd.DataFrame(data, columns=list(columns))
+
+
+def paper_table1() -> pd.DataFrame:
+    """The paper's Table 1 as a DataFrame indexed by (source="paper", model)."""
+    df = _paper_frame(PAPER_TABLE1, TABLE1_COLUMNS)
+    df.index = pd.MultiIndex.from_product(
+        [[PAPER_SOURCE], list(PAPER_TABLE1)], names=["source", "model"]
+    )
+    df.insert(0, "n", math.nan)
+    return df
+
+
+def paper_table2() -> pd.DataFrame:
+    """The paper's Table 2 indexed by (source="paper", experiment, model)."""
+    df = _paper_frame(PAPER_TABLE2, TABLE2_COLUMNS)
+    df.index = pd.MultiIndex.from_tuples(
+        [(PAPER_SOURCE, exp, model) for exp, model in PAPER_TABLE2],
+        names=["source", "experiment", "model"],
+    )
+    df.insert(0, "n", math.nan)
+    return df
+
+
+def read_eval(run_dir: PathLike) -> dict:
+    """The ``eval.json`` of a run directory (or the file itself)."""
+    path = Path(run_dir)
+    if path.is_dir():
+        path = path / "eval.json"
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no eval.json; has this run been evaluated?")
+    return json.loads(path.read_text())
+
+
+def read_run_profile(run_dir: PathLike) -> str | None:
+    """The profile recorded in a run's ``config.json``, or None if there is none."""
+    path = Path(run_dir) / "config.json"
+    if not path.exists():
+        return None
+    return json.loads(path.read_text()).get("profile")
+
+
+def eval_row(ev: Mapping, columns: tuple[str, ...] = TABLE2_COLUMNS) -> list[float]:
+    """Overall and per-type accuracy of one eval.json, in percent, in `columns` order."""
+    by_type = ev.get("by_type", {})
+    values = {"Overall": ev["overall"]}
+    for col, key in zip(TYPE_COLUMNS, TYPE_KEYS, strict=True):
+        values[col] = by_type.get(key, math.nan)
+    return [100.0 * float(values.get(col, math.nan)) for col in columns]
+
+
+def _ours_source(run_dirs: Mapping[str, PathLike], source: str | None) -> str:
+    if source is not None:
+        return source
+    profiles = sorted({p for d in run_dirs.values() if (p := read_run_profile(d)) is not None})
+    return f"ours ({', '.join(profiles)})" if profiles else "ours"
+
+
+def build_table1(
+    run_dirs: Mapping[str, PathLike],
+    humans_run_dirs: Mapping[str, PathLike] | None = None,
+    *,
+    source: str | None = None,
+    include_paper: bool = True,
+) -> pd.DataFrame:
+    """Table 1: the paper's rows, then ours (one row per entry of `run_dirs`).
+
+    run_dirs:        model label -> run directory holding eval.json (CLEVR-style test split).
+    humans_run_dirs: model label -> fine-tuned run directory whose eval.json gives the
+                     "Humans after FT" column; labels absent here get NaN there.
+    source:          label of our block (default "ours (<profiles of the runs>)").
+    Accuracies are percentages; column ``n`` is the number of questions we evaluated.
+    """
+    humans_run_dirs = dict(humans_run_dirs or {})
+    src = _ours_source(run_dirs, source)
+    rows, index = [], []
+    for label, run_dir in run_dirs.items():
+        ev = read_eval(run_dir)
+        values = eval_row(ev, TABLE2_COLUMNS)
+        humans = math.nan
+        if label in humans_run_dirs:
+            humans = 100.0 * float(read_eval(humans_run_dirs[label])["overall"])
+        rows.append([float(ev.get("n", math.nan)), *values, humans])
+        index.append((src, label))
+    ours = pd.DataFrame(
+        rows,
+        columns=["n", *TABLE1_COLUMNS],
+        index=pd.MultiIndex.from_tuples(index, names=["source", "model"]),
+    )
+    return pd.concat([paper_table1(), ours]) if include_paper else ours
+
+
+def build_table2(
+    run_dirs: Mapping[str, PathLike],
+    *,
+    source: str | None = None,
+    include_paper: bool = True,
+) -> pd.DataFrame:
+    """Table 2: the paper's ablation rows, then ours, each placed in every experiment that the
+    paper lists its model label under (labels as in `TABLE2_PRESETS`; an unknown label goes under
+    experiment "other")."""
+    src = _ours_source(run_dirs, source)
+    rows, index = [], []
+    for label, run_dir in run_dirs.items():
+        ev = read_eval(run_dir)
+        experiments = [exp for exp, model in PAPER_TABLE2 if model == label] or ["other"]
+        for exp in experiments:
+            rows.append([float(ev.get("n", math.nan)), *eval_row(ev, TABLE2_COLUMNS)])
+            index.append((src, exp, label))
+    ours = pd.DataFrame(
+        rows,
+        columns=["n", *TABLE2_COLUMNS],
+        index=pd.MultiIndex.from_tuples(index, names=["source", "experiment", "model"]),
+    )
+    return pd.concat([paper_table2(), ours]) if include_paper else ours
+
+
+def side_by_side(table: pd.DataFrame, column: str = "Overall") -> pd.DataFrame:
+    """One metric with one column per source (paper, ours ...), rows = model labels."""
+    df = table[column].reset_index()
+    keys = [c for c in df.columns if c not in ("source", column)]
+    return df.pivot_table(index=keys, columns="source", values=column, sort=False)
+
+
+def _fmt(v: object) -> str:
+    if isinstance(v, float):
+        if math.isnan(v):
+            return "–"
+        return f"{v:.0f}" if v.is_integer() and v > 100 else f"{v:.1f}"
+    return str(v)
+
+
+def to_markdown(table: pd.DataFrame, title: str = "") -> str:
+    """A Markdown rendering with one section per source, so paper and ours are never mixed."""
+    lines = [f"# {title}", ""] if title else []
+    for src, block in table.groupby(level="source", sort=False):
+        heading = "Published in the paper" if src == PAPER_SOURCE else f"Ours: {src}"
+        block = block.droplevel("source")
+        names = list(block.index.names)
+        cols = [c for c in block.columns if not (c == "n" and block[c].isna().all())]
+        lines += [f"## {heading}", ""]
+        lines.append("| " + " | ".join([*names, *cols]) + " |")
+        lines.append("|" + "---|" * (len(names) + len(cols)))
+        for key, row in block.iterrows():
+            key = key if isinstance(key, tuple) else (key,)
+            cells = [str(k) for k in key] + [_fmt(row[c]) for c in cols]
+            lines.append("| " + " | ".join(cells) + " |")
+        lines.append("")
+    lines.append("Accuracy in percent; n = number of questions we evaluated; – = not reported.")
+    return "\n".join(lines) + "\n"
+
+
+def write_table(table: pd.DataFrame, out_dir: PathLike, name: str, title: str = "") -> dict:
+    """Write `table` as ``<out_dir>/<name>.csv`` and ``<name>.md`` atomically; returns the paths."""
+    out_dir = Path(out_dir)
+    csv_path = atomic_write_text(out_dir / f"{name}.csv", table.to_csv(float_format="%.2f"))
+    md_path = atomic_write_text(out_dir / f"{name}.md", to_markdown(table, title))
+    return {"csv": csv_path, "md": md_path}
+
+
+def find_runs(runs_dir: PathLike, names: Mapping[str, str]) -> dict[str, Path]:
+    """label -> run directory for each ``names[label]`` under `runs_dir` that has an eval.json.
+
+    Runs that are missing are left out, so a table can be built from what has been trained.
+    """
+    runs_dir = Path(runs_dir)
+    found = {}
+    for label, run_name in names.items():
+        if (runs_dir / run_name / "eval.json").exists():
+            found[label] = runs_dir / run_name
+    return found

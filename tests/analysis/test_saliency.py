@@ -1,0 +1,42 @@
+import matplotlib
+import numpy as np
+import torch
+from torch import nn
+
+from qgmrn.analysis import saliency
+from qgmrn.nn.output import VQAOutput
+
+matplotlib.use("Agg")
+
+
+class PixelPicker(nn.Module):
+    """Answer scores that depend on one pixel chosen by the question's first token."""
+
+    def forward(self, images, questions, lengths):
+        b = images.shape[0]
+        pix = images[torch.arange(b), 0, questions[:, 0], 0]  # (B,)
+        logits = torch.stack([pix * 3.0, torch.zeros_like(pix)], dim=1)
+        gates = [torch.ones(b, 2)]
+        return VQAOutput(logits, gates, gates)
+
+
+def test_saliency_points_at_the_pixel_the_question_reads():
+    image = np.full((3, 5, 4), 200, dtype=np.uint8)
+    out = saliency.saliency_maps(PixelPicker(), image, [[1, 9], [3]], normalize=lambda x: x / 255.0)
+    assert out["maps"].shape == (2, 5, 4)
+    assert np.unravel_index(out["maps"][0].argmax(), (5, 4)) == (1, 0)
+    assert np.unravel_index(out["maps"][1].argmax(), (5, 4)) == (3, 0)
+    assert out["maps"].max() == 1.0
+    assert list(out["predictions"]) == [0, 0]
+    assert out["gates"].shape == (2, 2)
+
+
+def test_pad_questions():
+    q, lengths = saliency.pad_questions([[5, 6, 7], [8]])
+    assert q.tolist() == [[5, 6, 7], [8, 0, 0]] and lengths.tolist() == [3, 1]
+
+
+def test_plot_saliency_grid():
+    img = np.zeros((5, 4, 3), np.uint8)
+    fig = saliency.plot_saliency_grid(img, np.zeros((2, 5, 4)), ["q1", "q2"], ["yes", "no"])
+    assert len(fig.axes) == 3
