@@ -54,27 +54,38 @@ class ModelConfig:
     embed_dim: int = 200
     hidden_dim: int = 512
     # routing network (sec. 3.3): one linear layer, bias log(0.7/0.3)
-    gate: str = "gumbel"  # gumbel (paper) | static (all gates 1: the static twin) | soft (ablation)
+    gate: str = "gumbel"  # gumbel (paper) | static (all gates 1: the static twin) | soft (ours)
     tau: float = 1.0  # Gumbel-sigmoid temperature; the paper keeps 1.0 (sec. 4.2)
     init_exec_prob: float = 0.7  # initial execution probability of each module (sec. 4.2)
-    # visual network
-    stage_depths: tuple[int, ...] = (2, 2, 2, 2)  # BRN: ResNeXt-26 (sec. 4.2, Table 2)
-    stage_widths: tuple[int, ...] = (64, 128, 256, 256)  # output width of each stage's blocks
-    cardinality: int = 16  # BRN modules per layer (8/16/32 in the paper)
-    bottleneck_ratio: int = 2  # ours (the paper leaves "width" open): grouped-conv width = width/2
+    router_init_std: float = 1e-3  # not in the paper: std of the router's initial weights
+    # visual network, shared: the stem is torchvision's (7x7/2 conv, norm, ReLU, 3x3/2 max pool)
     stem_width: int = 64
+    stem_pool: bool = True  # ours: False drops the stem's max pool (2x larger maps, small images)
+    # BRN: ResNeXt-26, stages [2,2,2,2] of bottlenecks (sec. 4.2, Table 2). Not in the paper:
+    # how "width" maps onto a bottleneck. Ours: a stage's width is its blocks' OUTPUT channels;
+    # the grouped 3x3 conv has c * max(1, width // (bottleneck_ratio * c)) channels, i.e.
+    # width / bottleneck_ratio whenever that divides by c (every paper-profile preset).
+    stage_depths: tuple[int, ...] = (2, 2, 2, 2)
+    stage_widths: tuple[int, ...] = (64, 128, 256, 256)
+    cardinality: int = 16  # BRN modules per layer (8/16/32 in the paper)
+    bottleneck_ratio: int = 2  # not in the paper: grouped-conv width = width / 2
     third_norm: str = "gn"  # gn (paper) | bn (Table 2 ablation): the bottleneck's third norm
-    gn_groups: int = 32  # not in the paper: GroupNorm groups of the third norm
-    frn_backbone: str = "resnet34"  # FRN: torchvision resnet34 (sec. 4.2)
+    gn_groups: int = 32  # not in the paper: GroupNorm groups (gcd with the channels is used)
+    # FRN: ResNet-34 basic blocks (sec. 4.2); exactly torchvision's resnet34 at these sizes.
+    # frn_backbone "resnet34" builds depths/widths below; another torchvision name (resnet18,
+    # resnet50, resnext50_32x4d, ...) is made routable as it is ("filter"; widths ignored).
+    frn_backbone: str = "resnet34"
+    frn_depths: tuple[int, ...] = (3, 4, 6, 3)
+    frn_widths: tuple[int, ...] = (64, 128, 256, 512)
     # head (sec. 3.4)
     head: str = "gmp"  # gmp (global max pooling + MLP) | attention
     head_uses_q: bool = True  # concatenate q to the pooled image feature (Table 2: w/ q)
     coord_maps: bool = True  # two coordinate channels appended to y_L (sec. 4.2)
     mlp_hidden: int = 1024  # not in the paper: classifier hidden width
-    attn_dim: int = 256  # not in the paper: Transformer d_model
+    attn_dim: int = 256  # not in the paper: Transformer d_model (d_t)
     attn_heads: int = 4  # not in the paper
     attn_layers: int = 2  # not in the paper
-    dropout: float = 0.0
+    dropout: float = 0.0  # not in the paper
 
 
 @dataclass(frozen=True)
@@ -147,28 +158,18 @@ _PROFILE_DATA: dict[str, DataConfig] = {
     ),
 }
 
+# Model sizes per profile. smoke and demo values are ours (chosen for a 2-core CPU: demo trains
+# at about 300 samples/s at 64x64, see results/bench/model.json); paper = the paper's sizes.
+# Demo drops the stem's max pool so that a 64x64 image gives a 4x4 y_L (2x2 with it).
 _PROFILE_MODEL: dict[str, dict[str, Any]] = {
     "smoke": dict(
-        embed_dim=16,
-        hidden_dim=32,
-        stage_widths=(8, 16, 16, 16),
-        stem_width=8,
-        gn_groups=4,
-        mlp_hidden=32,
-        attn_dim=16,
-        attn_heads=2,
-        attn_layers=1,
+        embed_dim=16, hidden_dim=32, stage_widths=(8, 16, 16, 16), stem_width=8, gn_groups=4,
+        frn_widths=(8, 8, 16, 16), mlp_hidden=32, attn_dim=16, attn_heads=2, attn_layers=1,
     ),
     "demo": dict(
-        embed_dim=64,
-        hidden_dim=128,
-        stage_widths=(32, 64, 128, 128),
-        stem_width=32,
-        gn_groups=16,
-        mlp_hidden=256,
-        attn_dim=64,
-        attn_heads=4,
-        attn_layers=1,
+        embed_dim=64, hidden_dim=128, stage_widths=(32, 64, 128, 128), stem_width=16,
+        stem_pool=False, gn_groups=16, frn_widths=(16, 32, 64, 128), mlp_hidden=256,
+        attn_dim=64, attn_heads=4, attn_layers=1,
     ),
     "paper": dict(),
 }
@@ -190,9 +191,13 @@ _PROFILE_TRAIN: dict[str, TrainConfig] = {
 
 
 def _base(name: str, profile: str, **model_overrides: Any) -> ExperimentConfig:
+    """A preset at a profile; a callable override is applied to the profile's ModelConfig."""
     if profile not in PROFILES:
         raise ValueError(f"unknown profile {profile!r}; choose from {', '.join(PROFILES)}")
-    model = dataclasses.replace(ModelConfig(), **{**_PROFILE_MODEL[profile], **model_overrides})
+    model = dataclasses.replace(ModelConfig(), **_PROFILE_MODEL[profile])
+    model = dataclasses.replace(
+        model, **{k: v(model) if callable(v) else v for k, v in model_overrides.items()}
+    )
     return ExperimentConfig(
         name=name,
         profile=profile,
@@ -207,6 +212,10 @@ def _preset(**model_overrides: Any) -> Callable[[str, str], ExperimentConfig]:
         return _base(name, profile, **model_overrides)
 
     return make
+
+
+def _widen_last_stage(model: ModelConfig) -> tuple[int, ...]:
+    return (*model.stage_widths[:-1], 2 * model.stage_widths[-1])
 
 
 _PRESET_MAKERS: dict[str, Callable[[str, str], ExperimentConfig]] = {
@@ -232,7 +241,8 @@ _PRESET_MAKERS: dict[str, Callable[[str, str], ExperimentConfig]] = {
     "brn_c16_bn": _preset(arch="brn", cardinality=16, third_norm="bn"),
     "brn_c32_bn": _preset(arch="brn", cardinality=32, third_norm="bn"),
     "brn_c32_deeper": _preset(arch="brn", cardinality=32, stage_depths=(2, 4, 6, 3)),
-    "brn_c32_wider": _preset(arch="brn", cardinality=32, stage_widths=(64, 128, 256, 512)),
+    # wider: the last stage doubled, [64,128,256,256] -> [64,128,256,512] at the paper's sizes
+    "brn_c32_wider": _preset(arch="brn", cardinality=32, stage_widths=_widen_last_stage),
 }
 
 

@@ -1,0 +1,92 @@
+"""Routed ResNet trunks and `make_routable`, which turns a torchvision ResNet/ResNeXt into one.
+
+A routed trunk is torchvision's ResNet without `avgpool`/`fc` (same names: conv1, bn1, maxpool,
+layer1..layer4), whose blocks take `(x, gates)`; each block is one modular layer (sec. 3.2).
+
+Dimensions: B batch, C channels, H height, W width, L routed layers, M_l gates of layer l.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from torch import Tensor, nn
+from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
+
+from qgmrn.nn.blocks import FilterRoutedBottleneck, RoutedBasicBlock, RoutedBottleneck
+
+
+class RoutedResNet(nn.Module):
+    """Stem + four stages of routed blocks; forward(x, gates) -> the last feature map y_L.
+
+    `gate_sizes[l]` is M_l, the number of modules of routed layer l (in forward order);
+    `stage_of_layer[l]` is the stage (0..3) that layer l belongs to.
+    Shapes: x (B, 3, H, W), gates L x (B, M_l) -> (B, out_channels, H / 32, W / 32)
+    (H / 16 when the stem has no max pooling).
+    """
+
+    def __init__(
+        self,
+        conv1: nn.Module,
+        bn1: nn.Module,
+        maxpool: nn.Module,
+        stages: Sequence[Sequence[nn.Module]],
+    ) -> None:
+        super().__init__()
+        self.conv1 = conv1
+        self.bn1 = bn1
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool = maxpool
+        for i, blocks in enumerate(stages, start=1):
+            self.add_module(f"layer{i}", nn.Sequential(*blocks))
+        self.blocks = [b for i in range(len(stages)) for b in getattr(self, f"layer{i + 1}")]
+        self.gate_sizes = [b.num_gates for b in self.blocks]
+        self.stage_of_layer = [i for i, blocks in enumerate(stages) for _ in blocks]
+        last = self.blocks[-1]
+        self.out_channels = (last.conv3 if hasattr(last, "conv3") else last.conv2).out_channels
+
+    def forward(self, x: Tensor, gates: Sequence[Tensor]) -> Tensor:
+        if len(gates) != len(self.blocks):
+            raise ValueError(f"expected {len(self.blocks)} gate tensors, got {len(gates)}")
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        for block, g in zip(self.blocks, gates, strict=True):
+            x = block(x, g)
+        return x
+
+
+_ROUTED: dict[tuple[type, str], type[nn.Module]] = {
+    (BasicBlock, "filter"): RoutedBasicBlock,
+    (Bottleneck, "filter"): FilterRoutedBottleneck,
+    (Bottleneck, "branch"): RoutedBottleneck,
+}
+
+
+def make_routable(model: ResNet, granularity: str = "filter") -> RoutedResNet:
+    """A routed trunk sharing `model`'s weights: a torchvision ResNet/ResNeXt minus `avgpool`, `fc`.
+
+    granularity "filter" (FRN): a BasicBlock's modules are its conv2 filters, a Bottleneck's
+    its conv3 filters; "branch" (BRN): a Bottleneck's modules are the groups of its grouped
+    conv2 (a ResNeXt's cardinality; plain ResNet bottlenecks have one group).
+    Its state_dict keys are the model's minus `fc.*`, so torchvision checkpoints load with
+    `strict=True` once `fc.*` is dropped.
+    """
+    stages = []
+    for i in range(1, 5):
+        blocks = []
+        for block in getattr(model, f"layer{i}"):
+            key = (type(block), granularity)
+            if key not in _ROUTED:
+                raise ValueError(f"cannot route {type(block).__name__} at {granularity!r}")
+            blocks.append(_ROUTED[key].from_torchvision(block))
+        stages.append(blocks)
+    return RoutedResNet(model.conv1, model.bn1, model.maxpool, stages)
+
+
+def init_like_torchvision(module: nn.Module) -> None:
+    """torchvision ResNet's initialisation: Kaiming-normal convs (fan_out), norms at (1, 0)."""
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)):
+            nn.init.constant_(m.weight, 1)
+            nn.init.constant_(m.bias, 0)
