@@ -1,0 +1,95 @@
+"""A look at a CLEVR-layout data set: example images with their questions, and distributions of
+answers, question types and subtypes (notebook 01)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from qgmrn.clevr.constants import ANSWERS, QUESTION_TYPES, SUBTYPE_LABELS, SUBTYPES, TYPE_LABELS
+
+PathLike = str | os.PathLike
+
+
+def question_frame(questions: Sequence[dict]) -> pd.DataFrame:
+    """One row per question: image_index, image_filename, question, answer, type, subtype."""
+    from qgmrn.clevr import question_subtype, question_type
+
+    rows = []
+    for q in questions:
+        program = q.get("program")
+        rows.append(
+            {
+                "image_index": q.get("image_index"),
+                "image_filename": q.get("image_filename"),
+                "question": q["question"],
+                "answer": q.get("answer"),
+                "type": TYPE_LABELS[question_type(program)] if program else None,
+                "subtype": SUBTYPE_LABELS[question_subtype(program)] if program else None,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def distributions(df: pd.DataFrame) -> dict[str, pd.Series]:
+    """Fractions of questions per answer, type and subtype (in the fixed CLEVR orders)."""
+    return {
+        "answer": df["answer"].value_counts(normalize=True).reindex(ANSWERS, fill_value=0.0),
+        "type": df["type"]
+        .value_counts(normalize=True)
+        .reindex([TYPE_LABELS[t] for t in QUESTION_TYPES], fill_value=0.0),
+        "subtype": df["subtype"]
+        .value_counts(normalize=True)
+        .reindex([SUBTYPE_LABELS[s] for s in SUBTYPES], fill_value=0.0),
+    }
+
+
+def plot_distributions(df: pd.DataFrame, title: str = "") -> Figure:
+    """Bar charts of the answer, type and subtype distributions."""
+    d = distributions(df)
+    fig, axes = plt.subplots(1, 3, figsize=(15, 3.6), gridspec_kw={"width_ratios": [3, 1.2, 2]})
+    for ax, (name, s) in zip(axes, d.items(), strict=True):
+        ax.bar(range(len(s)), s.to_numpy(), color="C0" if name == "answer" else "C1")
+        ax.set_xticks(range(len(s)))
+        ax.set_xticklabels(s.index, rotation=60, ha="right", fontsize=7)
+        ax.set_title(f"{name} ({len(df)} questions)")
+        ax.set_ylabel("fraction")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_examples(
+    data_dir: PathLike,
+    split: str,
+    df: pd.DataFrame,
+    *,
+    n: int = 4,
+    per_image: int = 3,
+    seed: int = 0,
+) -> Figure:
+    """`n` random images of `split` with up to `per_image` of their questions and answers."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    images = sorted(df["image_index"].unique())
+    chosen = rng.choice(images, size=min(n, len(images)), replace=False)
+    fig, axes = plt.subplots(1, len(chosen), figsize=(4.2 * len(chosen), 4.6), squeeze=False)
+    for ax, idx in zip(axes.flat, chosen, strict=True):
+        qs = df[df["image_index"] == idx].head(per_image)
+        path = Path(data_dir) / "images" / split / qs["image_filename"].iloc[0]
+        ax.imshow(np.asarray(Image.open(path).convert("RGB")))
+        ax.axis("off")
+        text = "\n".join(
+            f"Q: {q}\nA: {a}" for q, a in zip(qs["question"], qs["answer"], strict=True)
+        )
+        ax.set_title(text, fontsize=7, loc="left", wrap=True)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,133 @@
+"""`qgmrn reproduce`: run notebooks 01-06 in order through papermill.
+
+Each notebook is executed with the parameters ``profile``, ``device``, ``data_dir`` and
+``results_dir`` and written, with its outputs, to ``<results>/<profile>/notebooks/``. Steps are
+timed; the first failure stops the run with a message naming the notebook.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from qgmrn.config import PROFILES
+
+# The pipeline, in order (00_overview is prose and is not executed here).
+NOTEBOOKS: tuple[str, ...] = (
+    "01_data_preparation",
+    "02_model_walkthrough",
+    "03_train",
+    "04_ablations",
+    "05_clevr_humans",
+    "06_figures",
+)
+
+
+def project_root() -> Path:
+    """The checkout this package was imported from (the folder holding notebooks/)."""
+    return Path(__file__).resolve().parents[2]
+
+
+def select(only: str | None) -> list[str]:
+    """Notebooks named by `only` ("01,03" or "03_train"), in pipeline order; all if None."""
+    if not only:
+        return list(NOTEBOOKS)
+    wanted = [w.strip() for w in only.split(",") if w.strip()]
+    chosen = []
+    for w in wanted:
+        matches = [nb for nb in NOTEBOOKS if nb == w or nb.split("_", 1)[0] == w.zfill(2)]
+        if not matches:
+            raise ValueError(f"--only: no notebook {w!r}; choose from {', '.join(NOTEBOOKS)}")
+        chosen += matches
+    return [nb for nb in NOTEBOOKS if nb in chosen]
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--profile", default="demo", choices=PROFILES, help="default: demo")
+    parser.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N (default: cpu)")
+    parser.add_argument("--data", default="", help="data directory (default: the profile's)")
+    parser.add_argument("--results", default="results", help="results root (default: results)")
+    parser.add_argument("--only", default=None, help="comma-separated notebooks, e.g. 01,03")
+    parser.add_argument(
+        "--notebooks", default=None, help="folder with the notebooks (default: <project>/notebooks)"
+    )
+    parser.add_argument("--kernel", default="python3", help="Jupyter kernel (default: python3)")
+
+
+def _fmt_seconds(s: float) -> str:
+    return f"{s:.1f} s" if s < 120 else f"{s / 60:.1f} min"
+
+
+def run(args: argparse.Namespace) -> int:
+    import papermill as pm
+
+    root = project_root()
+    nb_dir = Path(args.notebooks) if args.notebooks else root / "notebooks"
+    results = Path(args.results).resolve()
+    data_dir = str(Path(args.data).resolve()) if args.data else ""
+    out_dir = results / args.profile / "notebooks"
+    try:
+        names = select(args.only)
+    except ValueError as e:
+        print(f"qgmrn reproduce: {e}", file=sys.stderr)
+        return 2
+    missing = [n for n in names if not (nb_dir / f"{n}.ipynb").exists()]
+    if missing:
+        print(
+            f"qgmrn reproduce: missing notebook(s) in {nb_dir}: {', '.join(missing)}",
+            file=sys.stderr,
+        )
+        return 2
+    out_dir.mkdir(parents=True, exist_ok=True)
+    params = {
+        "profile": args.profile,
+        "device": args.device,
+        "data_dir": data_dir,
+        "results_dir": str(results),
+    }
+    print(f"qgmrn reproduce: profile={args.profile} device={args.device} -> {results}")
+    timings: list[tuple[str, float]] = []
+    for name in names:
+        out_nb = out_dir / f"{name}.ipynb"
+        print(f"[{name}] running ...", flush=True)
+        t0 = time.perf_counter()
+        try:
+            pm.execute_notebook(
+                str(nb_dir / f"{name}.ipynb"),
+                str(out_nb),
+                parameters=params,
+                kernel_name=args.kernel,
+                cwd=str(root),
+                progress_bar=False,
+            )
+        except Exception as e:  # papermill raises PapermillExecutionError with the cell's error
+            elapsed = time.perf_counter() - t0
+            reason = f"{getattr(e, 'ename', type(e).__name__)}: {getattr(e, 'evalue', e)}"
+            print(
+                f"qgmrn reproduce: notebook {name} FAILED after {_fmt_seconds(elapsed)}: "
+                f"{reason}\n  the executed notebook, with the traceback, is {out_nb}",
+                file=sys.stderr,
+            )
+            _summary(timings, results, args.profile)
+            return 1
+        elapsed = time.perf_counter() - t0
+        timings.append((name, elapsed))
+        print(f"[{name}] done in {_fmt_seconds(elapsed)} -> {out_nb}", flush=True)
+    _summary(timings, results, args.profile)
+    return 0
+
+
+def _summary(timings: list[tuple[str, float]], results: Path, profile: str) -> None:
+    if not timings:
+        return
+    print("\nstep                      time")
+    for name, t in timings:
+        print(f"{name:<25} {_fmt_seconds(t)}")
+    print(f"{'total':<25} {_fmt_seconds(sum(t for _, t in timings))}")
+    base = results / profile
+    print(
+        f"\nresults: {base}\n  notebooks: {base / 'notebooks'}\n  runs: {base / 'runs'}\n"
+        f"  tables: {base / 'tables'}\n  figures: {base / 'figures'}"
+    )
