@@ -12,6 +12,7 @@ released layout: `TO/CLEVR_v1.0/{images,questions,scenes}/...` or `TO/CLEVR-Huma
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
 import shutil
 import urllib.error
@@ -110,7 +111,7 @@ def fetch(
                     digest.update(block)
                     written += len(block)
                     bar.update(len(block))
-        except OSError as e:
+        except (OSError, http.client.HTTPException) as e:  # a dropped connection
             raise DownloadError(
                 f"download of {url} interrupted after {written} bytes ({e}); "
                 f"run again to resume from {part}"
