@@ -1,0 +1,425 @@
+"""The 90 mini-CLEVR question families: program templates, text templates and constraints.
+
+Our own templates (own wording), laid out like the real CLEVR generator's: 9 groups, 90 families,
+all 13 subtypes, and the real per-type counts (Query Attribute 32, Count 21, Compare Attribute 16,
+Exist 12, Compare Numbers 9). `FAMILIES[i].index == i` is the global `question_family_index`.
+
+A *template* is a topologically sorted list of `TNode`s. Two of its functions are compact forms
+that `qgmrn.synth.questions` expands when it instantiates the family:
+
+- ``filter`` with slot suffix ``s``: zero to four real nodes ``filter_size <Zs>``,
+  ``filter_color <Cs>``, ``filter_material <Ms>``, ``filter_shape <Ss>`` (an empty slot adds no
+  node), in that order, as the released programs have them;
+- ``relate`` with slot suffix ``s``: one ``relate`` node whose value input is ``<Rs>``.
+
+Text templates name the same slots: ``<Zs> <Cs> <Ms> <Ss>`` (``<Ss>`` is the noun, "thing" or
+"object" when the shape slot is empty) and ``<Ss:p>`` for its plural; ``<Rs>`` is a relation
+phrase. Slot constraints mirror the real generator's: `null` slots stay empty (NULL: a question
+may not name the attribute it asks about), `distinct` pairs of template nodes must have different
+values (OUT_NEQ), `narrowing` filters must change their input set.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+GROUPS: tuple[str, ...] = (
+    "zero_hop",
+    "one_hop",
+    "two_hop",
+    "three_hop",
+    "single_and",
+    "single_or",
+    "same_relate",
+    "comparison",
+    "compare_integer",
+)
+
+ATTRS: tuple[str, ...] = ("size", "color", "material", "shape")
+# slot letter of each attribute in the text templates (as the real generator's Z C M S)
+ATTR_SLOT: dict[str, str] = {"size": "Z", "color": "C", "material": "M", "shape": "S"}
+
+
+@dataclass(frozen=True)
+class TNode:
+    """One node of a program template; `slot` is the suffix of a filter chain or relation."""
+
+    function: str
+    inputs: tuple[int, ...] = ()
+    slot: str | None = None
+
+
+@dataclass(frozen=True)
+class Family:
+    """A question family: one program template with several text templates."""
+
+    index: int
+    group: str
+    name: str
+    template: tuple[TNode, ...]
+    texts: tuple[str, ...]
+    null: frozenset[str] = frozenset()  # slot names that must stay empty, e.g. "C2"
+    distinct: tuple[tuple[int, int], ...] = ()  # template nodes whose values must differ
+    narrowing: tuple[int, ...] = ()  # filter template nodes that must change their input
+    subtype: str = field(init=False, default="")
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "subtype", self.template[-1].function)
+
+
+class _Template:
+    """Builds a template node by node; every method returns the new node's index."""
+
+    def __init__(self) -> None:
+        self.nodes: list[TNode] = []
+
+    def add(self, function: str, *inputs: int, slot: str | None = None) -> int:
+        self.nodes.append(TNode(function, tuple(inputs), slot))
+        return len(self.nodes) - 1
+
+    def filter(self, inp: int, s: str) -> int:
+        return self.add("filter", inp, slot=s)
+
+    def obj(self, s: str) -> int:
+        """unique(filter_s(scene)): "the <Zs> <Cs> <Ms> <Ss>"."""
+        return self.add("unique", self.filter(self.add("scene"), s))
+
+    def hop(self, anchor: int, r: str, s: str) -> int:
+        """filter_s(relate_r(anchor)): the things <Rr> the anchor (a set)."""
+        return self.filter(self.add("relate", anchor, slot=r), s)
+
+
+def _np(s: str, plural: bool = False) -> str:
+    """The noun phrase of filter slot suffix `s` in a text template."""
+    noun = f"<S{s}:p>" if plural else f"<S{s}>"
+    return f"<Z{s}> <C{s}> <M{s}> {noun}"
+
+
+# Text pieces for attribute questions (query_*): (question about "{x}", ...) per attribute.
+_QUERY_TEXTS: dict[str, tuple[str, ...]] = {
+    "size": ("What size is {x}?", "How big is {x}?", "What is the size of {x}?"),
+    "color": ("What color is {x}?", "What is the color of {x}?", "{X} has what color?"),
+    "material": ("What material is {x}?", "What is {x} made of?", "{X} is made of what material?"),
+    "shape": ("What shape is {x}?", "What is the shape of {x}?", "{X} has what shape?"),
+}
+# The same questions about an object introduced earlier with "There is ...; ".
+_QUERY_IT: dict[str, str] = {
+    "size": "what size is it?",
+    "color": "what color is it?",
+    "material": "what is it made of?",
+    "shape": "what shape is it?",
+}
+
+
+def _query_texts(attr: str, x: str, intro: str | None = None) -> tuple[str, ...]:
+    """Text variants asking for `attr` of the object described by `x` ("the ...")."""
+    out = [t.format(x=x, X=x[0].upper() + x[1:]) for t in _QUERY_TEXTS[attr]]
+    if intro is not None:
+        out.append(f"There is {intro}; {_QUERY_IT[attr]}")
+    return tuple(out)
+
+
+def _hop_chain(t: _Template, hops: int) -> tuple[int, str, str]:
+    """Anchor plus `hops - 1` uniquely identified hops; returns (object node, its text, suffix).
+
+    The text of hop k reads "the <Z> ... <S> [that is] <R> <previous>" with slot suffixes "",
+    "2", "3", ... and relation suffixes "", "2", ...
+    """
+    node = t.obj("")
+    text = f"the {_np('')}"
+    for k in range(1, hops):
+        s, r = str(k + 1), "" if k == 1 else str(k)
+        node = t.add("unique", t.hop(node, r, s))
+        text = f"the {_np(s)} that is <R{r}> {text}"
+    suffix = str(hops + 1) if hops else ""
+    return node, text, suffix
+
+
+def _hop_families(group: str, hops: int) -> list[tuple]:
+    """count, exist and the four queries over the things `hops` relations from an anchor."""
+    out = []
+
+    def target() -> tuple[_Template, int, str, str]:
+        t = _Template()
+        if hops == 0:
+            return t, t.filter(t.add("scene"), ""), "", ""
+        anchor, anchor_text, s = _hop_chain(t, hops)
+        r = "" if hops == 1 else str(hops)
+        return t, t.hop(anchor, r, s), s, f"<R{r}> {anchor_text}"
+
+    t, node, s, where = target()
+    t.add("count", node)
+    where_sp = f" {where}" if where else ""
+    out.append((group, "count", t, (
+        f"How many {_np(s, True)} are there{where_sp}?",
+        f"What number of {_np(s, True)} are{where_sp or ' there'}?",
+        f"How many {_np(s, True)} are visible{where_sp}?",
+    ), (), ()))
+    t, node, s, where = target()
+    t.add("exist", node)
+    out.append((group, "exist", t, (
+        f"Are there any {_np(s, True)}{where_sp}?",
+        f"Is there a {_np(s)}{where_sp}?",
+        f"Does a {_np(s)} exist{where_sp}?",
+    ), (), ()))
+    for attr in ATTRS:
+        t, node, s, where = target()
+        t.add(f"query_{attr}", t.add("unique", node))
+        x = f"the {_np(s)} that is {where}" if where else f"the {_np(s)}"
+        intro = f"a {_np(s)} {where}" if where else None
+        out.append((group, f"query_{attr}", t, _query_texts(attr, x, intro),
+                    (f"{ATTR_SLOT[attr]}{s}",), ()))
+    return out
+
+
+def _single_and() -> list[tuple]:
+    """Things that are both <R> one object and <R2> another: count and the four queries."""
+    out = []
+
+    def target() -> tuple[_Template, int, int, int]:
+        t = _Template()
+        a, b = t.obj(""), t.obj("2")
+        both = t.add("intersect", t.add("relate", a, slot=""), t.add("relate", b, slot="2"))
+        return t, t.filter(both, "3"), a, b
+
+    both_text = f"<R> the {_np('')} and <R2> the {_np('2')}"
+    t, node, a, b = target()
+    t.add("count", node)
+    out.append(("single_and", "count", t, (
+        f"How many {_np('3', True)} are both {both_text}?",
+        f"What number of {_np('3', True)} are {both_text}?",
+        f"How many {_np('3', True)} are there that are both {both_text}?",
+    ), (), ((a, b),)))
+    for attr in ATTRS:
+        t, node, a, b = target()
+        t.add(f"query_{attr}", t.add("unique", node))
+        x = f"the {_np('3')} that is both {both_text}"
+        out.append(("single_and", f"query_{attr}", t,
+                    _query_texts(attr, x, f"a {_np('3')} that is both {both_text}"),
+                    (f"{ATTR_SLOT[attr]}3",), ((a, b),)))
+    return out
+
+
+def _single_or() -> list[tuple]:
+    """Counts of a union of two sets, each plain or through a relation, optionally narrowed."""
+    out = []
+    # operand kinds: (plain, plain), (related, plain), (plain, related), (related, related)
+    for narrowed in (False, True):
+        for left_rel, right_rel in ((False, False), (True, False), (False, True), (True, True)):
+            t = _Template()
+            texts_ops = []
+            ops = []
+            # slot suffixes: anchors "", "2"; operand filters "3", "4"; narrowing filter "5"
+            for rel, anchor_s, r, s in ((left_rel, "", "", "3"), (right_rel, "2", "2", "4")):
+                if rel:
+                    ops.append(t.hop(t.obj(anchor_s), r, s))
+                    texts_ops.append(f"{_np(s, True)} <R{r}> the {_np(anchor_s)}")
+                else:
+                    ops.append(t.filter(t.add("scene"), s))
+                    texts_ops.append(_np(s, True))
+            union = t.add("union", *ops)
+            null: tuple[str, ...] = ()
+            narrowing: tuple[int, ...] = ()
+            if narrowed:
+                # "How many large metal things are either red cubes or cylinders?": the narrowing
+                # filter names size/material only, the operands colour/shape only.
+                node = t.filter(union, "5")
+                null = ("C5", "S5", "Z3", "M3", "Z4", "M4")
+                narrowing = (node,)
+            else:
+                node = union
+            t.add("count", node)
+            a, b = texts_ops
+            if narrowed:
+                texts = (
+                    f"How many <Z5> <M5> things are either {a} or {b}?",
+                    f"What number of <Z5> <M5> objects are {a} or {b}?",
+                    f"How many <Z5> <M5> things are there that are {a} or {b}?",
+                )
+            else:
+                texts = (
+                    f"How many things are either {a} or {b}?",
+                    f"What number of objects are {a} or {b}?",
+                    f"How many {a} or {b} are there?",
+                )
+            name = ("narrowed_" if narrowed else "") + "count_" + "".join(
+                "r" if rel else "p" for rel in (left_rel, right_rel))
+            out.append(("single_or", name, t, texts, null, ((ops[0], ops[1]),), narrowing))
+    return out
+
+
+_SAME_TEXTS: dict[str, tuple[str, str]] = {
+    # (adjective phrase "the same <attr> as", verb phrase "has the same <attr> as")
+    "size": ("the same size as", "has the same size as"),
+    "color": ("the same color as", "has the same color as"),
+    "material": ("made of the same material as", "has the same material as"),
+    "shape": ("the same shape as", "has the same shape as"),
+}
+
+
+def _same_relate() -> list[tuple]:
+    """Objects sharing an attribute with a reference object (same_*): 7 families per attribute."""
+    out = []
+    ref = f"the {_np('')}"
+    for attr in ATTRS:
+        adj, verb = _SAME_TEXTS[attr]
+        verb_pl = verb.replace("has", "have", 1)
+
+        def start(filtered: bool, attr: str = attr):
+            t = _Template()
+            node = t.add(f"same_{attr}", t.obj(""))
+            return t, (t.filter(node, "2") if filtered else node)
+
+        t, node = start(False)
+        t.add("exist", node)
+        out.append(("same_relate", f"same_{attr}.exist", t, (
+            f"Is there anything else that is {adj} {ref}?",
+            f"Are there any other things {adj} {ref}?",
+            f"Does anything else have the same {attr} as {ref}?",
+        ), (), ()))
+        t, node = start(True)
+        t.add("exist", node)
+        out.append(("same_relate", f"same_{attr}.exist_filtered", t, (
+            f"Is there another {_np('2')} that {verb} {ref}?",
+            f"Are there any other {_np('2', True)} {adj} {ref}?",
+            f"Is there any other {_np('2')} that is {adj} {ref}?",
+        ), (f"{ATTR_SLOT[attr]}2",), ()))
+        t, node = start(False)
+        t.add("count", node)
+        out.append(("same_relate", f"same_{attr}.count", t, (
+            f"How many other things are {adj} {ref}?",
+            f"What number of other objects {verb_pl} {ref}?",
+            f"How many other objects {verb_pl} {ref}?",
+        ), (), ()))
+        t, node = start(True)
+        t.add("count", node)
+        out.append(("same_relate", f"same_{attr}.count_filtered", t, (
+            f"How many other {_np('2', True)} are {adj} {ref}?",
+            f"What number of other {_np('2', True)} {verb_pl} {ref}?",
+            f"How many other {_np('2', True)} {verb_pl} {ref}?",
+        ), (f"{ATTR_SLOT[attr]}2",), ()))
+        for other in ATTRS:
+            if other == attr:
+                continue
+            t, node = start(True)
+            t.add(f"query_{other}", t.add("unique", node))
+            x = f"the other {_np('2')} that is {adj} {ref}"
+            out.append(("same_relate", f"same_{attr}.query_{other}", t,
+                        _query_texts(other, x, f"another {_np('2')} that {verb} {ref}"),
+                        (f"{ATTR_SLOT[attr]}2", f"{ATTR_SLOT[other]}2"), ()))
+    return out
+
+
+_EQUAL_TEXTS: dict[str, tuple[str, ...]] = {
+    "size": ("Is {a} the same size as {b}?", "Does {a} have the same size as {b}?",
+             "Are {a} and {b} the same size?"),
+    "color": ("Is {a} the same color as {b}?", "Does {a} have the same color as {b}?",
+              "Are {a} and {b} the same color?"),
+    "material": ("Is {a} made of the same material as {b}?",
+                 "Does {a} have the same material as {b}?",
+                 "Are {a} and {b} made of the same material?"),
+    "shape": ("Is {a} the same shape as {b}?", "Does {a} have the same shape as {b}?",
+              "Are {a} and {b} the same shape?"),
+}
+_EQUAL_IT: dict[str, str] = {
+    "size": "is it the same size as {b}?",
+    "color": "does it have the same color as {b}?",
+    "material": "is it made of the same material as {b}?",
+    "shape": "does it have the same shape as {b}?",
+}
+
+
+def _comparison() -> list[tuple]:
+    """equal_<attr> of two uniquely described objects, each directly or through a relation."""
+    out = []
+    for attr in ATTRS:
+        letter = ATTR_SLOT[attr]
+        for left_rel, right_rel in ((False, False), (True, False), (False, True), (True, True)):
+            t = _Template()
+            objs, descs, null = [], [], []
+            # anchors "", "2"; related objects "3", "4"; relations "", "2"
+            for rel, anchor_s, r, s in ((left_rel, "", "", "3"), (right_rel, "2", "2", "4")):
+                if rel:
+                    objs.append(t.add("unique", t.hop(t.obj(anchor_s), r, s)))
+                    descs.append((f"the {_np(s)} that is <R{r}> the {_np(anchor_s)}",
+                                  f"a {_np(s)} <R{r}> the {_np(anchor_s)}"))
+                    null.append(f"{letter}{s}")
+                else:
+                    objs.append(t.obj(anchor_s))
+                    descs.append((f"the {_np(anchor_s)}", f"a {_np(anchor_s)}"))
+                    null.append(f"{letter}{anchor_s}")
+            qa = t.add(f"query_{attr}", objs[0])
+            qb = t.add(f"query_{attr}", objs[1])
+            t.add(f"equal_{attr}", qa, qb)
+            (a, a_intro), (b, _) = descs
+            texts = tuple(x.format(a=a, b=b) for x in _EQUAL_TEXTS[attr])
+            texts += (f"There is {a_intro}; " + _EQUAL_IT[attr].format(b=b),)
+            name = f"equal_{attr}_" + "".join("r" if x else "p" for x in (left_rel, right_rel))
+            out.append(("comparison", name, t, texts, tuple(null), ((objs[0], objs[1]),)))
+    return out
+
+
+_INTEGER_TEXTS: dict[str, tuple[str, ...]] = {
+    "equal_integer": ("Are there the same number of {a} and {b}?",
+                      "Is the number of {a} the same as the number of {b}?",
+                      "Are there as many {a} as {b}?"),
+    "less_than": ("Are there fewer {a} than {b}?",
+                  "Is the number of {a} less than the number of {b}?",
+                  "Are there less {a} than {b}?"),
+    "greater_than": ("Are there more {a} than {b}?",
+                     "Is the number of {a} greater than the number of {b}?",
+                     "Is the number of {a} more than the number of {b}?"),
+}
+
+
+def _compare_integer() -> list[tuple]:
+    """equal_integer / less_than / greater_than of two counts, plain or through relations."""
+    out = []
+    for function, variants in _INTEGER_TEXTS.items():
+        for left_rel, right_rel in ((False, False), (True, False), (True, True)):
+            t = _Template()
+            sets, descs = [], []
+            for rel, anchor_s, r, s in ((left_rel, "", "", "3"), (right_rel, "2", "2", "4")):
+                if rel:
+                    sets.append(t.hop(t.obj(anchor_s), r, s))
+                    descs.append(f"{_np(s, True)} <R{r}> the {_np(anchor_s)}")
+                else:
+                    sets.append(t.filter(t.add("scene"), s))
+                    descs.append(_np(s, True))
+            t.add(function, t.add("count", sets[0]), t.add("count", sets[1]))
+            texts = tuple(x.format(a=descs[0], b=descs[1]) for x in variants)
+            name = f"{function}_" + "".join("r" if x else "p" for x in (left_rel, right_rel))
+            out.append(("compare_integer", name, t, texts, (), ((sets[0], sets[1]),)))
+    return out
+
+
+def _build() -> tuple[Family, ...]:
+    specs: list[tuple] = []
+    for hops, group in enumerate(GROUPS[:4]):
+        specs += _hop_families(group, hops)
+    specs += _single_and() + _single_or() + _same_relate() + _comparison() + _compare_integer()
+    families = []
+    for index, spec in enumerate(specs):
+        group, name, t, texts, null, distinct, *rest = spec
+        families.append(Family(
+            index=index,
+            group=group,
+            name=f"{group}.{name}",
+            template=tuple(t.nodes),
+            texts=tuple(texts),
+            null=frozenset(null),
+            distinct=tuple(distinct),
+            narrowing=tuple(rest[0]) if rest else (),
+        ))
+    return tuple(families)
+
+
+FAMILIES: tuple[Family, ...] = _build()
+
+
+def families_by_group() -> dict[str, list[Family]]:
+    """The families of each group, in index order."""
+    out: dict[str, list[Family]] = {g: [] for g in GROUPS}
+    for fam in FAMILIES:
+        out[fam.group].append(fam)
+    return out
