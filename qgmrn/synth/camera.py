@@ -48,7 +48,7 @@ class Camera:
         return cls()
 
     @classmethod
-    def close(cls, distance_scale: float = 0.75, fov_deg: float = CLEVR_FOV_DEG) -> Camera:
+    def close(cls, distance_scale: float = 0.85, fov_deg: float = CLEVR_FOV_DEG) -> Camera:
         """The CLEVR camera moved toward the origin along its own line of sight.
 
         Objects look `1 / distance_scale` times larger, so small demo images (e.g. 96x64) still

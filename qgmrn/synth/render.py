@@ -52,7 +52,7 @@ def object_radius(obj: dict) -> float:
     return SIZE_RADIUS[obj["size"]]
 
 
-def _bounds(obj: dict) -> np.ndarray:
+def object_bounds(obj: dict) -> np.ndarray:
     """The 8 corners (8, 3) of an upright box enclosing the object."""
     x, y, _ = obj["3d_coords"]
     r = object_radius(obj)
@@ -181,7 +181,7 @@ def _primary(scene: dict, camera: Camera, width: int, height: int, dirs: np.ndar
     normals = np.zeros((h, w, 3), dtype=np.float32) if want_normals else None
     origin = np.asarray(camera.location, dtype=np.float32)
     for i, obj in enumerate(scene["objects"]):
-        px, py, z = camera.project(_bounds(obj), width, height)
+        px, py, z = camera.project(object_bounds(obj), width, height)
         if (z <= 0).any():
             continue  # behind the camera: never happens for CLEVR scenes
         y0, y1 = _sample_window(py, scale, offset, h)
@@ -217,7 +217,7 @@ def _ground_shadow(scene, camera, width, height, s, t_ground, gxy, light) -> np.
     shadow = np.zeros((h, w), dtype=np.float32)
     lz = light[2]
     for obj in scene["objects"]:
-        box = _bounds(obj)
+        box = object_bounds(obj)
         # The shadow's footprint: the box swept along the light down to the ground.
         foot = np.concatenate([box, box - (box[:, 2:3] / lz) * light[None, :]])
         foot[:, 2] = 0.0

@@ -3,9 +3,10 @@
 Follows `add_random_objects` of the official generator (clevr-dataset-gen, render_images.py):
 per object a size, then up to `max_retries` positions uniform in (-3, 3)^2 until its surface is
 0.25 from every other and it is at least 0.4 from every other along both the left/right and the
-front/behind axis; then shape, colour, material and rotation, uniform. A scene where an object
-cannot be placed, or where an object shows fewer than `min_pixels` pixels in the renderer's
-object-id buffer (or lies outside the frame), is placed again from scratch.
+front/behind axis (our addition for close framings: its centre must lie inside the picture);
+then shape, colour, material and rotation, uniform. A scene where an object cannot be placed,
+or where an object shows fewer than `min_pixels` pixels in the renderer's object-id buffer, is
+placed again from scratch.
 """
 
 from __future__ import annotations
@@ -52,6 +53,13 @@ def _fits(x: float, y: float, r: float, placed: list[tuple[float, float, float]]
     return True
 
 
+def _in_frame(x: float, y: float, r: float, camera: Camera, width: int, height: int) -> bool:
+    """Object centre in the picture (always so at CLEVR framing; matters when 'close', where
+    objects near the edge may still be partly cut off)."""
+    px, py, _ = camera.project(np.array([[x, y, r]]), width, height)
+    return 0 <= px[0] < width and 0 <= py[0] < height
+
+
 def _place(rng: np.random.Generator, n: int, max_retries: int, camera: Camera,
            width: int, height: int) -> list[dict] | None:
     """One placement attempt of `n` objects; None when an object found no spot."""
@@ -63,7 +71,7 @@ def _place(rng: np.random.Generator, n: int, max_retries: int, camera: Camera,
         r = SIZE_RADIUS[size]
         for _ in range(max_retries):
             x, y = rng.uniform(-ARENA, ARENA, size=2)
-            if _fits(x, y, r, placed, right, behind):
+            if _fits(x, y, r, placed, right, behind) and _in_frame(x, y, r, camera, width, height):
                 break
         else:
             return None
@@ -123,9 +131,6 @@ def sample_scene(
     for _ in range(max_attempts):
         objects = _place(rng, n, max_retries, camera, width, height)
         if objects is None:
-            continue
-        if not all(0 <= o["pixel_coords"][0] < width and 0 <= o["pixel_coords"][1] < height
-                   for o in objects):
             continue
         scene = {"objects": objects}
         ids = object_ids(scene, camera, width, height, supersample=supersample)
