@@ -22,6 +22,7 @@ import os
 import re
 import tempfile
 from collections.abc import Iterable, Mapping
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +62,9 @@ _QUESTION_KEY_ORDER = (
 _ANSWER_SET = frozenset(ANSWERS)
 _SEQUENCE_TYPES = (list, tuple)  # tuples are accepted from Python callers of the writers
 _NUMBER_TYPES = (int, float)
+_JSON_NUMBERS = frozenset({int, float})  # exact types: bool is excluded
+_JSON_INT = frozenset({int})
+_ATTRIBUTE_ITEMS = tuple(ATTRIBUTE_VALUES.items())
 _MISSING = object()
 _TYPE_NAMES = {int: "an integer", str: "a string"}
 # File mode of written files: what open() would give, since mkstemp's 0600 would stick.
@@ -119,7 +123,9 @@ def _read_json(path: PathLike) -> Any:
     except json.JSONDecodeError as exc:
         where = f"line {exc.lineno}, column {exc.colno}"
         # A file cut short fails at its very end, or inside a string that never closes.
-        if exc.pos >= len(text.rstrip()) or exc.msg.startswith("Unterminated string"):
+        if exc.msg.startswith("Unterminated string"):
+            problem = f"the file ends inside a string that starts at {where}; is it truncated?"
+        elif exc.pos >= len(text.rstrip()):
             problem = f"the JSON ends early at {where} ({exc.msg}); is the file truncated?"
         else:
             problem = f"not valid JSON at {where}: {exc.msg}"
@@ -193,8 +199,55 @@ def _normalise_answer(value: Any) -> str:
     raise _Bad("'answer'", f"{_short(value)} is not one of the 28 CLEVR answers")
 
 
+# Per function: (number of inputs, input kinds, value vocabulary or None, output kind), as plain
+# tuples: the fast path below unpacks them for every node of every question.
+_FAST_SIGNATURES = {
+    name: (len(sig.inputs), sig.inputs, frozenset(sig.values) if sig.values else None, sig.output)
+    for name, sig in SIGNATURES.items()
+}
+_NO_ANSWER = frozenset({"set", "object"})
+
+
 def _normalise_program(program: Any) -> list:
-    """Check a program (typed, topologically sorted); return it in the released dialect."""
+    """Check a program (typed, topologically sorted); return it in the released dialect.
+
+    A well-formed released-dialect program passes the fast loop and is returned as is; anything
+    else (a problem, or the generator dialect) goes through `_normalise_program_slow`, which
+    finds and words the problem, or normalises the dialect.
+    """
+    if type(program) is list and program:
+        kinds: list[str] = []
+        try:  # KeyError / TypeError: a missing key or an odd type, worded by the slow path
+            for k, node in enumerate(program):
+                n_in, in_kinds, vocab, output = _FAST_SIGNATURES[node["function"]]
+                inputs = node["inputs"]
+                values = node["value_inputs"]
+                if type(inputs) is not list or len(inputs) != n_in or type(values) is not list:
+                    break
+                if n_in:  # at most two inputs: unrolled, this loop runs 1.3M times on val
+                    i = inputs[0]
+                    if type(i) is not int or not 0 <= i < k or kinds[i] != in_kinds[0]:
+                        break
+                    if n_in == 2:
+                        i = inputs[1]
+                        if type(i) is not int or not 0 <= i < k or kinds[i] != in_kinds[1]:
+                            break
+                if vocab is None:
+                    if values:
+                        break
+                elif len(values) != 1 or values[0] not in vocab:
+                    break
+                kinds.append(output)
+            else:
+                if kinds[-1] not in _NO_ANSWER:
+                    return program
+        except (KeyError, TypeError):
+            pass
+    return _normalise_program_slow(program)
+
+
+def _normalise_program_slow(program: Any) -> list:
+    """`_normalise_program` for programs off the fast path: raise the precise _Bad or normalise."""
     if not isinstance(program, _SEQUENCE_TYPES):
         raise _Bad("'program'", f"expected a list, found {_kind(program)}")
     if not program:
@@ -254,8 +307,11 @@ def _normalise_program(program: Any) -> list:
                 out = list(program)
             # Keep only the released keys: the generator's `_output` caches are not data.
             out[k] = {"function": function, "inputs": list(inputs), "value_inputs": list(values)}
-    if kinds[-1] in ("set", "object"):
-        raise _Bad(f"'program'[{len(program) - 1}].function", "the program's result is no answer")
+    if kinds[-1] in _NO_ANSWER:
+        raise _Bad(
+            f"'program'[{len(program) - 1}].function",
+            f"the program ends in {function}, whose value ({_article(kinds[-1])}) is no answer",
+        )
     return out
 
 
@@ -301,11 +357,36 @@ def _normalise_question(entry: Any) -> dict:
 
 
 def _check_triple(value: Any, field: str) -> None:
+    """A list of 3 numbers (fast for JSON lists of int/float; tuples and float subclasses ok)."""
+    if type(value) is list and len(value) == 3 and _JSON_NUMBERS.issuperset(map(type, value)):
+        return
     if not isinstance(value, _SEQUENCE_TYPES) or len(value) != 3:
         raise _Bad(field, f"expected a list of 3 numbers, found {_short(value)}")
     for x in value:
         if not isinstance(x, _NUMBER_TYPES) or isinstance(x, bool):
             raise _Bad(field, f"expected a list of 3 numbers, found {_short(value)}")
+
+
+def _check_relation(lists: Any, rel: str, n: int) -> None:
+    """`relationships[rel]`: one list per object of other objects' indices."""
+    if type(lists) is list and len(lists) == n and all(type(r) is list for r in lists):
+        flat = list(chain.from_iterable(lists))  # C-level passes over ~180 ints per scene
+        if not flat or (
+            _JSON_INT.issuperset(map(type, flat))
+            and min(flat) >= 0
+            and max(flat) < n
+            and not any(i in related for i, related in enumerate(lists))
+        ):
+            return
+    where = f"'relationships'.{rel}"
+    if not isinstance(lists, _SEQUENCE_TYPES) or len(lists) != n:
+        raise _Bad(where, f"expected one list per object ({n}), found {_short(lists)}")
+    for i, related in enumerate(lists):
+        if not isinstance(related, _SEQUENCE_TYPES):
+            raise _Bad(f"{where}[{i}]", f"expected a list, found {_kind(related)}")
+        for j in related:
+            if type(j) is not int or not 0 <= j < n or j == i:
+                raise _Bad(f"{where}[{i}]", f"{_short(j)} is not another object's index")
 
 
 def _check_scene(scene: Any) -> None:
@@ -318,20 +399,20 @@ def _check_scene(scene: Any) -> None:
     if not isinstance(objects, _SEQUENCE_TYPES):
         raise _Bad("'objects'", "missing" if objects is _MISSING else f"found {_kind(objects)}")
     for k, obj in enumerate(objects):
-        where = f"'objects'[{k}]"
         if not isinstance(obj, dict):
-            raise _Bad(where, f"expected an object, found {_kind(obj)}")
-        for attr, vocab in ATTRIBUTE_VALUES.items():
+            raise _Bad(f"'objects'[{k}]", f"expected an object, found {_kind(obj)}")
+        for attr, vocab in _ATTRIBUTE_ITEMS:
             value = obj.get(attr, _MISSING)
             if value not in vocab:
+                where = f"'objects'[{k}].{attr}"
                 if value is _MISSING:
-                    raise _Bad(f"{where}.{attr}", "missing")
-                raise _Bad(f"{where}.{attr}", f"{_short(value)} is not one of {', '.join(vocab)}")
-        _check_triple(obj.get("3d_coords"), f"{where}.3d_coords")
-        _check_triple(obj.get("pixel_coords"), f"{where}.pixel_coords")
+                    raise _Bad(where, "missing")
+                raise _Bad(where, f"{_short(value)} is not one of {', '.join(vocab)}")
+        _check_triple(obj.get("3d_coords"), f"'objects'[{k}].3d_coords")
+        _check_triple(obj.get("pixel_coords"), f"'objects'[{k}].pixel_coords")
         rotation = obj.get("rotation", 0.0)
         if not isinstance(rotation, _NUMBER_TYPES) or isinstance(rotation, bool):
-            raise _Bad(f"{where}.rotation", f"expected a number, found {_short(rotation)}")
+            raise _Bad(f"'objects'[{k}].rotation", f"expected a number, found {_short(rotation)}")
     relationships = scene.get("relationships", _MISSING)
     if not isinstance(relationships, dict):
         raise _Bad(
@@ -340,16 +421,7 @@ def _check_scene(scene: Any) -> None:
         )
     n = len(objects)
     for rel in RELATIONS:
-        lists = relationships.get(rel, _MISSING)
-        where = f"'relationships'.{rel}"
-        if not isinstance(lists, _SEQUENCE_TYPES) or len(lists) != n:
-            raise _Bad(where, f"expected one list per object ({n}), found {_short(lists)}")
-        for i, related in enumerate(lists):
-            if not isinstance(related, _SEQUENCE_TYPES):
-                raise _Bad(f"{where}[{i}]", f"expected a list, found {_kind(related)}")
-            for j in related:
-                if type(j) is not int or not 0 <= j < n or j == i:
-                    raise _Bad(f"{where}[{i}]", f"{_short(j)} is not another object's index")
+        _check_relation(relationships.get(rel, _MISSING), rel, n)
     directions = scene.get("directions", _MISSING)
     if directions is not _MISSING:
         if not isinstance(directions, dict):

@@ -237,7 +237,7 @@ BAD_QUESTIONS = {
     "program ends in a set": (
         lambda q: q["program"].pop(),
         "'program'[1].function",
-        "no answer",
+        "ends in filter_color, whose value (a set) is no answer",
     ),
 }
 
@@ -320,8 +320,9 @@ def test_bad_scene_entry_names_file_entry_and_field(tmp_path, name):
 @pytest.mark.parametrize(
     ("content", "words"),
     [
-        (None, "the JSON ends early at line 1, column"),  # the valid file cut in half
-        (b'{"questions": [{"question": "Is it re', "ends early"),
+        (None, "is it truncated?"),  # the valid file cut in half
+        (b'{"questions": [{"question": "Is it re', "ends inside a string that starts at line 1"),
+        (b'{"questions": [{"question": "Is it red?", ', "ends early at line 1, column 43"),
         (b"hello, world", "not valid JSON at line 1, column 1: Expecting value"),
         (b"\x89PNG\r\n\x1a\n\x00\x00", "not UTF-8 text"),
         (b"", "the file is empty"),
@@ -333,6 +334,7 @@ def test_bad_scene_entry_names_file_entry_and_field(tmp_path, name):
     ids=[
         "truncated",
         "truncated-string",
+        "truncated-between",
         "not-json",
         "binary",
         "empty",
