@@ -21,6 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from qgmrn.clevr import ANSWERS
+
 from .families import FAMILIES
 from .questions import RELATION_PHRASES, SYNONYMS
 
@@ -179,8 +181,6 @@ def template_vocabulary() -> frozenset[str]:
     for options in RELATION_PHRASES.values():
         for phrase in options:
             words.update(_tokens(phrase))
-    from qgmrn.clevr import ANSWERS
-
     words.update(ANSWERS)
     words.update(("a", "an"))
     return frozenset(words)
