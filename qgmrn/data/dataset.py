@@ -170,7 +170,7 @@ class ClevrQuestions(Dataset):
         img_idx = self.image_index[idx]
         order = np.argsort(img_idx, kind="stable")
         h, w = self.image_size
-        out = torch.empty((len(idx), h, w, 3), dtype=torch.uint8)
+        out = _empty_for_transfer((len(idx), h, w, 3), torch.uint8)
         out_np, images = out.numpy(), self.images
         for pos in order:  # sequential reads of the memory map, each row written in place
             out_np[pos] = images[img_idx[pos]]
@@ -184,6 +184,20 @@ class ClevrQuestions(Dataset):
             subtypes=torch.from_numpy(self.subtypes[idx]),
             question_index=torch.from_numpy(self.question_index[idx]),
         )
+
+
+def _empty_for_transfer(shape: tuple[int, ...], dtype: torch.dtype) -> Tensor:
+    """`torch.empty`, but in a DataLoader worker allocated in shared memory straight away, as
+    torch's `default_collate` does: sending the batch to the main process then copies nothing
+    (otherwise torch copies every tensor into a fresh shared segment on send)."""
+    if torch.utils.data.get_worker_info() is None:
+        return torch.empty(shape, dtype=dtype)
+    numel = int(np.prod(shape))
+    try:
+        storage = torch.empty(0, dtype=dtype)._typed_storage()._new_shared(numel, device="cpu")
+    except AttributeError:  # a torch without this (private, long-lived) path: copy on send
+        return torch.empty(shape, dtype=dtype)
+    return torch.empty(0, dtype=dtype).set_(storage).view(shape)
 
 
 def collate(items: Sequence[tuple] | Batch) -> Batch:
