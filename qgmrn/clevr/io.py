@@ -2,9 +2,10 @@
 
 Readers return plain lists of dicts in the released CLEVR v1.0 dialect (CLEVR.md): program nodes
 carry `function`, `inputs` and `value_inputs`; answers are strings. Files written by the public
-generator (`type`/`side_inputs` nodes, raw True/False/int answers, per-template-file family
-indices with `template_filename`) are accepted and normalised to that form. Keys the released
-dialect does not know are kept as they are.
+generator (`type` nodes with `side_inputs` or `value_inputs` and `_output` caches, raw
+True/False/int answers, per-template-file family indices with `template_filename`) are accepted
+and normalised to that form: generator nodes keep only the released keys; other keys of an
+entry (the generator's `image`, say) are kept as they are.
 
 Every problem is reported as a `ClevrFormatError` naming the file, the entry's position in its
 list (0-based, not `question_index`), the field and the problem. Validation is one linear pass
@@ -265,7 +266,9 @@ def _normalise_program_slow(program: Any) -> list:
                 raise _Bad(f"{where}.value_inputs", "missing (use [] when the node has none)")
         elif "type" in node:  # the public generator's dialect
             function = node["type"]
-            values = node.get("side_inputs", [])
+            # Its script renames side_inputs to value_inputs only when writing, and gives nodes
+            # without values none: accept both names, default empty.
+            values = node.get("value_inputs", node.get("side_inputs", []))
         else:
             raise _Bad(f"{where}.function", "missing")
         sig = SIGNATURES.get(function) if type(function) is str else None

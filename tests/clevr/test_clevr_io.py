@@ -104,27 +104,32 @@ def test_generator_dialect_is_normalised(tmp_path):
             "question_family_index": family,
             "program": [
                 {"type": "scene", "inputs": [], "_output": [0, 1, 2, 3]},
-                {"type": "filter_color", "inputs": [0], "side_inputs": ["red"], "_output": [0, 1]},
-                {"type": last, "inputs": [1], "_output": answer},
+                {"type": "filter_size", "inputs": [0], "side_inputs": ["large"]},
+                {"type": "filter_color", "inputs": [1], "value_inputs": ["red"], "_output": [0]},
+                {"type": last, "inputs": [2], "value_inputs": [], "_output": answer},
             ],
         }
         for i, (text, answer, template, family, last) in enumerate(
             [
-                ("How many red things are there?", 2, "compare_integer.json", 2, "count"),
-                ("Are there any red things?", True, "same_relate.json", 8, "exist"),
+                ("How many big red things are there?", 1, "compare_integer.json", 2, "count"),
+                ("Are there any big red things?", True, "same_relate.json", 8, "exist"),
             ]
         )
     ]
     _write(tmp_path / "generated.json", {"info": {}, "questions": entries})
     loaded = load_questions(tmp_path / "generated.json")
-    assert [q["answer"] for q in loaded] == ["2", "yes"]
+    assert [q["answer"] for q in loaded] == ["1", "yes"]
     assert [q["question_family_index"] for q in loaded] == [2, 39]  # global, as released
     assert all("template_filename" not in q for q in loaded)
-    assert loaded[1]["program"][1] == node("filter_color", [0], ["red"])
+    assert loaded[1]["program"][1:3] == [
+        node("filter_size", [0], ["large"]),
+        node("filter_color", [1], ["red"]),
+    ]
     save_questions(tmp_path / QFILE, entries)
-    assert '"type"' not in (tmp_path / QFILE).read_text()
-    assert entries[0]["answer"] == 2  # caller's entries untouched
-    assert execute_program(loaded[0]["program"], make_scene()) == "2"
+    written = (tmp_path / QFILE).read_text()
+    assert '"type"' not in written and '"_output"' not in written
+    assert entries[0]["answer"] == 1  # caller's entries untouched
+    assert execute_program(loaded[0]["program"], make_scene()) == "1"
 
 
 def test_humans_questions(tmp_path):
