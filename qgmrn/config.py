@@ -175,8 +175,9 @@ _PROFILE_MODEL: dict[str, dict[str, Any]] = {
 }
 
 _PROFILE_TRAIN: dict[str, TrainConfig] = {
+    # smoke: one thread: tiny tensors gain nothing from more, and lose a lot on shared cores
     "smoke": TrainConfig(
-        batch_size=8, epochs=1, warmup_steps=2, log_every=1, checkpoint_every_steps=5
+        batch_size=8, epochs=1, warmup_steps=2, log_every=1, checkpoint_every_steps=5, threads=1
     ),
     "demo": TrainConfig(
         batch_size=64,

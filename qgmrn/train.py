@@ -599,6 +599,7 @@ def fit(
     Returns {"out_dir", "step", "epoch", "stop_reason", "best_val_acc", "eval", ...}.
     """
     info = qdist.setup(torch.device(device).type)
+    threads = torch.get_num_threads()
     try:
         return _fit(
             cfg,
@@ -615,6 +616,7 @@ def fit(
             eval_split=eval_split,
         )
     finally:
+        torch.set_num_threads(threads)  # cfg.train.threads applies to this call only
         qdist.teardown(info)
 
 
@@ -637,6 +639,8 @@ def _fit(
     from qgmrn.model import build_model
 
     t_start = time.monotonic()
+    # config.json records the data set actually used (not part of the resume check)
+    cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, data_dir=str(data_dir)))
     tc = cfg.train
     if tc.threads and device.type == "cpu":
         torch.set_num_threads(tc.threads)
@@ -827,6 +831,7 @@ def _loop(run: _Run, train_ds, validate) -> str:
     stop_reason = None
     if run.max_steps is not None and state.step >= run.max_steps:
         stop_reason = "max_steps"
+        save_run_checkpoint(run, ckpt_path)
     while stop_reason is None and state.epoch < tc.epochs:
         sampler = qdist.ResumableSampler(
             train_ds,
@@ -1077,10 +1082,14 @@ def finetune(
     cfg = dataclasses.replace(
         cfg, name=f"{cfg.name}_humans", train=dataclasses.replace(cfg.train, **overrides)
     )
-    split_files = {"train": files["train"], "val": files.get("val", files["train"])}
+    if "val" not in files:
+        raise FileNotFoundError(f"no CLEVR-Humans val questions among {files}")
+    if data_dir is None:  # the humans folder itself when it holds the images, else the run's
+        root = Path(humans) if not isinstance(humans, Mapping) else None
+        data_dir = root if root and (root / "images").is_dir() else cfg.data.data_dir
     return fit(
         cfg,
-        data_dir if data_dir is not None else cfg.data.data_dir,
+        data_dir,
         out_dir,
         device=device,
         resume=resume,
@@ -1088,6 +1097,6 @@ def finetune(
         vocab=vocab,
         init_from=init,
         max_steps=max_steps,
-        questions_files=split_files,
+        questions_files={"train": files["train"], "val": files["val"]},
         eval_split="val",
     )

@@ -1,0 +1,42 @@
+"""`qgmrn evaluate RUN_DIR`: accuracy of a run's checkpoint on a split.
+
+Writes `eval_<split>_<best|latest>.json` and `routing_paths_<split>_<best|latest>.npz` into the
+run folder and prints the overall and per-type accuracies.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run_dir", help="a run folder written by `qgmrn train`")
+    parser.add_argument("--split", default="val", help="val | train | test (no answers) ...")
+    parser.add_argument("--checkpoint", default="best", choices=("best", "latest"))
+    parser.add_argument("--data", default=None, help="data set folder (default: the run's)")
+    parser.add_argument("--questions", default=None, help="another question file on the split")
+    parser.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
+    parser.add_argument("--no-progress", action="store_true")
+
+
+def run(args: argparse.Namespace) -> int:
+    from qgmrn.checkpoint import CheckpointError
+    from qgmrn.train import evaluate_run
+
+    try:
+        result = evaluate_run(
+            args.run_dir,
+            split=args.split,
+            which=args.checkpoint,
+            device=args.device,
+            data_dir=args.data,
+            questions_file=args.questions,
+            progress=not args.no_progress,
+        )
+    except (CheckpointError, FileNotFoundError) as e:
+        print(f"qgmrn evaluate: error: {e}")
+        return 1
+    keys = ("split", "n", "overall", "by_type", "checkpoint", "checkpoint_step")
+    print(json.dumps({k: result[k] for k in keys}, indent=2))
+    return 0

@@ -1,0 +1,86 @@
+"""`qgmrn train`: train a preset on a data set into a run directory (`qgmrn.train.fit`).
+
+qgmrn train --preset brn_c16 --profile demo --data data/mini-clevr --out results/demo/runs/x
+torchrun --nproc_per_node 4 -m qgmrn.cli train --preset brn_c32 --profile paper --device cuda
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+from pathlib import Path
+
+from qgmrn.config import PRESETS, PROFILES
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--preset", required=True, choices=sorted(PRESETS), help="the model")
+    parser.add_argument("--profile", default="demo", choices=PROFILES, help="data/compute scale")
+    parser.add_argument("--data", default=None, help="data set folder (default: the profile's)")
+    parser.add_argument(
+        "--out", default=None, help="run folder (default: results/<profile>/runs/<name>)"
+    )
+    parser.add_argument("--name", default=None, help="run name (default: the preset)")
+    parser.add_argument("--epochs", type=int, default=None, help="epoch budget")
+    parser.add_argument("--max-minutes", type=float, default=None, help="wall-clock budget")
+    parser.add_argument("--max-steps", type=int, default=None, help="stop after this many steps")
+    parser.add_argument("--batch-size", type=int, default=None, help="global batch size")
+    parser.add_argument("--lr", type=float, default=None, help="learning rate after warmup")
+    parser.add_argument("--workers", type=int, default=None, help="DataLoader workers")
+    parser.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
+    parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--resume", action="store_true", help="continue from checkpoint.pt")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def build_config(args: argparse.Namespace):
+    """The preset's config with the command line's overrides."""
+    cfg = PRESETS[args.preset](args.profile)
+    name = args.name or args.preset
+    train = {
+        key: value
+        for key, value in (
+            ("epochs", args.epochs),
+            ("max_minutes", args.max_minutes),
+            ("batch_size", args.batch_size),
+            ("lr", args.lr),
+            ("seed", args.seed),
+        )
+        if value is not None
+    }
+    data = {"num_workers": args.workers} if args.workers is not None else {}
+    if args.data is not None:
+        data["data_dir"] = args.data
+    return dataclasses.replace(
+        cfg,
+        name=name,
+        train=dataclasses.replace(cfg.train, **train),
+        data=dataclasses.replace(cfg.data, **data),
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from qgmrn.checkpoint import CheckpointError
+    from qgmrn.train import NonFiniteLossError, fit
+
+    cfg = build_config(args)
+    out = Path(args.out) if args.out else Path("results") / cfg.profile / "runs" / cfg.name
+    try:
+        result = fit(
+            cfg,
+            cfg.data.data_dir,
+            out,
+            device=args.device,
+            resume=args.resume,
+            progress=not args.no_progress,
+            max_steps=args.max_steps,
+        )
+    except (CheckpointError, NonFiniteLossError) as e:
+        print(f"qgmrn train: error: {e}")
+        return 1
+    ev = result["eval"]
+    summary = {k: result[k] for k in ("out_dir", "step", "epoch", "stop_reason", "best_val_acc")}
+    summary.update(split=ev["split"], n=ev["n"], overall=ev["overall"])
+    print(json.dumps(summary, indent=2))
+    return 0

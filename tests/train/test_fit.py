@@ -1,0 +1,151 @@
+"""`fit` end to end on a minute data set: the run directory, exact resume, non-finite loss,
+evaluation of a finished run and CLEVR-Humans fine-tuning."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+import qgmrn.losses
+from qgmrn import cli
+from qgmrn.checkpoint import CheckpointError, read_checkpoint
+from qgmrn.clevr.constants import QUESTION_TYPES, SUBTYPES
+from qgmrn.train import NonFiniteLossError, finetune, fit
+
+from . import make_tiny_clevr, tiny_config
+
+# 8 train images x 4 questions = 32 questions = 4 steps of 8 per epoch
+STEPS_PER_EPOCH = 4
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    return make_tiny_clevr(tmp_path_factory.mktemp("tiny") / "clevr", humans=True)
+
+
+@pytest.fixture(scope="module")
+def trained(data_dir, tmp_path_factory):
+    """A BRN (Gumbel gates: the resume test must restore the RNG) trained for 2 epochs."""
+    cfg = tiny_config("brn_c8", epochs=2, checkpoint_every_steps=3)
+    out = tmp_path_factory.mktemp("runs") / "full"
+    result = fit(cfg, data_dir, out, progress=False)
+    return cfg, out, result
+
+
+def test_run_directory_layout(trained):
+    cfg, out, result = trained
+    assert result["stop_reason"] == "epochs" and result["step"] == 2 * STEPS_PER_EPOCH
+    names = {p.name for p in out.iterdir()}
+    assert {"config.json", "vocab.json", "metrics.jsonl", "eval.json", "checkpoint.pt",
+            "best.pt", "routing_paths.npz"} <= names  # fmt: skip
+    assert json.loads((out / "config.json").read_text())["model"]["cardinality"] == 8
+
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    train_rows = [r for r in rows if "kind" not in r]
+    val_rows = [r for r in rows if r.get("kind") == "val"]
+    assert [r["step"] for r in train_rows] == list(range(1, 2 * STEPS_PER_EPOCH + 1))
+    assert [r["epoch"] for r in val_rows] == [1, 2]
+    for r in train_rows:
+        assert {"step", "epoch", "loss", "load_loss", "acc", "lr", "tau", "samples_per_s",
+                "exec_ratio"} <= set(r)  # fmt: skip
+        assert len(r["exec_ratio"]) == 8 and all(0 <= x <= 1 for x in r["exec_ratio"])
+    assert train_rows[0]["lr"] == pytest.approx(cfg.train.warmup_start_lr)
+    assert train_rows[-1]["lr"] == pytest.approx(cfg.train.lr)
+
+    ev = json.loads((out / "eval.json").read_text())
+    assert ev["split"] == "val" and ev["n"] == 16
+    assert list(ev["by_type"]) == list(QUESTION_TYPES)
+    assert list(ev["by_subtype"]) == list(SUBTYPES)
+    assert 0 <= ev["overall"] <= 1
+    assert ev["by_subtype"]["query_color"] is not None and ev["by_subtype"]["less_than"] is None
+    assert ev["train"]["stop_reason"] == "epochs"
+
+    paths = np.load(out / "routing_paths.npz")
+    layer_sizes = paths["layer_sizes"]
+    assert list(layer_sizes) == [8] * 8
+    assert paths["paths"].shape == (16, layer_sizes.sum()) and paths["paths"].dtype == np.uint8
+    assert set(np.unique(paths["paths"])) <= {0, 1}
+    assert len(paths["stage_of_layer"]) == 8
+    for key in ("subtypes", "question_index", "answers", "predictions"):
+        assert paths[key].shape == (16,)
+    assert (paths["predictions"] == paths["answers"]).mean() == pytest.approx(ev["overall"])
+
+
+def test_resume_is_bit_identical(trained, data_dir, tmp_path):
+    """Stopped mid-epoch after 5 steps (past an epoch end and a periodic checkpoint), then
+    resumed: the final parameters equal the uninterrupted run's bit for bit."""
+    cfg, full, _ = trained
+    out = tmp_path / "interrupted"
+    first = fit(cfg, data_dir, out, progress=False, max_steps=STEPS_PER_EPOCH + 1)
+    assert first["stop_reason"] == "max_steps"
+    c = read_checkpoint(out / "checkpoint.pt")
+    assert (c["step"], c["epoch"], c["batch_in_epoch"]) == (STEPS_PER_EPOCH + 1, 1, 1)
+    second = fit(cfg, data_dir, out, progress=False, resume=True)
+    assert second["step"] == 2 * STEPS_PER_EPOCH
+    a = read_checkpoint(full / "checkpoint.pt")
+    b = read_checkpoint(out / "checkpoint.pt")
+    assert a["model"].keys() == b["model"].keys()
+    for key in a["model"]:
+        assert torch.equal(a["model"][key], b["model"][key]), key
+    for sa, sb in zip(a["optimizer"]["state"].values(), b["optimizer"]["state"].values(),
+                      strict=True):  # fmt: skip
+        assert torch.equal(sa["exp_avg_sq"], sb["exp_avg_sq"])
+
+
+def test_resume_refuses_another_model(trained, data_dir, tmp_path):
+    _, full, _ = trained
+    out = tmp_path / "copy"
+    shutil.copytree(full, out)
+    with pytest.raises(CheckpointError, match=r"(?s)checkpoint\.pt.*model\.cardinality"):
+        fit(tiny_config("brn_c16"), data_dir, out, progress=False, resume=True)
+
+
+def test_non_finite_loss_stops_naming_the_step(data_dir, tmp_path, monkeypatch):
+    """A NaN loss at step 3 stops training; the checkpoint of step 2 is kept, not overwritten."""
+    real = qgmrn.losses.vqa_loss
+    calls = []
+
+    def poisoned(logits, answers):
+        calls.append(1)
+        loss = real(logits, answers)
+        return loss * float("nan") if len(calls) == 4 else loss  # the 4th step is step 3
+
+    monkeypatch.setattr(qgmrn.losses, "vqa_loss", poisoned)
+    out = tmp_path / "nan"
+    with pytest.raises(NonFiniteLossError, match="step 3"):
+        fit(tiny_config("lstm", checkpoint_every_steps=2), data_dir, out, progress=False)
+    c = read_checkpoint(out / "checkpoint.pt")
+    assert c["step"] == 2
+    assert all(torch.isfinite(v).all() for v in c["model"].values() if v.is_floating_point())
+
+
+def test_evaluate_command(trained, capsys):
+    _, out, _ = trained
+    assert cli.main(["evaluate", str(out), "--checkpoint", "latest", "--no-progress"]) == 0
+    ev = json.loads((out / "eval_val_latest.json").read_text())
+    assert ev["n"] == 16 and list(ev["by_type"]) == list(QUESTION_TYPES)
+    assert '"overall"' in capsys.readouterr().out
+
+
+def test_finetune_extends_vocabulary_and_keeps_old_embedding_rows(trained, data_dir, tmp_path):
+    _, full, _ = trained
+    out = tmp_path / "humans"
+    result = finetune(full, data_dir, out, max_steps=0, progress=False)
+    old = json.loads((full / "vocab.json").read_text())["question_token_to_idx"]
+    new = json.loads((out / "vocab.json").read_text())["question_token_to_idx"]
+    assert all(new[w] == i for w, i in old.items())  # old indices unchanged
+    assert {"crimson", "violet", "picture"} <= set(new) - set(old)
+    before = read_checkpoint(full / "best.pt")["model"]
+    after = read_checkpoint(out / "checkpoint.pt")["model"]
+    grown = [k for k in after if after[k].shape != before[k].shape]
+    assert grown == ["text.embed.weight"]
+    emb = after["text.embed.weight"]
+    assert emb.shape[0] == len(new)
+    assert torch.equal(emb[: len(old)], before["text.embed.weight"])
+    assert emb[len(old) :].abs().max() <= 0.1  # the embedding's own uniform init
+    ev = result["eval"]
+    assert ev["n"] == 4 and ev["by_type"] == {} and 0 <= ev["overall"] <= 1
