@@ -71,6 +71,7 @@ class ClevrQuestions(Dataset):
     """The questions of `split` (default file `DATA_DIR/questions/CLEVR_{split}_questions.json`)
     with the images of `split` from the cache at `image_size = (H, W)`.
 
+    `split` names the images too: every question must be about `CLEVR_{split}_NNNNNN.png`.
     `questions_file`: another question file on the same images, e.g. CLEVR-Humans (no programs:
     subtype -1); `humans` forces (True/False) the CLEVR-Humans reader, by default chosen when the
     file's name contains "humans". Test questions have no answer: answer -1.
@@ -118,6 +119,12 @@ class ClevrQuestions(Dataset):
             self.tokens[i, : len(e)] = e
             self.lengths[i] = len(e)
             self.image_index[i] = q["image_index"]
+            name = q.get("image_filename")
+            if name is not None and name != f"CLEVR_{split}_{q['image_index']:06d}.png":
+                raise ValueError(
+                    f"{path}: question {i} is about image {name} (image_index "
+                    f"{q['image_index']}), not an image of the {split!r} split this dataset reads"
+                )
             self.question_index[i] = q.get("question_index", i)
             if q.get("answer") is not None:
                 try:

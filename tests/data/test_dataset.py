@@ -100,6 +100,12 @@ def test_max_questions_and_out_of_range_image(prepared, vocab, tmp_path):
         ClevrQuestions(prepared, "train", vocab, SIZE, questions_file=bad)
 
 
+def test_questions_about_another_split_are_refused(prepared, vocab):
+    test_file = prepared / "questions" / "CLEVR_test_questions.json"
+    with pytest.raises(ValueError, match="CLEVR_test_000000.png .* not an image of the 'train'"):
+        ClevrQuestions(prepared, "train", vocab, SIZE, questions_file=test_file)
+
+
 def test_pickling_drops_the_memory_map(prepared, vocab):
     ds = ClevrQuestions(prepared, "train", vocab, SIZE)
     blob = pickle.dumps(ds)
