@@ -135,6 +135,7 @@ class ClevrQuestions(Dataset):
                 self.subtypes[i] = subtype_ids[question_subtype(q["program"])]
 
         self._images: np.ndarray | None = None
+        self._verify_cache = True  # check the cache against the images once, here
         images = self.images  # open now: a missing cache fails here, not in a worker
         if n and self.image_index.max() >= len(images):
             i = int(self.image_index.argmax())
@@ -147,13 +148,17 @@ class ClevrQuestions(Dataset):
     def images(self) -> np.ndarray:
         """The cache's read-only memory map (N_img, H, W, 3) uint8; opened lazily per process."""
         if self._images is None:
-            self._images = open_cache(self.data_dir, self.split, self.image_size, self.cache_dir)
+            self._images = open_cache(
+                self.data_dir, self.split, self.image_size, self.cache_dir,
+                verify=self._verify_cache,
+            )  # fmt: skip
         return self._images
 
     def __getstate__(self) -> dict[str, Any]:
         # a pickled np.memmap would be a full in-memory copy: workers reopen the file instead
         state = self.__dict__.copy()
         state["_images"] = None
+        state["_verify_cache"] = False  # verified in the parent; workers skip the file stats
         return state
 
     def __len__(self) -> int:
