@@ -429,6 +429,7 @@ def train_one_epoch(run: _Run, loader: Iterable) -> str | None:
     acc_exec: list[Tensor] = []
     first_bad = torch.full((), -1, dtype=torch.long, device=device)
     n_steps = n_samples = 0
+    wait = 0.0  # seconds spent waiting for the loader since the last log row
     t_log = t_prev = time.perf_counter()
     bar = tqdm(
         total=run.steps_per_epoch,
@@ -440,6 +441,7 @@ def train_one_epoch(run: _Run, loader: Iterable) -> str | None:
     stop = None
     try:
         for batch in loader:
+            wait += time.perf_counter() - t_prev
             lr, tau = lr_at(s.step, tc), tau_at(s.step, tc)
             for group in opt.param_groups:
                 group["lr"] = lr
@@ -502,6 +504,7 @@ def train_one_epoch(run: _Run, loader: Iterable) -> str | None:
                     "lr": lr,
                     "tau": tau,
                     "samples_per_s": n_samples / max(elapsed, 1e-9),
+                    "data_wait_frac": wait / max(elapsed, 1e-9),
                     "exec_ratio": vals[3:],
                 }
                 run.log.write(row)
@@ -511,6 +514,7 @@ def train_one_epoch(run: _Run, loader: Iterable) -> str | None:
                 acc_correct.zero_()
                 acc_exec = []
                 n_steps = n_samples = 0
+                wait = 0.0
                 t_log = time.perf_counter()
             if tc.checkpoint_every_steps and s.step % tc.checkpoint_every_steps == 0:
                 _check_finite(first_bad, run)
