@@ -93,3 +93,53 @@ def plot_examples(
         ax.set_title(text, fontsize=7, loc="left", wrap=True)
     fig.tight_layout()
     return fig
+
+
+def ensure_dataset(
+    data_cfg,
+    data_path: PathLike,
+    *,
+    seed: int = 0,
+    workers: int = 1,
+    regenerate: bool = False,
+    humans: bool = True,
+) -> dict:
+    """Make sure a CLEVR-layout data set is at `data_path`; returns a summary.
+
+    A folder with ``questions/CLEVR_train_questions.json`` is used as it is (real CLEVR v1.0 or
+    an earlier mini-CLEVR), unless `regenerate`. Otherwise mini-CLEVR is generated with the sizes
+    of `data_cfg` (a `qgmrn.config.DataConfig`), CLEVR-Humans-style paraphrases included; a
+    folder named like the real data set (``CLEVR_v1.0``) is never generated into.
+    """
+    import json
+
+    data_path = Path(data_path)
+    train = data_path / "questions" / "CLEVR_train_questions.json"
+    if train.exists() and not regenerate:
+        summary_file = data_path / "summary.json"
+        if summary_file.exists():
+            return {"source": "existing mini-CLEVR", **json.loads(summary_file.read_text())}
+        return {"source": "existing CLEVR-layout data set", "path": str(data_path)}
+    if "CLEVR_v1.0" in data_path.name:
+        raise FileNotFoundError(
+            f"{data_path}: CLEVR v1.0 is not there; fetch it with "
+            f"`qgmrn download clevr --to {data_path.parent}` (18 GB), or use profile demo"
+        )
+    from qgmrn.synth import generate_dataset
+
+    summary = generate_dataset(
+        data_path,
+        train_scenes=data_cfg.train_scenes,
+        val_scenes=data_cfg.val_scenes,
+        test_scenes=data_cfg.test_scenes,
+        questions_per_scene=data_cfg.questions_per_scene,
+        image_size=tuple(data_cfg.render_size),
+        min_objects=data_cfg.min_objects,
+        max_objects=data_cfg.max_objects,
+        seed=seed,
+        workers=workers,
+        humans=humans,
+        framing=data_cfg.framing,
+        progress=False,
+    )
+    return {"source": "generated mini-CLEVR", **summary}

@@ -117,7 +117,9 @@ def tsne_by_stage(
 
     At most `per_subtype` instances per subtype are drawn (the paper: 500 per subtype of the
     validation set). Returns a long DataFrame with columns ``stage, x, y, subtype, subtype_name,
-    index`` (``index`` = row in `paths`). The perplexity is lowered when there are few points.
+    index, distinct_paths`` (``index`` = row in `paths`; ``distinct_paths`` = how many different
+    paths the stage has among the drawn questions: with one, all points sit at the origin). The
+    perplexity is lowered when there are few points.
     """
     from sklearn.manifold import TSNE
 
@@ -128,14 +130,19 @@ def tsne_by_stage(
     perp = float(min(perplexity, max(1.0, (len(idx) - 1) / 3)))
     frames = []
     for stage, x in stages.items():
-        emb = TSNE(
-            n_components=2,
-            perplexity=perp,
-            init="pca" if x.shape[1] >= 2 else "random",
-            learning_rate="auto",
-            max_iter=max_iter,
-            random_state=seed,
-        ).fit_transform(x)
+        distinct = len(np.unique(x, axis=0))
+        if distinct < 2:  # every question takes the same path: nothing to embed (t-SNE fails)
+            emb = np.zeros((len(x), 2))
+        else:
+            emb = TSNE(
+                n_components=2,
+                perplexity=perp,
+                init="pca",
+                learning_rate="auto",
+                max_iter=max_iter,
+                method="exact" if len(x) < 200 else "barnes_hut",
+                random_state=seed,
+            ).fit_transform(x)
         st = np.asarray(subtypes)[idx]
         frames.append(
             pd.DataFrame(
@@ -146,6 +153,7 @@ def tsne_by_stage(
                     "subtype": st,
                     "subtype_name": [SUBTYPE_LABELS[SUBTYPES[s]] for s in st],
                     "index": idx,
+                    "distinct_paths": distinct,
                 }
             )
         )
@@ -173,7 +181,8 @@ def plot_tsne_stages(emb: pd.DataFrame, *, title: str = "", point_size: float = 
             pts = d[d["subtype_name"] == name]
             if len(pts):
                 ax.scatter(pts["x"], pts["y"], s=point_size, color=color, label=name, alpha=0.8)
-        ax.set_title(f"stage {stage + 1}" if min(stages) == 0 else f"stage {stage}")
+        name = f"stage {stage + 1}" if min(stages) == 0 else f"stage {stage}"
+        ax.set_title(f"{name} ({d['distinct_paths'].iloc[0]} distinct paths)")
         ax.set_xticks([])
         ax.set_yticks([])
     handles = [
@@ -206,6 +215,17 @@ def execution_ratio_frame(ratios: Mapping[str, np.ndarray]) -> pd.DataFrame:
             )
         )
     return pd.concat(frames, ignore_index=True)
+
+
+def execution_ratio_summary(ratios: Mapping[str, np.ndarray]) -> pd.DataFrame:
+    """Mean execution ratio per layer: rows = models, columns = layers 1..L (NaN past a model's
+    last layer), plus the overall mean."""
+    df = pd.DataFrame(
+        {m: pd.Series(r.mean(axis=0), index=range(1, r.shape[1] + 1)) for m, r in ratios.items()}
+    ).T
+    df.columns.name = "layer"
+    df["mean"] = [r.mean() for r in ratios.values()]
+    return df
 
 
 def plot_execution_ratio_boxplots(ratios: Mapping[str, np.ndarray]) -> Figure:

@@ -163,3 +163,67 @@ def model_gate_table(presets: Sequence[str], profile: str = "paper") -> pd.DataF
             }
         )
     return pd.DataFrame(rows).set_index("preset")
+
+
+def preset_table(profile: str) -> pd.DataFrame:
+    """The presets (models) of `profile` with the fields that tell them apart."""
+    from qgmrn.config import PRESETS, get_config
+
+    rows = []
+    for name in PRESETS:
+        m = get_config(name, profile).model
+        rows.append(
+            {
+                "preset": name,
+                "arch": m.arch,
+                "gate": m.gate,
+                "cardinality": m.cardinality if m.arch == "brn" else None,
+                "depths": m.stage_depths if m.arch == "brn" else None,
+                "widths": m.stage_widths if m.arch == "brn" else None,
+                "third norm": m.third_norm if m.arch == "brn" else None,
+                "head": m.head,
+                "q to classifier": m.head_uses_q,
+            }
+        )
+    return pd.DataFrame(rows).set_index("preset")
+
+
+def block_switch_effects(run: TrainedRun, image: np.ndarray, question: str, layer: int = 0):
+    """What the switches of routed layer `layer` do, for one image and question.
+
+    Runs the model once, captures the input x of the layer's block, then re-runs that block
+    with all modules on and with each module m switched off alone. Returns a DataFrame with one
+    row per module: ``gate`` (the router's decision for this question) and ``change`` =
+    ||y(all on) - y(m off)|| / ||y(all on)||.
+    """
+    import torch
+
+    from qgmrn.analysis.saliency import _as_float_image, pad_questions
+
+    model = run.model
+    block = model.backbone.blocks[layer]
+    captured = {}
+
+    def keep_input(module, args) -> None:  # returning None leaves the arguments unchanged
+        captured.setdefault("x", args[0])
+
+    handle = block.register_forward_pre_hook(keep_input)
+    try:
+        q, lengths = pad_questions([run.vocab.encode_question(question)])
+        device = next(model.parameters()).device
+        with torch.no_grad():
+            out = model(_as_float_image(image, None).to(device), q.to(device), lengths)
+            x = captured["x"]
+            m = out.gates[layer].shape[1]
+            ones = torch.ones(1, m, device=device)
+            y_on = block(x, ones)
+            changes = []
+            for i in range(m):
+                g = ones.clone()
+                g[0, i] = 0
+                changes.append(float((block(x, g) - y_on).norm() / y_on.norm().clamp_min(1e-12)))
+    finally:
+        handle.remove()
+    return pd.DataFrame(
+        {"gate": out.gates[layer][0].cpu().numpy().astype(int), "change": np.round(changes, 4)}
+    ).rename_axis("module")

@@ -44,6 +44,36 @@ def select(only: str | None) -> list[str]:
     return [nb for nb in NOTEBOOKS if nb in chosen]
 
 
+def execute_notebook(
+    name: str,
+    output: str | Path,
+    parameters: dict,
+    *,
+    notebooks_dir: str | Path | None = None,
+    kernel: str = "python3",
+) -> float:
+    """Execute ``notebooks/<name>.ipynb`` with `parameters` into `output`; returns seconds.
+
+    The kernel runs in the project root; errors propagate (papermill's
+    ``PapermillExecutionError`` names the cell and the exception).
+    """
+    import papermill as pm
+
+    root = project_root()
+    nb_dir = Path(notebooks_dir) if notebooks_dir else root / "notebooks"
+    Path(output).parent.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    pm.execute_notebook(
+        str(nb_dir / f"{name}.ipynb"),
+        str(output),
+        parameters=parameters,
+        kernel_name=kernel,
+        cwd=str(root),
+        progress_bar=False,
+    )
+    return time.perf_counter() - t0
+
+
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--profile", default="demo", choices=PROFILES, help="default: demo")
     parser.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N (default: cpu)")
@@ -61,8 +91,6 @@ def _fmt_seconds(s: float) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    import papermill as pm
-
     root = project_root()
     nb_dir = Path(args.notebooks) if args.notebooks else root / "notebooks"
     results = Path(args.results).resolve()
@@ -94,14 +122,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"[{name}] running ...", flush=True)
         t0 = time.perf_counter()
         try:
-            pm.execute_notebook(
-                str(nb_dir / f"{name}.ipynb"),
-                str(out_nb),
-                parameters=params,
-                kernel_name=args.kernel,
-                cwd=str(root),
-                progress_bar=False,
-            )
+            execute_notebook(name, out_nb, params, notebooks_dir=nb_dir, kernel=args.kernel)
         except Exception as e:  # papermill raises PapermillExecutionError with the cell's error
             elapsed = time.perf_counter() - t0
             reason = f"{getattr(e, 'ename', type(e).__name__)}: {getattr(e, 'evalue', e)}"

@@ -70,3 +70,15 @@ def test_tsne_and_figures(tmp_path):
     assert len(fig.axes) == 1
     fig = routing.plot_routing_paths([rp.paths[0], rp.paths[1]], rp.layer_sizes, ["a", "b"])
     assert len(fig.axes) == 2
+
+
+def test_tsne_when_every_question_takes_the_same_path():
+    """A barely trained model may route every question alike; t-SNE is skipped, not crashed."""
+    paths = np.ones((20, 8), np.uint8)
+    emb = routing.tsne_by_stage(paths, [0, 1], np.arange(20) % 13, layer_sizes=[4, 4])
+    assert (emb[["x", "y"]].to_numpy() == 0).all() and (emb["distinct_paths"] == 1).all()
+
+
+def test_execution_ratio_summary_of_models_with_different_depths():
+    s = routing.execution_ratio_summary({"a": np.ones((3, 2)), "b": np.zeros((3, 4))})
+    assert s.loc["a", 1] == 1.0 and np.isnan(s.loc["a", 4]) and s.loc["b", "mean"] == 0.0
