@@ -1,0 +1,126 @@
+"""Benchmark of `qgmrn.train.fit`: end-to-end training throughput on this machine.
+
+    .venv/bin/python benchmarks/bench_train.py [--presets brn_c16,frn] [--steps 10] [--device cpu]
+
+For each preset at the `demo` profile (64x64 images, batch 64, the demo's DataLoader workers) on a
+small generated mini-CLEVR, `fit` runs `--steps` optimizer steps. Reported per preset, from the
+`metrics.jsonl` rows after the first `--steps // 2` steps (warm-up, worker start-up and the first
+oneDNN/cuDNN plans excluded):
+- samples_per_s: training samples per second, data loading included (the loop's own clock);
+- data_wait_frac: the fraction of that time the loop waited on the next batch;
+- first_samples_per_s: the same over the warm-up steps.
+Writes results/bench/train.json with the machine's description and its load average: on a
+shared machine the numbers are lower bounds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from qgmrn.config import get_config
+from qgmrn.train import fit
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_PRESETS = "brn_c8,brn_c16,brn_c32,brn_c16_static,brn_c32_attn,frn,lstm,cnn_lstm,film"
+
+
+def make_data(root: Path, train_scenes: int) -> Path:
+    from qgmrn.synth.generate import generate_dataset
+
+    d = get_config("brn_c16", "demo").data
+    generate_dataset(
+        root,
+        train_scenes=train_scenes,
+        val_scenes=4,
+        test_scenes=0,
+        questions_per_scene=d.questions_per_scene,
+        image_size=d.render_size,
+        min_objects=d.min_objects,
+        max_objects=d.max_objects,
+        framing=d.framing,
+        workers=1,
+        progress=False,
+    )
+    return root
+
+
+def bench_preset(preset: str, data: Path, out: Path, steps: int, device: str) -> dict:
+    cfg = get_config(preset, "demo")
+    warm = max(steps // 2, 1)
+    cfg = dataclasses.replace(
+        cfg,
+        train=dataclasses.replace(
+            cfg.train, epochs=10**6, max_minutes=None, log_every=warm,
+            checkpoint_every_steps=0,
+        ),
+    )  # fmt: skip
+    t0 = time.perf_counter()
+    fit(cfg, data, out, device=device, progress=False, max_steps=2 * warm)
+    wall = time.perf_counter() - t0
+    rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    rows = [r for r in rows if "kind" not in r]
+    first, timed = rows[0], rows[1]
+    return {
+        "preset": preset,
+        "steps_timed": warm,
+        "batch_size": cfg.train.batch_size,
+        "image_size": list(cfg.data.image_size),
+        "num_workers": cfg.data.num_workers,
+        "samples_per_s": round(timed["samples_per_s"], 1),
+        "data_wait_frac": round(timed["data_wait_frac"], 3),
+        "first_samples_per_s": round(first["samples_per_s"], 1),
+        "first_data_wait_frac": round(first["data_wait_frac"], 3),
+        "fit_wall_s": round(wall, 1),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--presets", default=DEFAULT_PRESETS)
+    parser.add_argument("--steps", type=int, default=10, help="steps per preset (half timed)")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--out", default=str(ROOT / "results" / "bench" / "train.json"))
+    args = parser.parse_args()
+    steps = max(args.steps, 2)
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        # enough questions for every step to be a full batch of 64 within one epoch
+        scenes = (steps * 64) // 10 + 8
+        data = make_data(tmp / "data", scenes)
+        for preset in args.presets.split(","):
+            r = bench_preset(preset, data, tmp / preset, steps, args.device)
+            print(json.dumps(r))
+            results.append(r)
+    report = {
+        "benchmark": "end-to-end training throughput (fit, data loading included), demo profile",
+        "device": args.device,
+        "machine": {
+            "platform": platform.platform(),
+            "processor": platform.processor(),
+            "cpu_count": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(),
+            "torch": torch.__version__,
+            "cuda": torch.cuda.get_device_name() if args.device.startswith("cuda") else None,
+            "load_average_at_end": list(os.getloadavg()),
+        },
+        "note": "the machine's cores were shared with other jobs: numbers are lower bounds",
+        "results": results,
+    }
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
