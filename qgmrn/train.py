@@ -403,6 +403,11 @@ def save_run_checkpoint(run: _Run, path: Path, *, with_optimizer: bool = True) -
 
 
 def _check_finite(first_bad: Tensor, run: _Run) -> None:
+    if run.info.enabled:  # all ranks stop together, naming the earliest bad step
+        never = torch.iinfo(torch.long).max
+        t = torch.where(first_bad < 0, torch.full_like(first_bad, never), first_bad)
+        torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MIN)
+        first_bad = torch.where(t == never, torch.full_like(t, -1), t)
     bad = int(first_bad.item())
     if bad >= 0:
         last = run.out_dir / "checkpoint.pt"
@@ -485,7 +490,7 @@ def train_one_epoch(run: _Run, loader: Iterable) -> str | None:
             s.train_seconds += now - t_prev  # data loading included
             t_prev = now
 
-            if device.type == "cpu":  # free on CPU: stop at the very step
+            if device.type == "cpu" and not run.info.enabled:  # free: stop at the very step
                 _check_finite(first_bad, run)
             if s.step % tc.log_every == 0:
                 _check_finite(first_bad, run)

@@ -149,3 +149,16 @@ def test_finetune_extends_vocabulary_and_keeps_old_embedding_rows(trained, data_
     assert emb[len(old) :].abs().max() <= 0.1  # the embedding's own uniform init
     ev = result["eval"]
     assert ev["n"] == 4 and ev["by_type"] == {} and 0 <= ev["overall"] <= 1
+
+
+def test_train_command_and_refused_resume(data_dir, tmp_path, capsys):
+    out = tmp_path / "cli"
+    args = ["train", "--preset", "lstm", "--profile", "smoke", "--data", str(data_dir),
+            "--out", str(out), "--max-steps", "2", "--no-progress"]  # fmt: skip
+    assert cli.main(args) == 0
+    assert json.loads(capsys.readouterr().out)["step"] == 2
+    assert json.loads((out / "eval.json").read_text())["train"]["stop_reason"] == "max_steps"
+    other = ["train", "--preset", "cnn_lstm", "--profile", "smoke", "--data", str(data_dir),
+             "--out", str(out), "--resume", "--no-progress"]  # fmt: skip
+    assert cli.main(other) == 1
+    assert "model.arch" in capsys.readouterr().out
