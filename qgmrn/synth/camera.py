@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
+from functools import lru_cache
 
 import numpy as np
 
@@ -76,23 +77,12 @@ class Camera:
         return replace(self, location=tuple(float(c) for c in np.add(self.location, shift)))
 
     def basis(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(right, up, forward) unit vectors, float64 (3,) each."""
-        forward = np.subtract(self.target, self.location).astype(np.float64)
-        forward /= np.linalg.norm(forward)
-        right = np.cross(forward, (0.0, 0.0, 1.0))
-        right /= np.linalg.norm(right)
-        up = np.cross(right, forward)
-        return right, up, forward
+        """(right, up, forward) unit vectors, float64 (3,) each (fresh copies)."""
+        return tuple(v.copy() for v in _basis(self.location, self.target)[:3])
 
     def ground_directions(self) -> dict[str, tuple[float, float, float]]:
         """CLEVR's `directions` seen from this camera (right/behind projected on the ground)."""
-        right, _, forward = self.basis()
-        r = np.array([right[0], right[1], 0.0]) / math.hypot(right[0], right[1])
-        b = np.array([forward[0], forward[1], 0.0]) / math.hypot(forward[0], forward[1])
-        out = {"right": r, "left": -r, "behind": b, "front": -b}
-        out = {k: tuple(float(x) + 0.0 for x in v) for k, v in out.items()}
-        out["above"], out["below"] = (0.0, 0.0, 1.0), (0.0, 0.0, -1.0)
-        return out
+        return dict(_ground_directions(self.location, self.target))
 
     def focal_px(self, width: int, height: int) -> float:
         """Focal length in pixels for an image of `width` x `height`."""
@@ -102,12 +92,12 @@ class Camera:
         self, points: np.ndarray, width: int = 480, height: int = 320
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """World points (N, 3) -> continuous (px, py, depth), each (N,), float64."""
-        right, up, forward = self.basis()
-        d = np.asarray(points, dtype=np.float64).reshape(-1, 3) - np.asarray(self.location)
-        depth = d @ forward
+        m = _basis(self.location, self.target)[3]  # rows right, up, forward
+        d = np.asarray(points, dtype=np.float64).reshape(-1, 3) - self.location
+        x, y, depth = (d @ m.T).T
         f = self.focal_px(width, height)
-        px = width / 2.0 + f * (d @ right) / depth
-        py = height / 2.0 - f * (d @ up) / depth
+        px = width / 2.0 + f * x / depth
+        py = height / 2.0 - f * y / depth
         return px, py, depth
 
     def pixel_coords(self, point, width: int = 480, height: int = 320) -> list:
@@ -135,8 +125,37 @@ class Camera:
         return d.astype(np.float32)
 
 
+@lru_cache(maxsize=256)
+def _basis(location: tuple, target: tuple):
+    """Cached (right, up, forward, 3x3 matrix of those rows); read-only float64 arrays."""
+    forward = np.subtract(target, location).astype(np.float64)
+    forward /= np.linalg.norm(forward)
+    right = np.array([forward[1], -forward[0], 0.0])  # forward x (0, 0, 1)
+    right /= np.linalg.norm(right)
+    up = np.cross(right, forward)
+    m = np.stack([right, up, forward])
+    for a in (right, up, forward, m):
+        a.flags.writeable = False
+    return right, up, forward, m
+
+
+@lru_cache(maxsize=256)
+def _ground_directions(location: tuple, target: tuple) -> dict:
+    right, _, forward, _ = _basis(location, target)
+    r = np.array([right[0], right[1], 0.0]) / math.hypot(right[0], right[1])
+    b = np.array([forward[0], forward[1], 0.0]) / math.hypot(forward[0], forward[1])
+    out = {"right": r, "left": -r, "behind": b, "front": -b}
+    out = {k: tuple(float(x) + 0.0 for x in v) for k, v in out.items()}
+    out["above"], out["below"] = (0.0, 0.0, 1.0), (0.0, 0.0, -1.0)
+    return out
+
+
 def fit_location(
-    camera: Camera, points: np.ndarray, pixels: np.ndarray, width: int = 480, height: int = 320,
+    camera: Camera,
+    points: np.ndarray,
+    pixels: np.ndarray,
+    width: int = 480,
+    height: int = 320,
     iterations: int = 30,
 ) -> tuple[Camera, np.ndarray]:
     """Least-squares camera location (Gauss-Newton) reproducing `pixels` (N, 2) from `points`.

@@ -3,15 +3,15 @@
 Follows `add_random_objects` of the official generator (clevr-dataset-gen, render_images.py):
 per object a size, then up to `max_retries` positions uniform in (-3, 3)^2 until its surface is
 0.25 from every other and it is at least 0.4 from every other along both the left/right and the
-front/behind axis (our addition for close framings: its centre must lie inside the picture);
-then shape, colour, material and rotation, uniform. A scene where an object cannot be placed,
-or where an object shows fewer than `min_pixels` pixels in the renderer's object-id buffer, is
-placed again from scratch.
+front/behind axis; shape, colour, material and rotation are uniform. Our addition, which
+matters for close framings: the object's whole projected bounding box (a cube's own rotated
+corners) must lie inside the picture with a margin of `frame_margin(width, height)` pixels, so
+no object is cut off by the frame (shape and rotation are therefore drawn before the
+position). A scene where an object cannot be placed, or where an object shows fewer than
+`min_pixels` pixels in the renderer's object-id buffer, is placed again from scratch.
 """
 
 from __future__ import annotations
-
-import math
 
 import numpy as np
 
@@ -26,13 +26,13 @@ from qgmrn.clevr import (
 )
 
 from .camera import Camera
-from .render import object_ids
+from .render import object_bounds, object_ids
 
-ARENA = 3.0           # x, y uniform in (-ARENA, ARENA)
-MIN_GAP = 0.25        # between surfaces
-MIN_MARGIN = 0.4      # along each ground axis
+ARENA = 3.0  # x, y uniform in (-ARENA, ARENA)
+MIN_GAP = 0.25  # between surfaces
+MIN_MARGIN = 0.4  # along each ground axis
 REAL_MIN_PIXELS = 200  # the generator's threshold at 480x320
-MAX_OBJECTS = 16      # beyond this, the margins rarely admit a scene: refuse early
+MAX_OBJECTS = 16  # beyond this, the margins rarely admit a scene: refuse early
 
 
 def default_min_pixels(width: int, height: int) -> int:
@@ -40,52 +40,73 @@ def default_min_pixels(width: int, height: int) -> int:
     return max(4, round(REAL_MIN_PIXELS * width * height / (480 * 320)))
 
 
-def _fits(x: float, y: float, r: float, placed: list[tuple[float, float, float]],
-          right: np.ndarray, behind: np.ndarray) -> bool:
-    for px, py, pr in placed:
-        dx, dy = x - px, y - py
-        if math.hypot(dx, dy) - r - pr < MIN_GAP:
-            return False
-        if abs(dx * right[0] + dy * right[1]) < MIN_MARGIN:
-            return False
-        if abs(dx * behind[0] + dy * behind[1]) < MIN_MARGIN:
-            return False
-    return True
+def _fits(
+    xy: np.ndarray, r: float, placed: np.ndarray, right: np.ndarray, behind: np.ndarray
+) -> np.ndarray:
+    """Which candidate centres xy (R, 2) keep the gap and axis margins to every placed object
+    (rows x, y, r of `placed` (M, 3)): bool (R,)."""
+    if not len(placed):
+        return np.ones(len(xy), dtype=bool)
+    d = xy[:, None, :] - placed[None, :, :2]  # (R, M, 2)
+    gap = np.sqrt((d * d).sum(-1)) - r - placed[None, :, 2]
+    ok = (gap >= MIN_GAP) & (np.abs(d @ right) >= MIN_MARGIN) & (np.abs(d @ behind) >= MIN_MARGIN)
+    return ok.all(1)
 
 
-def _in_frame(x: float, y: float, r: float, camera: Camera, width: int, height: int) -> bool:
-    """Object centre in the picture (always so at CLEVR framing; matters when 'close', where
-    objects near the edge may still be partly cut off)."""
-    px, py, _ = camera.project(np.array([[x, y, r]]), width, height)
-    return 0 <= px[0] < width and 0 <= py[0] < height
+def frame_margin(width: int, height: int) -> float:
+    """Pixels to keep between every object's projected box and the image border."""
+    return max(1.0, 0.01 * max(width, height))
 
 
-def _place(rng: np.random.Generator, n: int, max_retries: int, camera: Camera,
-           width: int, height: int) -> list[dict] | None:
-    """One placement attempt of `n` objects; None when an object found no spot."""
-    right, behind = np.array(DIRECTIONS["right"]), np.array(DIRECTIONS["behind"])
-    placed: list[tuple[float, float, float]] = []
+def _in_frame(
+    obj: dict, xy: np.ndarray, camera: Camera, width: int, height: int, margin: float
+) -> np.ndarray:
+    """Whether the object's projected bounding box, centred at each candidate xy (R, 2), lies
+    inside the picture `margin` px from the edge: bool (R,)."""
+    box = object_bounds({**obj, "3d_coords": [0.0, 0.0, 0.0]})  # (8, 3) around the origin
+    pts = box[None, :, :] + np.concatenate([xy, np.zeros((len(xy), 1))], 1)[:, None, :]
+    px, py, _ = camera.project(pts.reshape(-1, 3), width, height)
+    px, py = px.reshape(len(xy), 8), py.reshape(len(xy), 8)
+    return (
+        (px.min(1) >= margin)
+        & (px.max(1) <= width - margin)
+        & (py.min(1) >= margin)
+        & (py.max(1) <= height - margin)
+    )
+
+
+def _place(
+    rng: np.random.Generator, n: int, max_retries: int, camera: Camera, width: int, height: int
+) -> list[dict] | None:
+    """One placement attempt of `n` objects; None when an object found no spot.
+
+    The `max_retries` candidate positions of an object are drawn and tested at once; the first
+    valid one is taken, as the real generator's sequential retries would.
+    """
+    right, behind = np.array(DIRECTIONS["right"][:2]), np.array(DIRECTIONS["behind"][:2])
+    margin = frame_margin(width, height)
+    placed = np.zeros((0, 3))
     objects = []
     for _ in range(n):
         size = SIZES[rng.integers(len(SIZES))]
         r = SIZE_RADIUS[size]
-        for _ in range(max_retries):
-            x, y = rng.uniform(-ARENA, ARENA, size=2)
-            if _fits(x, y, r, placed, right, behind) and _in_frame(x, y, r, camera, width, height):
-                break
-        else:
-            return None
-        placed.append((x, y, r))
-        coords = [float(x), float(y), float(r)]
-        objects.append({
+        obj = {
             "color": COLORS[rng.integers(len(COLORS))],
             "size": size,
             "rotation": float(rng.uniform(0.0, 360.0)),
             "shape": SHAPES[rng.integers(len(SHAPES))],
-            "3d_coords": coords,
-            "material": MATERIALS[rng.integers(len(MATERIALS))],
-            "pixel_coords": camera.pixel_coords(coords, width, height),
-        })
+        }
+        xy = rng.uniform(-ARENA, ARENA, size=(max_retries, 2))
+        ok = _fits(xy, r, placed, right, behind)
+        ok[ok] = _in_frame(obj, xy[ok], camera, width, height, margin)
+        if not ok.any():
+            return None
+        x, y = (float(v) for v in xy[ok.argmax()])
+        placed = np.concatenate([placed, [[x, y, r]]])
+        obj["3d_coords"] = [x, y, float(r)]
+        obj["material"] = MATERIALS[rng.integers(len(MATERIALS))]
+        obj["pixel_coords"] = camera.pixel_coords(obj["3d_coords"], width, height)
+        objects.append(obj)
     return objects
 
 
@@ -117,7 +138,8 @@ def sample_scene(
     if max_objects > MAX_OBJECTS:
         raise ValueError(
             f"max_objects={max_objects} cannot fit: with 0.25 gaps and 0.4 axis margins in a 6x6 "
-            f"arena use at most {MAX_OBJECTS} (CLEVR uses 10)")
+            f"arena use at most {MAX_OBJECTS} (CLEVR uses 10)"
+        )
     if width < 1 or height < 1:
         raise ValueError(f"image size must be positive, got {width}x{height}")
     if min_pixels is None:
@@ -125,7 +147,8 @@ def sample_scene(
     if min_pixels * min_objects > width * height:
         raise ValueError(
             f"{min_objects} objects of >= {min_pixels} px cannot fit in {width}x{height}: "
-            "lower min_pixels or enlarge the image")
+            "lower min_pixels or enlarge the image"
+        )
 
     n = int(rng.integers(min_objects, max_objects + 1))
     for _ in range(max_attempts):
@@ -143,4 +166,5 @@ def sample_scene(
     raise ValueError(
         f"no valid scene with {n} objects in {max_attempts} attempts at {width}x{height} "
         f"(framing {camera.framing!r}, min_pixels {min_pixels}): lower max_objects or "
-        "min_pixels, enlarge the image, or use the 'clevr' framing")
+        "min_pixels, enlarge the image, or use the 'clevr' framing"
+    )

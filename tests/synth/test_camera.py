@@ -15,8 +15,11 @@ SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "clevr-samples"
 def _real_scenes():
     if not SHARED.is_dir():
         pytest.skip("/work/shared/clevr-samples absent")
-    return [s for name in ("CLEVR_train_scenes_excerpt.json", "CLEVR_val_scenes_excerpt.json")
-            for s in json.loads((SHARED / name).read_text())["scenes"]]
+    return [
+        s
+        for name in ("CLEVR_train_scenes_excerpt.json", "CLEVR_val_scenes_excerpt.json")
+        for s in json.loads((SHARED / name).read_text())["scenes"]
+    ]
 
 
 def test_real_pixel_coords_reproduced_by_jittered_camera():
@@ -25,9 +28,9 @@ def test_real_pixel_coords_reproduced_by_jittered_camera():
         pts = np.array([o["3d_coords"] for o in scene["objects"]])
         pix = np.array([o["pixel_coords"] for o in scene["objects"]], dtype=float)
         cam, res = fit_location(Camera.clevr(), pts, pix)
-        assert np.abs(res).max() < 1.0                       # stored values are rounded
+        assert np.abs(res).max() < 1.0  # stored values are rounded
         shift = np.subtract(cam.location, Camera.clevr().location)
-        assert np.abs(shift).max() < CLEVR_JITTER + 0.25    # our centre is itself a fit
+        assert np.abs(shift).max() < CLEVR_JITTER + 0.25  # our centre is itself a fit
         _, _, depth = cam.project(pts)
         np.testing.assert_allclose(depth, pix[:, 2], atol=0.05)
 
