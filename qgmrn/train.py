@@ -710,6 +710,8 @@ def _fit(
 
     # ---- run directory
     if info.is_main:
+        for tmp in out_dir.glob(".*.tmp*"):  # left by a run killed while writing a file
+            tmp.unlink(missing_ok=True)
         (out_dir / "config.json").write_text(config_json + "\n")
         vocab.save(out_dir / "vocab.json")
         if resume:
