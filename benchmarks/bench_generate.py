@@ -30,17 +30,37 @@ from qgmrn.synth.questions import AnswerBalancer, generate_questions
 def end_to_end(size: tuple[int, int], scenes: int, workers: int) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
-        generate_dataset(tmp, train_scenes=scenes, val_scenes=0, image_size=size,
-                         questions_per_scene=10, workers=workers, progress=False)
+        generate_dataset(
+            tmp,
+            train_scenes=scenes,
+            val_scenes=0,
+            image_size=size,
+            questions_per_scene=10,
+            workers=workers,
+            progress=False,
+        )
         seconds = time.perf_counter() - t0
-    return {"width": size[0], "height": size[1], "workers": workers, "scenes": scenes,
-            "seconds": seconds, "scenes_per_s": scenes / seconds}
+    return {
+        "width": size[0],
+        "height": size[1],
+        "workers": workers,
+        "scenes": scenes,
+        "seconds": seconds,
+        "scenes_per_s": scenes / seconds,
+    }
 
 
 def question_rate(scenes: int) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
-        generate_dataset(tmp, train_scenes=scenes, val_scenes=0, image_size=(128, 128),
-                         min_objects=3, max_objects=10, progress=False)
+        generate_dataset(
+            tmp,
+            train_scenes=scenes,
+            val_scenes=0,
+            image_size=(128, 128),
+            min_objects=3,
+            max_objects=10,
+            progress=False,
+        )
         loaded = load_scenes(Path(tmp) / "scenes" / "CLEVR_train_scenes.json")
     rng, balancer = np.random.default_rng(0), AnswerBalancer()
     t0 = time.perf_counter()
@@ -56,9 +76,11 @@ def main() -> None:
     ap.add_argument("--out", default="results/bench/generate.json")
     args = ap.parse_args()
     load = os.getloadavg()
-    runs = [end_to_end(size, n, workers)
-            for size, n in (((128, 128), args.scenes_small), ((480, 320), args.scenes_large))
-            for workers in (1, 2)]
+    runs = [
+        end_to_end(size, n, workers)
+        for size, n in (((128, 128), args.scenes_small), ((480, 320), args.scenes_large))
+        for workers in (1, 2)
+    ]
     questions = question_rate(100)
     out = {
         "runs": runs,
@@ -67,8 +89,8 @@ def main() -> None:
         "cpus": os.cpu_count(),
         "loadavg_at_start": list(load),
         "note": "end to end: sample + render (supersample 2) + RGBA PNG + 10 questions per scene; "
-                "measured on a 2-core machine shared with other jobs, so noisy and the 2-worker "
-                "speed-up understated",
+        "measured on a 2-core machine shared with other jobs, so noisy and the 2-worker "
+        "speed-up understated",
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(out, indent=2) + "\n")

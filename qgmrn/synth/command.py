@@ -15,20 +15,32 @@ from qgmrn.config import PROFILES, DataConfig, get_config
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("out_dir", metavar="OUT_DIR", help="where to write the data set")
-    parser.add_argument("--profile", choices=PROFILES, default=None,
-                        help="take the defaults below from this profile's DataConfig")
+    parser.add_argument(
+        "--profile",
+        choices=PROFILES,
+        default=None,
+        help="take the defaults below from this profile's DataConfig",
+    )
     parser.add_argument("--train-scenes", type=int, help="number of train images")
     parser.add_argument("--val-scenes", type=int, help="number of val images")
     parser.add_argument("--test-scenes", type=int, help="number of test images (default 0)")
     parser.add_argument("--questions-per-scene", type=int, help="questions per image (1..90)")
-    parser.add_argument("--image-size", type=int, nargs=2, metavar=("W", "H"),
-                        help="PNG width and height (default 480 320, as CLEVR)")
+    parser.add_argument(
+        "--image-size",
+        type=int,
+        nargs=2,
+        metavar=("W", "H"),
+        help="PNG width and height (default 480 320, as CLEVR)",
+    )
     parser.add_argument("--min-objects", type=int, help="fewest objects per scene (default 3)")
     parser.add_argument("--max-objects", type=int, help="most objects per scene (default 10)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--workers", type=int, default=1, help="rendering processes (default 1)")
-    parser.add_argument("--humans", action="store_true",
-                        help="also write synthetic CLEVR-Humans-style paraphrase files")
+    parser.add_argument(
+        "--humans",
+        action="store_true",
+        help="also write synthetic CLEVR-Humans-style paraphrase files",
+    )
     parser.add_argument("--framing", help="camera: clevr (real) or close (objects larger)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -48,8 +60,9 @@ def run(args: argparse.Namespace) -> int:
     train = pick(args.train_scenes, d.train_scenes if args.profile else None)
     val = pick(args.val_scenes, d.val_scenes if args.profile else None)
     if train is None or val is None:
-        print("qgmrn generate: give --train-scenes and --val-scenes, or a --profile",
-              file=sys.stderr)
+        print(
+            "qgmrn generate: give --train-scenes and --val-scenes, or a --profile", file=sys.stderr
+        )
         return 2
     from qgmrn.synth.generate import generate_dataset  # numpy/Pillow only when running
 
@@ -72,7 +85,9 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"qgmrn generate: {exc}", file=sys.stderr)
         return 2
-    splits = {s: {k: v for k, v in e.items() if k != "answers_by_type"}
-              for s, e in summary["splits"].items()}
+    splits = {
+        s: {k: v for k, v in e.items() if k != "answers_by_type"}
+        for s, e in summary["splits"].items()
+    }
     print(json.dumps({"out_dir": summary["out_dir"], "splits": splits}, indent=1))
     return 0

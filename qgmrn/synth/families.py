@@ -150,25 +150,51 @@ def _hop_families(group: str, hops: int) -> list[tuple]:
     t, node, s, where = target()
     t.add("count", node)
     where_sp = f" {where}" if where else ""
-    out.append((group, "count", t, (
-        f"How many {_np(s, True)} are there{where_sp}?",
-        f"What number of {_np(s, True)} are{where_sp or ' there'}?",
-        f"How many {_np(s, True)} are visible{where_sp}?",
-    ), (), ()))
+    out.append(
+        (
+            group,
+            "count",
+            t,
+            (
+                f"How many {_np(s, True)} are there{where_sp}?",
+                f"What number of {_np(s, True)} are{where_sp or ' there'}?",
+                f"How many {_np(s, True)} are visible{where_sp}?",
+            ),
+            (),
+            (),
+        )
+    )
     t, node, s, where = target()
     t.add("exist", node)
-    out.append((group, "exist", t, (
-        f"Are there any {_np(s, True)}{where_sp}?",
-        f"Is there a {_np(s)}{where_sp}?",
-        f"Does a {_np(s)} exist{where_sp}?",
-    ), (), ()))
+    out.append(
+        (
+            group,
+            "exist",
+            t,
+            (
+                f"Are there any {_np(s, True)}{where_sp}?",
+                f"Is there a {_np(s)}{where_sp}?",
+                f"Does a {_np(s)} exist{where_sp}?",
+            ),
+            (),
+            (),
+        )
+    )
     for attr in ATTRS:
         t, node, s, where = target()
         t.add(f"query_{attr}", t.add("unique", node))
         x = f"the {_np(s)} that is {where}" if where else f"the {_np(s)}"
         intro = f"a {_np(s)} {where}" if where else None
-        out.append((group, f"query_{attr}", t, _query_texts(attr, x, intro),
-                    (f"{ATTR_SLOT[attr]}{s}",), ()))
+        out.append(
+            (
+                group,
+                f"query_{attr}",
+                t,
+                _query_texts(attr, x, intro),
+                (f"{ATTR_SLOT[attr]}{s}",),
+                (),
+            )
+        )
     return out
 
 
@@ -185,18 +211,34 @@ def _single_and() -> list[tuple]:
     both_text = f"<R> the {_np('')} and <R2> the {_np('2')}"
     t, node, a, b = target()
     t.add("count", node)
-    out.append(("single_and", "count", t, (
-        f"How many {_np('3', True)} are both {both_text}?",
-        f"What number of {_np('3', True)} are {both_text}?",
-        f"How many {_np('3', True)} are there that are both {both_text}?",
-    ), (), ((a, b),)))
+    out.append(
+        (
+            "single_and",
+            "count",
+            t,
+            (
+                f"How many {_np('3', True)} are both {both_text}?",
+                f"What number of {_np('3', True)} are {both_text}?",
+                f"How many {_np('3', True)} are there that are both {both_text}?",
+            ),
+            (),
+            ((a, b),),
+        )
+    )
     for attr in ATTRS:
         t, node, a, b = target()
         t.add(f"query_{attr}", t.add("unique", node))
         x = f"the {_np('3')} that is both {both_text}"
-        out.append(("single_and", f"query_{attr}", t,
-                    _query_texts(attr, x, f"a {_np('3')} that is both {both_text}"),
-                    (f"{ATTR_SLOT[attr]}3",), ((a, b),)))
+        out.append(
+            (
+                "single_and",
+                f"query_{attr}",
+                t,
+                _query_texts(attr, x, f"a {_np('3')} that is both {both_text}"),
+                (f"{ATTR_SLOT[attr]}3",),
+                ((a, b),),
+            )
+        )
     return out
 
 
@@ -242,8 +284,11 @@ def _single_or() -> list[tuple]:
                     f"What number of objects are {a} or {b}?",
                     f"How many {a} or {b} are there?",
                 )
-            name = ("narrowed_" if narrowed else "") + "count_" + "".join(
-                "r" if rel else "p" for rel in (left_rel, right_rel))
+            name = (
+                ("narrowed_" if narrowed else "")
+                + "count_"
+                + "".join("r" if rel else "p" for rel in (left_rel, right_rel))
+            )
             out.append(("single_or", name, t, texts, null, ((ops[0], ops[1]),), narrowing))
     return out
 
@@ -272,54 +317,108 @@ def _same_relate() -> list[tuple]:
 
         t, node = start(False)
         t.add("exist", node)
-        out.append(("same_relate", f"same_{attr}.exist", t, (
-            f"Is there anything else that is {adj} {ref}?",
-            f"Are there any other things {adj} {ref}?",
-            f"Does anything else have the same {attr} as {ref}?",
-        ), (), ()))
+        out.append(
+            (
+                "same_relate",
+                f"same_{attr}.exist",
+                t,
+                (
+                    f"Is there anything else that is {adj} {ref}?",
+                    f"Are there any other things {adj} {ref}?",
+                    f"Does anything else have the same {attr} as {ref}?",
+                ),
+                (),
+                (),
+            )
+        )
         t, node = start(True)
         t.add("exist", node)
-        out.append(("same_relate", f"same_{attr}.exist_filtered", t, (
-            f"Is there another {_np('2')} that {verb} {ref}?",
-            f"Are there any other {_np('2', True)} {adj} {ref}?",
-            f"Is there any other {_np('2')} that is {adj} {ref}?",
-        ), (f"{ATTR_SLOT[attr]}2",), ()))
+        out.append(
+            (
+                "same_relate",
+                f"same_{attr}.exist_filtered",
+                t,
+                (
+                    f"Is there another {_np('2')} that {verb} {ref}?",
+                    f"Are there any other {_np('2', True)} {adj} {ref}?",
+                    f"Is there any other {_np('2')} that is {adj} {ref}?",
+                ),
+                (f"{ATTR_SLOT[attr]}2",),
+                (),
+            )
+        )
         t, node = start(False)
         t.add("count", node)
-        out.append(("same_relate", f"same_{attr}.count", t, (
-            f"How many other things are {adj} {ref}?",
-            f"What number of other objects {verb_pl} {ref}?",
-            f"How many other objects {verb_pl} {ref}?",
-        ), (), ()))
+        out.append(
+            (
+                "same_relate",
+                f"same_{attr}.count",
+                t,
+                (
+                    f"How many other things are {adj} {ref}?",
+                    f"What number of other objects {verb_pl} {ref}?",
+                    f"How many other objects {verb_pl} {ref}?",
+                ),
+                (),
+                (),
+            )
+        )
         t, node = start(True)
         t.add("count", node)
-        out.append(("same_relate", f"same_{attr}.count_filtered", t, (
-            f"How many other {_np('2', True)} are {adj} {ref}?",
-            f"What number of other {_np('2', True)} {verb_pl} {ref}?",
-            f"How many other {_np('2', True)} {verb_pl} {ref}?",
-        ), (f"{ATTR_SLOT[attr]}2",), ()))
+        out.append(
+            (
+                "same_relate",
+                f"same_{attr}.count_filtered",
+                t,
+                (
+                    f"How many other {_np('2', True)} are {adj} {ref}?",
+                    f"What number of other {_np('2', True)} {verb_pl} {ref}?",
+                    f"How many other {_np('2', True)} {verb_pl} {ref}?",
+                ),
+                (f"{ATTR_SLOT[attr]}2",),
+                (),
+            )
+        )
         for other in ATTRS:
             if other == attr:
                 continue
             t, node = start(True)
             t.add(f"query_{other}", t.add("unique", node))
             x = f"the other {_np('2')} that is {adj} {ref}"
-            out.append(("same_relate", f"same_{attr}.query_{other}", t,
-                        _query_texts(other, x, f"another {_np('2')} that {verb} {ref}"),
-                        (f"{ATTR_SLOT[attr]}2", f"{ATTR_SLOT[other]}2"), ()))
+            out.append(
+                (
+                    "same_relate",
+                    f"same_{attr}.query_{other}",
+                    t,
+                    _query_texts(other, x, f"another {_np('2')} that {verb} {ref}"),
+                    (f"{ATTR_SLOT[attr]}2", f"{ATTR_SLOT[other]}2"),
+                    (),
+                )
+            )
     return out
 
 
 _EQUAL_TEXTS: dict[str, tuple[str, ...]] = {
-    "size": ("Is {a} the same size as {b}?", "Does {a} have the same size as {b}?",
-             "Are {a} and {b} the same size?"),
-    "color": ("Is {a} the same color as {b}?", "Does {a} have the same color as {b}?",
-              "Are {a} and {b} the same color?"),
-    "material": ("Is {a} made of the same material as {b}?",
-                 "Does {a} have the same material as {b}?",
-                 "Are {a} and {b} made of the same material?"),
-    "shape": ("Is {a} the same shape as {b}?", "Does {a} have the same shape as {b}?",
-              "Are {a} and {b} the same shape?"),
+    "size": (
+        "Is {a} the same size as {b}?",
+        "Does {a} have the same size as {b}?",
+        "Are {a} and {b} the same size?",
+    ),
+    "color": (
+        "Is {a} the same color as {b}?",
+        "Does {a} have the same color as {b}?",
+        "Are {a} and {b} the same color?",
+    ),
+    "material": (
+        "Is {a} made of the same material as {b}?",
+        "Does {a} have the same material as {b}?",
+        "Are {a} and {b} made of the same material?",
+    ),
+    "shape": (
+        "Is {a} the same shape as {b}?",
+        "Does {a} have the same shape as {b}?",
+        "Are {a} and {b} the same shape?",
+    ),
 }
 _EQUAL_IT: dict[str, str] = {
     "size": "is it the same size as {b}?",
@@ -341,8 +440,12 @@ def _comparison() -> list[tuple]:
             for rel, anchor_s, r, s in ((left_rel, "", "", "3"), (right_rel, "2", "2", "4")):
                 if rel:
                     objs.append(t.add("unique", t.hop(t.obj(anchor_s), r, s)))
-                    descs.append((f"the {_np(s)} that is <R{r}> the {_np(anchor_s)}",
-                                  f"a {_np(s)} <R{r}> the {_np(anchor_s)}"))
+                    descs.append(
+                        (
+                            f"the {_np(s)} that is <R{r}> the {_np(anchor_s)}",
+                            f"a {_np(s)} <R{r}> the {_np(anchor_s)}",
+                        )
+                    )
                     null.append(f"{letter}{s}")
                 else:
                     objs.append(t.obj(anchor_s))
@@ -360,15 +463,21 @@ def _comparison() -> list[tuple]:
 
 
 _INTEGER_TEXTS: dict[str, tuple[str, ...]] = {
-    "equal_integer": ("Are there the same number of {a} and {b}?",
-                      "Is the number of {a} the same as the number of {b}?",
-                      "Are there as many {a} as {b}?"),
-    "less_than": ("Are there fewer {a} than {b}?",
-                  "Is the number of {a} less than the number of {b}?",
-                  "Are there less {a} than {b}?"),
-    "greater_than": ("Are there more {a} than {b}?",
-                     "Is the number of {a} greater than the number of {b}?",
-                     "Is the number of {a} more than the number of {b}?"),
+    "equal_integer": (
+        "Are there the same number of {a} and {b}?",
+        "Is the number of {a} the same as the number of {b}?",
+        "Are there as many {a} as {b}?",
+    ),
+    "less_than": (
+        "Are there fewer {a} than {b}?",
+        "Is the number of {a} less than the number of {b}?",
+        "Are there less {a} than {b}?",
+    ),
+    "greater_than": (
+        "Are there more {a} than {b}?",
+        "Is the number of {a} greater than the number of {b}?",
+        "Is the number of {a} more than the number of {b}?",
+    ),
 }
 
 
@@ -401,16 +510,18 @@ def _build() -> tuple[Family, ...]:
     families = []
     for index, spec in enumerate(specs):
         group, name, t, texts, null, distinct, *rest = spec
-        families.append(Family(
-            index=index,
-            group=group,
-            name=f"{group}.{name}",
-            template=tuple(t.nodes),
-            texts=tuple(texts),
-            null=frozenset(null),
-            distinct=tuple(distinct),
-            narrowing=tuple(rest[0]) if rest else (),
-        ))
+        families.append(
+            Family(
+                index=index,
+                group=group,
+                name=f"{group}.{name}",
+                template=tuple(t.nodes),
+                texts=tuple(texts),
+                null=frozenset(null),
+                distinct=tuple(distinct),
+                narrowing=tuple(rest[0]) if rest else (),
+            )
+        )
     return tuple(families)
 
 

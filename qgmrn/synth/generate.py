@@ -59,8 +59,15 @@ def image_filename(split: str, index: int) -> str:
     return f"CLEVR_{split}_{index:06d}.png"
 
 
-def _check_settings(counts: dict[str, int], questions_per_scene: int, image_size, min_objects: int,
-                    max_objects: int, workers: int, framing: str) -> tuple[int, int, Camera]:
+def _check_settings(
+    counts: dict[str, int],
+    questions_per_scene: int,
+    image_size,
+    min_objects: int,
+    max_objects: int,
+    workers: int,
+    framing: str,
+) -> tuple[int, int, Camera]:
     """Reject impossible settings with a message that says what to change."""
     for split, n in counts.items():
         if not isinstance(n, int) or n < 0:
@@ -70,7 +77,8 @@ def _check_settings(counts: dict[str, int], questions_per_scene: int, image_size
     if not 1 <= questions_per_scene <= len(FAMILIES):
         raise ValueError(
             f"questions_per_scene={questions_per_scene}: use 1..{len(FAMILIES)} (one question "
-            "per family and scene)")
+            "per family and scene)"
+        )
     try:
         width, height = (int(v) for v in image_size)
     except (TypeError, ValueError):
@@ -80,12 +88,15 @@ def _check_settings(counts: dict[str, int], questions_per_scene: int, image_size
     if min_objects < 1:
         raise ValueError(f"min_objects={min_objects}: a scene needs at least 1 object")
     if max_objects < min_objects:
-        raise ValueError(f"max_objects={max_objects} < min_objects={min_objects}: raise "
-                         "max_objects or lower min_objects")
+        raise ValueError(
+            f"max_objects={max_objects} < min_objects={min_objects}: raise "
+            "max_objects or lower min_objects"
+        )
     if max_objects > MAX_COUNT_ANSWER:
         raise ValueError(
             f"max_objects={max_objects} would let counts exceed {MAX_COUNT_ANSWER}, the largest "
-            f"CLEVR answer: use at most {MAX_COUNT_ANSWER}")
+            f"CLEVR answer: use at most {MAX_COUNT_ANSWER}"
+        )
     if workers < 1:
         raise ValueError(f"workers={workers}: use 1 or more processes")
     try:
@@ -102,20 +113,28 @@ def _render_chunk(task: tuple) -> list[dict]:
     scenes = []
     for index in indices:
         rng = scene_rng(seed, split, index, "scene")
-        scene = sample_scene(rng, min_objects=min_objects, max_objects=max_objects,
-                             camera=camera, width=width, height=height)
+        scene = sample_scene(
+            rng,
+            min_objects=min_objects,
+            max_objects=max_objects,
+            camera=camera,
+            width=width,
+            height=height,
+        )
         rgb, _ = render_scene(scene, camera, width, height)
         rgba = np.dstack([rgb, np.full(rgb.shape[:2], 255, np.uint8)])  # real PNGs are RGBA
         name = image_filename(split, index)
         Image.fromarray(rgba, "RGBA").save(os.path.join(image_dir, name), format="PNG")
-        scenes.append({
-            "image_index": index,
-            "image_filename": name,
-            "split": split,
-            "objects": scene["objects"],
-            "relationships": scene["relationships"],
-            "directions": scene["directions"],
-        })
+        scenes.append(
+            {
+                "image_index": index,
+                "image_filename": name,
+                "split": split,
+                "objects": scene["objects"],
+                "relationships": scene["relationships"],
+                "directions": scene["directions"],
+            }
+        )
     return scenes
 
 
@@ -141,16 +160,18 @@ def _questions(split: str, scenes: list[dict], seed: int, k: int) -> list[dict]:
     for scene in scenes:
         rng = scene_rng(seed, split, scene["image_index"], "questions")
         for q in generate_questions(scene, rng, k, balancer):
-            out.append({
-                "image_index": scene["image_index"],
-                "image_filename": scene["image_filename"],
-                "split": split,
-                "question_index": len(out),
-                "question_family_index": q["question_family_index"],
-                "question": q["question"],
-                "answer": q["answer"],
-                "program": q["program"],
-            })
+            out.append(
+                {
+                    "image_index": scene["image_index"],
+                    "image_filename": scene["image_filename"],
+                    "split": split,
+                    "question_index": len(out),
+                    "question_family_index": q["question_family_index"],
+                    "question": q["question"],
+                    "answer": q["answer"],
+                    "program": q["program"],
+                }
+            )
     return out
 
 
@@ -165,14 +186,16 @@ def humans_questions(split: str, questions: list[dict], seed: int, per_scene: in
             continue
         taken[i] += 1
         rng = rngs.setdefault(i, scene_rng(seed, split, i, "humans"))
-        out.append({
-            "image_index": i,
-            "image_filename": q["image_filename"],
-            "split": split,
-            "question_index": len(out),
-            "question": paraphrase(q["program"], rng),
-            "answer": q["answer"],
-        })
+        out.append(
+            {
+                "image_index": i,
+                "image_filename": q["image_filename"],
+                "split": split,
+                "question_index": len(out),
+                "question": paraphrase(q["program"], rng),
+                "answer": q["answer"],
+            }
+        )
     return out
 
 
@@ -181,8 +204,10 @@ def _answer_table(questions: list[dict]) -> dict[str, dict[str, int]]:
     for q in questions:
         qtype = SUBTYPE_TO_TYPE[q["program"][-1]["function"]]
         table.setdefault(qtype, Counter())[q["answer"]] += 1
-    return {t: dict(sorted(c.items(), key=lambda kv: ANSWERS.index(kv[0])))
-            for t, c in sorted(table.items())}
+    return {
+        t: dict(sorted(c.items(), key=lambda kv: ANSWERS.index(kv[0])))
+        for t, c in sorted(table.items())
+    }
 
 
 def _write_json(path: Path, document: Any) -> None:
@@ -215,8 +240,9 @@ def generate_dataset(
     one) are written too. Raises ValueError for impossible settings, saying what to change.
     """
     counts = {"train": train_scenes, "val": val_scenes, "test": test_scenes}
-    width, height, camera = _check_settings(counts, questions_per_scene, image_size, min_objects,
-                                            max_objects, workers, framing)
+    width, height, camera = _check_settings(
+        counts, questions_per_scene, image_size, min_objects, max_objects, workers, framing
+    )
     out = Path(out_dir)
     for sub in ("scenes", "questions"):
         (out / sub).mkdir(parents=True, exist_ok=True)
@@ -227,12 +253,24 @@ def generate_dataset(
             image_dir.mkdir(parents=True, exist_ok=True)
         for start in range(0, counts[split], RENDER_CHUNK):
             indices = tuple(range(start, min(start + RENDER_CHUNK, counts[split])))
-            tasks.append((split, indices, seed, width, height, min_objects, max_objects,
-                          framing, str(out / "images" / split)))
+            tasks.append(
+                (
+                    split,
+                    indices,
+                    seed,
+                    width,
+                    height,
+                    min_objects,
+                    max_objects,
+                    framing,
+                    str(out / "images" / split),
+                )
+            )
 
     scenes: dict[str, list[dict]] = {split: [] for split in SPLITS}
-    with tqdm(total=sum(counts.values()), desc="mini-CLEVR scenes", unit="scene",
-              disable=not progress) as bar:
+    with tqdm(
+        total=sum(counts.values()), desc="mini-CLEVR scenes", unit="scene", disable=not progress
+    ) as bar:
         for task, chunk in zip(tasks, _render_all(tasks, workers, bar), strict=True):
             scenes[task[0]].extend(chunk)
 
@@ -244,8 +282,11 @@ def generate_dataset(
         "max_objects": max_objects,
         "questions_per_scene": questions_per_scene,
         "framing": camera.framing,
-        "camera": {"location": list(camera.location), "target": list(camera.target),
-                   "fov_deg": camera.fov_deg},
+        "camera": {
+            "location": list(camera.location),
+            "target": list(camera.target),
+            "fov_deg": camera.fov_deg,
+        },
     }
     summary: dict[str, Any] = {"out_dir": str(out), **params, "splits": {}}
     per_scene_humans = max(1, questions_per_scene // 2)
@@ -254,12 +295,24 @@ def generate_dataset(
             continue
         info = {"split": split, "version": GENERATOR_VERSION, "license": LICENSE, **params}
         questions = _questions(split, scenes[split], seed, questions_per_scene)
-        scene_file = "CLEVR_test_scenes_hidden.json" if split == "test" else \
-            f"CLEVR_{split}_scenes.json"
+        scene_file = (
+            "CLEVR_test_scenes_hidden.json" if split == "test" else f"CLEVR_{split}_scenes.json"
+        )
         save_scenes(out / "scenes" / scene_file, scenes[split], info)
         if split == "test":
-            public = [{k: q[k] for k in ("image_index", "image_filename", "split",
-                                         "question_index", "question")} for q in questions]
+            public = [
+                {
+                    k: q[k]
+                    for k in (
+                        "image_index",
+                        "image_filename",
+                        "split",
+                        "question_index",
+                        "question",
+                    )
+                }
+                for q in questions
+            ]
             save_questions(out / "questions" / "CLEVR_test_questions.json", public, info)
             save_questions(out / "questions" / "CLEVR_test_answers.json", questions, info)
         else:
@@ -274,8 +327,11 @@ def generate_dataset(
         if humans:
             hq = humans_questions(split, questions, seed, per_scene_humans)
             (out / "CLEVR-Humans").mkdir(exist_ok=True)
-            humans_info = {**info, "note": "synthetic paraphrases of mini-CLEVR questions "
-                           "(qgmrn.synth.paraphrase), not written by people"}
+            humans_info = {
+                **info,
+                "note": "synthetic paraphrases of mini-CLEVR questions "
+                "(qgmrn.synth.paraphrase), not written by people",
+            }
             save_questions(out / "CLEVR-Humans" / f"CLEVR-Humans-{split}.json", hq, humans_info)
             entry["humans_questions"] = len(hq)
         summary["splits"][split] = entry

@@ -29,8 +29,13 @@ from .questions import RELATION_PHRASES, SYNONYMS
 _SIZE = {"large": ("huge", "giant"), "small": ("little", "mini")}
 _MATERIAL = {"metal": ("glossy", "reflective"), "rubber": ("dull", "plastic")}
 _COLOR = {
-    "gray": ("grey",), "red": ("red",), "blue": ("blue",), "green": ("green",),
-    "brown": ("brown",), "purple": ("purple", "violet"), "cyan": ("teal", "turquoise"),
+    "gray": ("grey",),
+    "red": ("red",),
+    "blue": ("blue",),
+    "green": ("green",),
+    "brown": ("brown",),
+    "purple": ("purple", "violet"),
+    "cyan": ("teal", "turquoise"),
     "yellow": ("yellow",),
 }
 _SHAPE = {
@@ -46,33 +51,50 @@ _RELATION = {
     "behind": ("farther away than", "further back than"),
 }
 _ATTR_NOUN = {
-    "size": ("size", "dimensions"), "color": ("colour", "hue"),
-    "material": ("texture", "surface"), "shape": ("form", "geometry"),
+    "size": ("size", "dimensions"),
+    "color": ("colour", "hue"),
+    "material": ("texture", "surface"),
+    "shape": ("form", "geometry"),
 }
 
 _QUERY = {
     "size": ("How large is {x}?", "Would you call {x} big or little?", "Tell me the size of {x}."),
     "color": ("What hue is {x}?", "Which colour is {x}?", "What colour does {x} have?"),
-    "material": ("What is {x} made out of?", "Which texture does {x} have?",
-                 "What kind of surface does {x} have?"),
-    "shape": ("What form does {x} have?", "What kind of geometry is {x}?",
-              "Which geometric form is {x}?"),
+    "material": (
+        "What is {x} made out of?",
+        "Which texture does {x} have?",
+        "What kind of surface does {x} have?",
+    ),
+    "shape": (
+        "What form does {x} have?",
+        "What kind of geometry is {x}?",
+        "Which geometric form is {x}?",
+    ),
 }
 _EQUAL = (
     "Do {a} and {b} share the same {attr}?",
     "Is the {attr} of {a} identical to that of {b}?",
     "Do {a} and {b} look alike in {attr}?",
 )
-_COUNT = ("How many {s} can you see?", "What is the total number of {s}?",
-          "Tell me how many {s} you can find.")
+_COUNT = (
+    "How many {s} can you see?",
+    "What is the total number of {s}?",
+    "Tell me how many {s} you can find.",
+)
 _EXIST = ("Can you see any {s}?", "Do you notice any {s}?", "Is at least one of the {s} present?")
 _INTEGER = {
-    "equal_integer": ("Do you see exactly as many {a} as {b}?",
-                      "Is the amount of {a} identical to the amount of {b}?"),
-    "less_than": ("Is the amount of {a} smaller than the amount of {b}?",
-                  "Can you find fewer {a} than {b}?"),
-    "greater_than": ("Is the amount of {a} bigger than the amount of {b}?",
-                     "Can you find more {a} than {b}?"),
+    "equal_integer": (
+        "Do you see exactly as many {a} as {b}?",
+        "Is the amount of {a} identical to the amount of {b}?",
+    ),
+    "less_than": (
+        "Is the amount of {a} smaller than the amount of {b}?",
+        "Can you find fewer {a} than {b}?",
+    ),
+    "greater_than": (
+        "Is the amount of {a} bigger than the amount of {b}?",
+        "Can you find more {a} than {b}?",
+    ),
 }
 
 
@@ -199,8 +221,23 @@ def _lexicon() -> set[str]:
     for frames in (_COUNT, _EXIST, _EQUAL, *_QUERY.values(), *_INTEGER.values()):
         for frame in frames:
             words.update(_tokens(re.sub(r"\{\w+\}", " ", frame)))
-    words.update(("that", "is", "are", "not", "but", "share", "shares", "its", "either", "or",
-                  "both", "and", "the"))
+    words.update(
+        (
+            "that",
+            "is",
+            "are",
+            "not",
+            "but",
+            "share",
+            "shares",
+            "its",
+            "either",
+            "or",
+            "both",
+            "and",
+            "the",
+        )
+    )
     return words
 
 

@@ -162,8 +162,13 @@ def instantiate(
     trivial = False
 
     def emit(function: str, inputs: list[int], value: str | None = None) -> int:
-        program.append({"function": function, "inputs": inputs,
-                        "value_inputs": [] if value is None else [value]})
+        program.append(
+            {
+                "function": function,
+                "inputs": inputs,
+                "value_inputs": [] if value is None else [value],
+            }
+        )
         return len(program) - 1
 
     for i, node in enumerate(template):

@@ -23,8 +23,9 @@ from qgmrn.synth.generate import generate_dataset
 
 
 def _files(root: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
-            if p.is_file()}
+    return {
+        str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()
+    }
 
 
 def test_layout_and_counts(mini_clevr_dir, mini_clevr_settings):
@@ -79,8 +80,17 @@ def test_humans_files_have_no_programs(mini_clevr_dir, mini_clevr_settings):
 
 def test_same_seed_same_bytes_whatever_the_workers(tmp_path):
     """Two processes or one: byte-identical files (the pool only changes who renders)."""
-    kw = dict(train_scenes=10, val_scenes=3, test_scenes=2, questions_per_scene=3,
-              image_size=(32, 24), max_objects=5, framing="close", humans=True, progress=False)
+    kw = dict(
+        train_scenes=10,
+        val_scenes=3,
+        test_scenes=2,
+        questions_per_scene=3,
+        image_size=(32, 24),
+        max_objects=5,
+        framing="close",
+        humans=True,
+        progress=False,
+    )
     generate_dataset(tmp_path / "one", workers=1, **kw)
     generate_dataset(tmp_path / "two", workers=2, **kw)
     one, two = _files(tmp_path / "one"), _files(tmp_path / "two")
@@ -88,15 +98,18 @@ def test_same_seed_same_bytes_whatever_the_workers(tmp_path):
     assert one == two
 
 
-@pytest.mark.parametrize("change, message", [
-    (dict(max_objects=11), "at most 10"),
-    (dict(min_objects=5, max_objects=4), "raise max_objects"),
-    (dict(questions_per_scene=0), "1..90"),
-    (dict(image_size=(4, 4)), "at least 8x8"),
-    (dict(train_scenes=0, val_scenes=0), "nothing to generate"),
-    (dict(framing="fisheye"), "framing"),
-    (dict(workers=0), "workers"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (dict(max_objects=11), "at most 10"),
+        (dict(min_objects=5, max_objects=4), "raise max_objects"),
+        (dict(questions_per_scene=0), "1..90"),
+        (dict(image_size=(4, 4)), "at least 8x8"),
+        (dict(train_scenes=0, val_scenes=0), "nothing to generate"),
+        (dict(framing="fisheye"), "framing"),
+        (dict(workers=0), "workers"),
+    ],
+)
 def test_impossible_settings_say_what_to_change(tmp_path, change, message):
     kw = dict(train_scenes=1, val_scenes=1, progress=False) | change
     with pytest.raises(ValueError, match=message):
@@ -105,15 +118,46 @@ def test_impossible_settings_say_what_to_change(tmp_path, change, message):
 
 def test_cli_generate(tmp_path, capsys):
     out = tmp_path / "cli"
-    rc = cli_main(["generate", str(out), "--train-scenes", "2", "--val-scenes", "1",
-                   "--questions-per-scene", "2", "--image-size", "32", "24",
-                   "--framing", "close", "--max-objects", "4", "--no-progress"])
+    rc = cli_main(
+        [
+            "generate",
+            str(out),
+            "--train-scenes",
+            "2",
+            "--val-scenes",
+            "1",
+            "--questions-per-scene",
+            "2",
+            "--image-size",
+            "32",
+            "24",
+            "--framing",
+            "close",
+            "--max-objects",
+            "4",
+            "--no-progress",
+        ]
+    )
     assert rc == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["splits"]["train"]["questions"] == 4
     assert len(load_questions(out / "questions" / "CLEVR_val_questions.json")) == 2
-    assert cli_main(["generate", str(out), "--train-scenes", "1", "--val-scenes", "1",
-                     "--max-objects", "20", "--no-progress"]) == 2
+    assert (
+        cli_main(
+            [
+                "generate",
+                str(out),
+                "--train-scenes",
+                "1",
+                "--val-scenes",
+                "1",
+                "--max-objects",
+                "20",
+                "--no-progress",
+            ]
+        )
+        == 2
+    )
     assert "at most 10" in capsys.readouterr().err
 
 
@@ -121,4 +165,7 @@ def test_profile_defaults_come_from_config():
     smoke = get_config("brn_c16", "smoke").data
     d = _defaults("smoke")
     assert (d.train_scenes, d.render_size, d.framing) == (
-        smoke.train_scenes, smoke.render_size, smoke.framing)
+        smoke.train_scenes,
+        smoke.render_size,
+        smoke.framing,
+    )

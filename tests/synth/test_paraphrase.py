@@ -57,13 +57,21 @@ def test_every_family_can_be_paraphrased():
     rng = np.random.default_rng(5)
     scenes = random_scenes(40, seed=5, lo=6, hi=10)
     for family in FAMILIES:
-        q = next((q for scene in scenes for _ in range(5)
-                  if (q := instantiate(family, scene, rng)) is not None), None)
+        q = next(
+            (
+                q
+                for scene in scenes
+                for _ in range(5)
+                if (q := instantiate(family, scene, rng)) is not None
+            ),
+            None,
+        )
         text = paraphrase(q["program"], rng)
         assert text[0].isupper() and text[-1] in "?." and "{" not in text, text
 
 
 def test_paraphrase_is_deterministic(pairs):
     _, q, _ = pairs[0]
-    assert paraphrase(q["program"], np.random.default_rng(9)) == \
-        paraphrase(q["program"], np.random.default_rng(9))
+    assert paraphrase(q["program"], np.random.default_rng(9)) == paraphrase(
+        q["program"], np.random.default_rng(9)
+    )

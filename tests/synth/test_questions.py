@@ -27,8 +27,9 @@ def random_scene(rng: np.random.Generator, n: int) -> dict:
     for _ in range(n):
         obj = {a: str(v[rng.integers(len(v))]) for a, v in ATTRIBUTE_VALUES.items()}
         x, y = rng.uniform(-3, 3, size=2)
-        obj.update({"3d_coords": [float(x), float(y), 0.35], "pixel_coords": [0, 0, 0.0],
-                    "rotation": 0.0})
+        obj.update(
+            {"3d_coords": [float(x), float(y), 0.35], "pixel_coords": [0, 0, 0.0], "rotation": 0.0}
+        )
         objects.append(obj)
     return {"objects": objects, "relationships": compute_relationships(objects)}
 
@@ -43,21 +44,34 @@ def sample() -> list[tuple[dict, dict]]:
     """(scene, question) pairs: 150 hand-made scenes, 12 questions each, one balancer."""
     rng = np.random.default_rng(1)
     balancer = AnswerBalancer()
-    return [(scene, q) for scene in random_scenes(150, seed=1)
-            for q in generate_questions(scene, rng, 12, balancer)]
+    return [
+        (scene, q)
+        for scene in random_scenes(150, seed=1)
+        for q in generate_questions(scene, rng, 12, balancer)
+    ]
 
 
 def test_family_table_matches_real_clevr_counts():
     """90 families; per group and per type as the real generator (CLEVR.md)."""
     assert len(FAMILIES) == 90
     assert [f.index for f in FAMILIES] == list(range(90))
-    want_groups = dict(zero_hop=6, one_hop=6, two_hop=6, three_hop=6, single_and=5,
-                       single_or=8, same_relate=28, comparison=16, compare_integer=9)
+    want_groups = dict(
+        zero_hop=6,
+        one_hop=6,
+        two_hop=6,
+        three_hop=6,
+        single_and=5,
+        single_or=8,
+        same_relate=28,
+        comparison=16,
+        compare_integer=9,
+    )
     assert {g: len(fs) for g, fs in families_by_group().items()} == want_groups
     assert tuple(want_groups) == GROUPS
     by_type = Counter(SUBTYPE_TO_TYPE[f.subtype] for f in FAMILIES)
-    assert by_type == dict(query_attribute=32, count=21, compare_attribute=16, exist=12,
-                           compare_numbers=9)
+    assert by_type == dict(
+        query_attribute=32, count=21, compare_attribute=16, exist=12, compare_numbers=9
+    )
     assert {f.subtype for f in FAMILIES} == set(SUBTYPES)
     assert all(len(f.texts) >= 3 for f in FAMILIES)
 
@@ -91,8 +105,15 @@ def test_every_family_can_be_instantiated():
     rng = np.random.default_rng(2)
     scenes = random_scenes(40, seed=2, lo=6, hi=10)
     for family in FAMILIES:
-        q = next((q for scene in scenes for _ in range(5)
-                  if (q := instantiate(family, scene, rng)) is not None), None)
+        q = next(
+            (
+                q
+                for scene in scenes
+                for _ in range(5)
+                if (q := instantiate(family, scene, rng)) is not None
+            ),
+            None,
+        )
         assert q is not None, family.name
         assert q["question_family_index"] == family.index
 
@@ -102,8 +123,9 @@ def test_references_are_unique_and_distinct(sample):
     twice in one question (the real generator's OUT_NEQ constraint)."""
     for scene, q in sample:
         trace = execute_program_trace(q["program"], scene)
-        objs = [v for node, v in zip(q["program"], trace, strict=True)
-                if node["function"] == "unique"]
+        objs = [
+            v for node, v in zip(q["program"], trace, strict=True) if node["function"] == "unique"
+        ]
         assert len(objs) == len(set(objs)), q["question"]
 
 
@@ -113,7 +135,7 @@ def test_query_never_names_the_attribute_it_asks_for(sample):
         last = q["program"][-1]["function"]
         if not last.startswith("query_"):
             continue
-        attr = last[len("query_"):]
+        attr = last[len("query_") :]
         node = q["program"][q["program"][-1]["inputs"][0]]  # unique
         i = node["inputs"][0]
         while q["program"][i]["function"].startswith("filter_"):
@@ -123,11 +145,19 @@ def test_query_never_names_the_attribute_it_asks_for(sample):
 
 def test_ambiguous_references_are_rejected(monkeypatch):
     """A referring expression that fits two objects is never emitted."""
-    twin = {"size": "large", "color": "red", "material": "metal", "shape": "cube",
-            "pixel_coords": [0, 0, 0.0], "rotation": 0.0}
-    objects = [dict(twin, **{"3d_coords": [-2.0, 0.0, 0.7]}),
-               dict(twin, **{"3d_coords": [2.0, 0.0, 0.7]}),
-               dict(twin, color="blue", **{"3d_coords": [0.0, 2.0, 0.7]})]
+    twin = {
+        "size": "large",
+        "color": "red",
+        "material": "metal",
+        "shape": "cube",
+        "pixel_coords": [0, 0, 0.0],
+        "rotation": 0.0,
+    }
+    objects = [
+        dict(twin, **{"3d_coords": [-2.0, 0.0, 0.7]}),
+        dict(twin, **{"3d_coords": [2.0, 0.0, 0.7]}),
+        dict(twin, color="blue", **{"3d_coords": [0.0, 2.0, 0.7]}),
+    ]
     scene = {"objects": objects, "relationships": compute_relationships(objects)}
     rng = np.random.default_rng(0)
     zero_hop_color = FAMILIES[3]
@@ -155,8 +185,9 @@ def test_balancer_rejects_over_represented_answers():
 def test_balancing_evens_out_yes_no(sample):
     """Within the yes/no families answers stay within a factor 2 of each other."""
     for qtype in ("exist", "compare_attribute", "compare_numbers"):
-        c = Counter(q["answer"] for _, q in sample
-                    if SUBTYPE_TO_TYPE[q["program"][-1]["function"]] == qtype)
+        c = Counter(
+            q["answer"] for _, q in sample if SUBTYPE_TO_TYPE[q["program"][-1]["function"]] == qtype
+        )
         assert max(c.values()) <= 2 * min(c.values()), (qtype, c)
 
 
@@ -179,7 +210,12 @@ def test_render_text_synonyms_and_articles():
     seen = {render_text("Is there a <Z> <C> <M> <S>?", slots, rng) for _ in range(60)}
     assert "Is there a large metal thing?" in seen and "Is there a big shiny object?" in seen
     assert render_text("Is there a <M> <S>?", {"M": "rubber", "S": "sphere"}, rng) in {
-        "Is there a rubber sphere?", "Is there a matte ball?", "Is there a rubber ball?",
-        "Is there a matte sphere?"}
+        "Is there a rubber sphere?",
+        "Is there a matte ball?",
+        "Is there a rubber ball?",
+        "Is there a matte sphere?",
+    }
     assert render_text("Is there a <C> <S>?", {"C": None, "S": None}, rng) in {
-        "Is there a thing?", "Is there an object?"}
+        "Is there a thing?",
+        "Is there an object?",
+    }
