@@ -73,3 +73,16 @@ def test_unknown_names_are_errors():
         get_config("nope", "demo")
     with pytest.raises(ValueError, match="unknown profile"):
         get_config("brn_c8", "huge")
+
+
+def test_table2_single_change_ablations_keep_batchnorm():
+    """Table 2's w/o q, deeper and wider rows differ from a BatchNorm row in one thing only."""
+    for preset, base in [
+        ("brn_c16_noq", "brn_c16_bn"),
+        ("brn_c32_deeper", "brn_c32_bn"),
+        ("brn_c32_wider", "brn_c32_bn"),
+    ]:
+        a, b = get_config(preset, "paper").model, get_config(base, "paper").model
+        assert a.third_norm == "bn"
+        diff = [f for f in a.__dataclass_fields__ if getattr(a, f) != getattr(b, f)]
+        assert len(diff) == 1, (preset, diff)

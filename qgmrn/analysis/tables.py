@@ -91,8 +91,8 @@ TABLE1_PRESETS: dict[str, str] = {
     "FRN": "frn",
     "FRN+Attention": "frn_attn",
 }
-# Table 2 model label -> preset. Caveat: the paper's "w/o q", "deeper" and "wider" rows use
-# BatchNorm (they are compared with BatchNorm rows); our presets are whatever qgmrn.config says.
+# Table 2 model label -> preset. The paper's "w/o q", "deeper" and "wider" rows use BatchNorm as
+# the third norm (they are compared with its BatchNorm rows), and so do those presets.
 TABLE2_PRESETS: dict[str, str] = {
     "c=16, w/o q": "brn_c16_noq",
     "c=8, w/ q": "brn_c8_bn",
