@@ -1,8 +1,11 @@
 """`qgmrn reproduce`: run notebooks 01-06 in order through papermill.
 
 Each notebook is executed with the parameters ``profile``, ``device``, ``data_dir`` and
-``results_dir`` and written, with its outputs, to ``<results>/<profile>/notebooks/``. Steps are
-timed; the first failure stops the run with a message naming the notebook.
+``results_dir`` (plus the profile's step budgets, `STEP_PARAMETERS`) and written, with its
+outputs, to ``<results>/<profile>/notebooks/``. Steps are timed; the first failure stops the run
+with a message naming the notebook. ``--update-notebooks`` copies the executed notebooks back
+into ``notebooks/`` (without papermill's injected-parameters cell), which is how the committed
+notebooks come to carry the outputs of a real demo run.
 """
 
 from __future__ import annotations
@@ -23,6 +26,18 @@ NOTEBOOKS: tuple[str, ...] = (
     "05_clevr_humans",
     "06_figures",
 )
+
+
+# Per-profile budgets of the steps that train (ours): the demo pipeline must finish in about half
+# an hour on a 2-core CPU, so each training notebook gets a fixed wall-clock share. The profile's
+# own TrainConfig applies to every other use (03_train run by hand, `qgmrn train`).
+STEP_PARAMETERS: dict[str, dict[str, dict[str, object]]] = {
+    "demo": {
+        "03_train": {"max_minutes": 5.0},
+        "04_ablations": {"max_minutes": 1.0},  # x 10 runs (9 Table 2 rows + FRN for Figure 3)
+        "05_clevr_humans": {"max_minutes": 1.5},
+    },
+}
 
 
 def project_root() -> Path:
@@ -84,6 +99,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--notebooks", default=None, help="folder with the notebooks (default: <project>/notebooks)"
     )
     parser.add_argument("--kernel", default="python3", help="Jupyter kernel (default: python3)")
+    parser.add_argument(
+        "--update-notebooks",
+        action="store_true",
+        help="copy the executed notebooks, with their outputs, back into notebooks/",
+    )
 
 
 def _fmt_seconds(s: float) -> str:
@@ -93,8 +113,10 @@ def _fmt_seconds(s: float) -> str:
 def run(args: argparse.Namespace) -> int:
     root = project_root()
     nb_dir = Path(args.notebooks) if args.notebooks else root / "notebooks"
-    results = Path(args.results).resolve()
-    data_dir = str(Path(args.data).resolve()) if args.data else ""
+    # Paths stay as given: the kernel runs in the project root, and relative paths keep the
+    # executed notebooks free of this machine's absolute paths.
+    results = Path(args.results)
+    data_dir = args.data or ""
     out_dir = results / args.profile / "notebooks"
     try:
         names = select(args.only)
@@ -122,7 +144,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"[{name}] running ...", flush=True)
         t0 = time.perf_counter()
         try:
-            execute_notebook(name, out_nb, params, notebooks_dir=nb_dir, kernel=args.kernel)
+            step_params = {**params, **STEP_PARAMETERS.get(args.profile, {}).get(name, {})}
+            execute_notebook(name, out_nb, step_params, notebooks_dir=nb_dir, kernel=args.kernel)
         except Exception as e:  # papermill raises PapermillExecutionError with the cell's error
             elapsed = time.perf_counter() - t0
             reason = f"{getattr(e, 'ename', type(e).__name__)}: {getattr(e, 'evalue', e)}"
@@ -137,7 +160,32 @@ def run(args: argparse.Namespace) -> int:
         timings.append((name, elapsed))
         print(f"[{name}] done in {_fmt_seconds(elapsed)} -> {out_nb}", flush=True)
     _summary(timings, results, args.profile)
+    if args.update_notebooks:
+        for name, _t in timings:
+            strip_injected_parameters(out_dir / f"{name}.ipynb", nb_dir / f"{name}.ipynb")
+        print(f"updated {len(timings)} notebook(s) in {nb_dir} with these outputs")
     return 0
+
+
+def strip_injected_parameters(executed: Path, target: Path) -> None:
+    """Write `executed` to `target` without papermill's injected-parameters cell (atomically).
+
+    The committed notebook then shows its own defaults in the ``parameters`` cell next to the
+    outputs they produced (the reproduce run passes the same values, so nothing is hidden).
+    """
+    import json
+    import os
+    import tempfile
+
+    nb = json.loads(Path(executed).read_text())
+    nb["cells"] = [
+        c for c in nb["cells"] if "injected-parameters" not in c.get("metadata", {}).get("tags", [])
+    ]
+    fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        json.dump(nb, f, indent=1, ensure_ascii=False)
+        f.write("\n")
+    os.replace(tmp, target)
 
 
 def _summary(timings: list[tuple[str, float]], results: Path, profile: str) -> None:
