@@ -20,12 +20,13 @@ from __future__ import annotations
 import json
 import os
 import random
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+
+from qgmrn.fileio import atomic_write
 
 FORMAT = "qgmrn-checkpoint"
 VERSION = 1
@@ -104,33 +105,12 @@ def unwrap(model: torch.nn.Module) -> torch.nn.Module:
 
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
-    """`torch.save` to a temporary file in the same directory, fsync, then `os.replace`.
+    """`torch.save` atomically and durably (`qgmrn.fileio.atomic_write`, with fsync).
 
     A reader (or a run killed mid-write) sees either the old file or the complete new one.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    try:  # make the rename itself durable
-        dfd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-    except OSError:
-        pass
+    with atomic_write(path, "wb") as f:
+        torch.save(obj, f)
 
 
 def make_checkpoint(

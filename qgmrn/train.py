@@ -41,6 +41,7 @@ from tqdm.auto import tqdm
 from qgmrn import checkpoint as ckpt
 from qgmrn import distributed as qdist
 from qgmrn.config import ExperimentConfig, config_from_dict, config_to_json
+from qgmrn.fileio import atomic_write, atomic_write_json
 from qgmrn.metrics import accuracy
 from qgmrn.schedules import lr_at, tau_at
 
@@ -185,12 +186,6 @@ def _truncate_metrics(path: Path, last_step: int) -> None:
         if int(row.get("step", 0)) <= last_step:
             keep.append(line)
     path.write_text("".join(line + "\n" for line in keep))
-
-
-def _write_json(path: Path, obj: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2) + "\n")
-    os.replace(tmp, path)
 
 
 # --------------------------------------------------------------------------------------------
@@ -353,10 +348,8 @@ def collect_routing_paths(
 
 
 def save_routing_paths(path: str | os.PathLike, arrays: Mapping[str, np.ndarray]) -> None:
-    path = Path(path)
-    tmp = path.with_name(f".{path.stem}.tmp.npz")
-    np.savez_compressed(tmp, **arrays)
-    os.replace(tmp, path)
+    with atomic_write(path, "wb", fsync=False) as f:
+        np.savez_compressed(f, **arrays)
 
 
 # --------------------------------------------------------------------------------------------
@@ -915,7 +908,9 @@ def _final_eval(run: _Run, val_loader, eval_split: str, stop_reason: str, t_star
         },
     )
     if info.is_main:
-        _write_json(run.out_dir / "eval.json", result)
+        atomic_write_json(
+            run.out_dir / "eval.json", result, indent=2, trailing_newline=True, fsync=False
+        )
         save_routing_paths(run.out_dir / "routing_paths.npz", routing_arrays(model_eval, pred))
     return result
 
@@ -983,7 +978,13 @@ def evaluate_run(
     result.update(checkpoint=f"{which}", checkpoint_step=c["step"])
     if write:
         run_dir = Path(run_dir)
-        _write_json(run_dir / f"eval_{split}_{which}.json", result)
+        atomic_write_json(
+            run_dir / f"eval_{split}_{which}.json",
+            result,
+            indent=2,
+            trailing_newline=True,
+            fsync=False,
+        )
         save_routing_paths(
             run_dir / f"routing_paths_{split}_{which}.npz", routing_arrays(model, pred)
         )

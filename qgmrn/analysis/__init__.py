@@ -8,5 +8,5 @@
 - `runs`: loading a trained run for inspection (model, vocabulary, images, questions).
 
 Every function takes paths or arrays and returns a figure or a DataFrame; figures and tables
-are written atomically (`qgmrn.analysis._io`).
+are written atomically (`qgmrn.fileio`).
 """

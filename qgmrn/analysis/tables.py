@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from qgmrn.analysis._io import atomic_write_text
 from qgmrn.clevr.constants import QUESTION_TYPES, TYPE_LABELS
+from qgmrn.fileio import atomic_write_text
 
 PathLike = str | os.PathLike
 
@@ -265,8 +265,9 @@ def to_markdown(table: pd.DataFrame, title: str = "") -> str:
 def write_table(table: pd.DataFrame, out_dir: PathLike, name: str, title: str = "") -> dict:
     """Write `table` as ``<out_dir>/<name>.csv`` and ``<name>.md`` atomically; returns the paths."""
     out_dir = Path(out_dir)
-    csv_path = atomic_write_text(out_dir / f"{name}.csv", table.to_csv(float_format="%.2f"))
-    md_path = atomic_write_text(out_dir / f"{name}.md", to_markdown(table, title))
+    csv_text = table.to_csv(float_format="%.2f")
+    csv_path = atomic_write_text(out_dir / f"{name}.csv", csv_text, fsync=False)
+    md_path = atomic_write_text(out_dir / f"{name}.md", to_markdown(table, title), fsync=False)
     return {"csv": csv_path, "md": md_path}
 
 

@@ -12,8 +12,9 @@ list (0-based, not `question_index`), the field and the problem. Validation is o
 with no exception raised on the happy path, so the real val file (150k questions) loads at JSON
 parsing speed plus a little.
 
-Writers are atomic (a temporary file in the destination directory, then `os.replace`), validate
-what they write, and emit the released dialect in the released compact JSON style.
+Writers are atomic (`qgmrn.fileio`: a temporary file in the destination directory, then
+`os.replace`), validate what they write, and emit the released dialect in the released compact
+JSON style.
 """
 
 from __future__ import annotations
@@ -21,12 +22,12 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
 from collections.abc import Iterable, Mapping
 from itertools import chain
 from pathlib import Path
 from typing import Any
 
+from ..fileio import atomic_write_json
 from .constants import ANSWERS, ATTRIBUTE_VALUES, RELATIONS
 from .errors import ClevrFormatError
 from .signatures import SIGNATURES
@@ -68,9 +69,6 @@ _JSON_INT = frozenset({int})
 _ATTRIBUTE_ITEMS = tuple(ATTRIBUTE_VALUES.items())
 _MISSING = object()
 _TYPE_NAMES = {int: "an integer", str: "a string"}
-# File mode of written files: what open() would give, since mkstemp's 0600 would stick.
-_UMASK = os.umask(0)
-os.umask(_UMASK)
 
 
 class _Bad(Exception):
@@ -536,25 +534,10 @@ def _ordered_question(entry: dict) -> dict:
 
 def _atomic_write_json(path: PathLike, document: dict) -> None:
     """Write `document` as compact JSON to `path` atomically (readers never see half a file)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            try:
-                json.dump(document, f, allow_nan=False)
-            except ValueError as exc:  # NaN/inf: would not be JSON other readers can parse
-                raise ClevrFormatError(path, f"cannot be written as JSON: {exc}") from None
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_UMASK)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+        atomic_write_json(path, document, allow_nan=False)
+    except ValueError as exc:  # NaN/inf: would not be JSON other readers can parse
+        raise ClevrFormatError(Path(path), f"cannot be written as JSON: {exc}") from None
 
 
 def save_questions(path: PathLike, questions: Iterable[dict], info: dict | None = None) -> None:

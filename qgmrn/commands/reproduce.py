@@ -174,18 +174,14 @@ def strip_injected_parameters(executed: Path, target: Path) -> None:
     outputs they produced (the reproduce run passes the same values, so nothing is hidden).
     """
     import json
-    import os
-    import tempfile
+
+    from qgmrn.fileio import atomic_write_json
 
     nb = json.loads(Path(executed).read_text())
     nb["cells"] = [
         c for c in nb["cells"] if "injected-parameters" not in c.get("metadata", {}).get("tags", [])
     ]
-    fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(nb, f, indent=1, ensure_ascii=False)
-        f.write("\n")
-    os.replace(tmp, target)
+    atomic_write_json(target, nb, indent=1, ensure_ascii=False, trailing_newline=True, fsync=False)
 
 
 def _summary(timings: list[tuple[str, float]], results: Path, profile: str) -> None:

@@ -22,7 +22,6 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 from collections.abc import Sequence
 from multiprocessing import Pool
 from pathlib import Path
@@ -31,6 +30,8 @@ from typing import Any
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 from tqdm.auto import tqdm
+
+from qgmrn.fileio import atomic_write_json
 
 FORMAT = "qgmrn-image-cache"
 VERSION = 1
@@ -119,17 +120,6 @@ def _fill_chunk(job: tuple[str, int, list[str], int, int]) -> int:
     return chunk_id
 
 
-def _write_json(path: Path, obj: Any) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _read_json(path: Path) -> Any:
     try:
         return json.loads(path.read_text())
@@ -188,7 +178,7 @@ def build_cache(
             same, done = False, set()
     if not same:  # start afresh
         progress_path.unlink(missing_ok=True)
-        _write_json(index_path, {**index, "complete": False})
+        atomic_write_json(index_path, {**index, "complete": False}, fsync=False)
         arr = np.lib.format.open_memmap(npy, mode="w+", dtype=np.uint8, shape=(n, h, w, 3))
         del arr
 
@@ -209,7 +199,9 @@ def build_cache(
 
     def record(chunk_id: int) -> None:
         done.add(chunk_id)
-        _write_json(progress_path, {"fingerprint": index["fingerprint"], "done": sorted(done)})
+        atomic_write_json(
+            progress_path, {"fingerprint": index["fingerprint"], "done": sorted(done)}, fsync=False
+        )
         bar.update(min(chunk_size, n - chunk_id * chunk_size))
 
     try:
@@ -222,7 +214,7 @@ def build_cache(
                     record(chunk_id)
     finally:
         bar.close()
-    _write_json(index_path, {**index, "complete": True})
+    atomic_write_json(index_path, {**index, "complete": True}, fsync=False)
     progress_path.unlink(missing_ok=True)
     return npy
 

@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from qgmrn.clevr import ANSWERS
+from qgmrn.fileio import atomic_write_json
 
 NULL, START, END, UNK = 0, 1, 2, 3
 SPECIALS: tuple[str, ...] = ("<NULL>", "<START>", "<END>", "<UNK>")
@@ -166,17 +166,7 @@ class Vocab:
 
     def save(self, path: str | os.PathLike) -> None:
         """Write JSON atomically (a temporary file in the same folder, then a rename)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "w") as f:
-                json.dump(self.to_dict(), f, indent=1)
-                f.write("\n")
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write_json(path, self.to_dict(), indent=1, trailing_newline=True, fsync=False)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Vocab:

@@ -19,7 +19,6 @@ are therefore byte-identical for a given seed whatever `workers` is.
 
 from __future__ import annotations
 
-import json
 import multiprocessing
 import os
 from collections import Counter
@@ -32,6 +31,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from qgmrn.clevr import ANSWERS, SUBTYPE_TO_TYPE, save_questions, save_scenes
+from qgmrn.fileio import atomic_write_json
 
 from .camera import Camera
 from .families import FAMILIES
@@ -210,12 +210,6 @@ def _answer_table(questions: list[dict]) -> dict[str, dict[str, int]]:
     }
 
 
-def _write_json(path: Path, document: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(document, indent=1, sort_keys=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def generate_dataset(
     out_dir: str | os.PathLike,
     *,
@@ -335,5 +329,11 @@ def generate_dataset(
             save_questions(out / "CLEVR-Humans" / f"CLEVR-Humans-{split}.json", hq, humans_info)
             entry["humans_questions"] = len(hq)
         summary["splits"][split] = entry
-    _write_json(out / "summary.json", {k: v for k, v in summary.items() if k != "out_dir"})
+    atomic_write_json(
+        out / "summary.json",
+        {k: v for k, v in summary.items() if k != "out_dir"},
+        indent=1,
+        trailing_newline=True,
+        fsync=False,
+    )
     return summary

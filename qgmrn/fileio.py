@@ -1,0 +1,143 @@
+"""Atomic file writes: the one place that does "temporary file beside the target, then rename".
+
+A file written here is first written under a temporary name in its destination directory,
+``.{name}.{random}.tmp``, and then renamed over the target with `os.replace` (atomic on POSIX).
+A reader, or a process killed mid-write, therefore sees either the old file or the complete new
+one, never half of one; on an exception the temporary file is removed and an existing target is
+left untouched. A killed process can leave a ``.{name}.*.tmp`` file behind (`qgmrn.train` sweeps
+them from a run directory with the glob ``.*.tmp*``).
+
+- `atomic_write`: a context manager yielding the open (text or binary) temporary file, for
+  writers that stream (``torch.save``, ``np.savez``, ``fig.savefig``, ``json.dump``).
+- `atomic_write_text`, `atomic_write_bytes`, `atomic_write_json`: one call for a whole payload.
+
+Every function creates missing parent directories and gives the file the mode `open` gives a new
+file (``0o666`` less the process umask; not `tempfile.mkstemp`'s ``0o600``). With ``fsync=True``
+(the default) the data is fsynced before the rename and the directory after it, so the new file
+survives a power loss once the call returns; ``fsync=False`` skips both, for files that are cheap
+to redo.
+
+Pure standard library (`qgmrn.clevr` uses it and must stay free of torch and numpy).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
+from typing import IO, Any
+
+__all__ = ["atomic_write", "atomic_write_bytes", "atomic_write_json", "atomic_write_text"]
+
+_MODES = frozenset({"w", "wb"})
+_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+
+
+def _create_temp(path: Path) -> tuple[int, str]:
+    """Create and open ``.{name}.{random}.tmp`` beside `path`: (fd, name).
+
+    Created with `os.open(..., 0o666)` so the kernel applies the current umask, as `open` does.
+    """
+    for _ in range(100):
+        tmp = os.path.join(path.parent, f".{path.name}.{secrets.token_hex(4)}.tmp")
+        try:
+            return os.open(tmp, _FLAGS, 0o666), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free temporary name beside {path}")
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Make a rename in `directory` durable (best effort: not every platform can open a dir)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        with suppress(OSError):
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@contextmanager
+def atomic_write(
+    path: str | os.PathLike,
+    mode: str = "w",
+    *,
+    encoding: str | None = "utf-8",
+    fsync: bool = True,
+) -> Iterator[IO[Any]]:
+    """Yield a temporary file beside `path`; rename it onto `path` when the block succeeds.
+
+    `mode` is ``"w"`` (text, in `encoding`, newlines as `open` writes them) or ``"wb"``
+    (binary; `encoding` is ignored). On an exception, including KeyboardInterrupt, the temporary
+    file is removed, `path` keeps its old content (or stays absent) and the exception propagates.
+    Missing parent directories are created. See the module docstring for the mode and `fsync`.
+
+    ```python
+    with atomic_write(run_dir / "checkpoint.pt", "wb") as f:
+        torch.save(state, f)
+    ```
+    """
+    if mode not in _MODES:
+        raise ValueError(f"atomic_write mode must be 'w' or 'wb', not {mode!r}")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = _create_temp(path)
+    try:
+        text = mode == "w"
+        with os.fdopen(fd, mode, encoding=encoding if text else None) as f:
+            yield f
+            if fsync:
+                f.flush()
+                os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    if fsync:
+        _fsync_dir(path.parent)
+
+
+def atomic_write_text(
+    path: str | os.PathLike, text: str, *, encoding: str = "utf-8", fsync: bool = True
+) -> Path:
+    """Write `text` to `path` atomically; returns `path` as a Path."""
+    with atomic_write(path, "w", encoding=encoding, fsync=fsync) as f:
+        f.write(text)
+    return Path(path)
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes, *, fsync: bool = True) -> Path:
+    """Write `data` to `path` atomically; returns `path` as a Path."""
+    with atomic_write(path, "wb", fsync=fsync) as f:
+        f.write(data)
+    return Path(path)
+
+
+def atomic_write_json(
+    path: str | os.PathLike,
+    obj: Any,
+    *,
+    trailing_newline: bool = False,
+    encoding: str = "utf-8",
+    fsync: bool = True,
+    **json_kwargs: Any,
+) -> Path:
+    """`json.dump(obj, f, **json_kwargs)` to `path` atomically; returns `path` as a Path.
+
+    The document is streamed, not built as one string first. `trailing_newline` appends
+    ``"\\n"`` after it. An error raised by `json.dump` (TypeError for an unserialisable value,
+    ValueError for NaN with ``allow_nan=False`` or a circular reference) propagates unchanged
+    and nothing is written.
+    """
+    with atomic_write(path, "w", encoding=encoding, fsync=fsync) as f:
+        json.dump(obj, f, **json_kwargs)
+        if trailing_newline:
+            f.write("\n")
+    return Path(path)
