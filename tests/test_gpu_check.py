@@ -1,0 +1,44 @@
+"""benchmarks/gpu_check.py, the prepared GPU-machine script, run smoke-sized on the CPU."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def _load(monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCH))  # gpu_check imports bench_model's helpers
+    spec = importlib.util.spec_from_file_location("gpu_check", BENCH / "gpu_check.py")
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "gpu_check", module)  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_gpu_check_quick_on_cpu(tmp_path, monkeypatch):
+    gpu_check = _load(monkeypatch)
+    out = tmp_path / "out"
+    rc = gpu_check.main(
+        ["--device", "cpu", "--quick", "--out", str(out), "--data", str(tmp_path / "data")]
+    )
+    report = json.loads((out / "gpu_check.json").read_text())
+    assert rc == 0, report["failures"]
+    assert report["status"] == "complete" and report["ok"] is True and report["quick"] is True
+    for key in ("torch", "cuda", "device", "device_name", "bf16_supported", "cpu_count"):
+        assert key in report["env"]
+    assert report["data"]["generated"] is True
+    assert [r["preset"] for r in report["train_check"]] == list(gpu_check.TRAIN_PRESETS)
+    for r in report["train_check"]:
+        assert all(r["files"].values())
+        for check in ("loss_finite", "resume_continued", "files_written", "first_stop_max_steps"):
+            assert r["checks"][check], check
+        assert (out / "gpu_check_runs" / r["preset"] / "metrics.jsonl").exists()
+    rows = report["throughput"]
+    assert [r["preset"] for r in rows] == list(gpu_check.SPEED_PRESETS)
+    for r in rows:
+        assert r["samples_per_s"] > 0 and r["ms_per_step"] > 0 and r["loss_finite"]
+        assert {"profile", "input_hw", "batch", "peak_mem_mib", "params"} <= set(r)
