@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import os
 import platform
 import statistics
 import time
+from collections.abc import Callable, Mapping
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
@@ -74,6 +76,21 @@ def train_step(model, opt, batch) -> float:
     return time.perf_counter() - start
 
 
+def interleaved_samples_per_s(
+    steppers: Mapping[str, Callable[[], float]], steps: int, batch_size: int, warmup: int = 2
+) -> dict[str, float]:
+    """samples/s (batch_size / median step time) of each stepper (a call = one timed training
+    step, returning its seconds), called in turn step by step so that load from other processes
+    hits all alike; the first `warmup` rounds are dropped."""
+    times: dict[str, list[float]] = {k: [] for k in steppers}
+    for step in range(steps + warmup):
+        for k, step_fn in steppers.items():
+            dt = step_fn()
+            if step >= warmup:
+                times[k].append(dt)
+    return {k: batch_size / statistics.median(v) for k, v in times.items()}
+
+
 def throughput_pair(preset: str, steps: int, batch_size: int) -> dict:
     cfg = get_config(preset, "demo")
     twin_cfg = dataclasses.replace(cfg.model, gate="static")
@@ -84,13 +101,9 @@ def throughput_pair(preset: str, steps: int, batch_size: int) -> dict:
     }
     opts = {k: torch.optim.Adam(m.parameters(), lr=3e-4) for k, m in models.items()}
     batch = inputs(batch_size, cfg.data.image_size)
-    times: dict[str, list[float]] = {k: [] for k in models}
-    for step in range(steps + 2):
-        for k in models:  # interleaved: contention hits both alike
-            dt = train_step(models[k], opts[k], batch)
-            if step >= 2:  # warm-up steps dropped
-                times[k].append(dt)
-    routed, static = (batch_size / statistics.median(times[k]) for k in ("routed", "static"))
+    steppers = {k: functools.partial(train_step, models[k], opts[k], batch) for k in models}
+    speed = interleaved_samples_per_s(steppers, steps, batch_size)
+    routed, static = speed["routed"], speed["static"]
     return {
         "preset": preset,
         "input_hw": list(cfg.data.image_size),
