@@ -33,10 +33,17 @@ ORDER = (
 # Smoke-sized extras per notebook (every notebook still runs every cell).
 EXTRA: dict[str, dict] = {
     "01_data_preparation": {"workers": 1, "num_examples": 2},
-    "02_model_walkthrough": {"interactive": False},
+    "02_model_walkthrough": {"interactive": False, "reference_dir": ""},
     "04_ablations": {"presets": "brn_c16_noq", "extra_presets": ""},
-    "06_figures": {"per_subtype": 50, "tsne_iter": 250, "saliency_questions": 2},
+    "06_figures": {
+        "per_subtype": 50,
+        "tsne_iter": 250,
+        "saliency_questions": 2,
+        "reference_dir": "",
+    },
 }
+# reference_dir: the reference runs are used under the demo profile only; "" keeps the smoke
+# runs from ever reading the checkout's results/reference, whatever the profile rule.
 
 pytest.importorskip("nbval")
 pm = pytest.importorskip("papermill")

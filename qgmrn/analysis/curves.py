@@ -53,8 +53,10 @@ def read_metrics(run_dir: PathLike) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 
 def _val_accuracy_column(val: pd.DataFrame) -> str | None:
-    for name in ("acc", "overall", "val_acc", "accuracy"):
-        if name in val.columns:
+    # metrics.jsonl mixes train rows (acc) and val rows (overall): a column counts only if
+    # the validation rows fill it
+    for name in ("overall", "acc", "val_acc", "accuracy"):
+        if name in val.columns and val[name].notna().any():
             return name
     return None
 
@@ -138,5 +140,45 @@ def plot_accuracy_by_type(
     ax.set_title(f"accuracy by question {by}")
     ax.legend(fontsize=8)
     ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def plot_validation_curves(
+    run_dirs: Mapping[str, PathLike], *, title: str = "", train: bool = True
+) -> Figure:
+    """Validation accuracy against the step, one line per run (e.g. a routed run and its static
+    twin), with the training accuracy as a faint line of the same colour when `train`.
+
+    `run_dirs` is {label: run directory}; a run still training is drawn up to its last logged
+    step, and one with no metrics.jsonl yet is left out.
+    """
+    fig, ax = plt.subplots(figsize=(7.5, 4.0))
+    for i, (label, run_dir) in enumerate(run_dirs.items()):
+        try:
+            tr, val = read_metrics(run_dir)
+        except FileNotFoundError:
+            continue
+        color = f"C{i}"
+        col = _val_accuracy_column(val)
+        if len(val) and col and "step" in val:
+            best = val[col].max()
+            ax.plot(
+                val["step"],
+                val[col],
+                color=color,
+                marker="o",
+                markersize=3,
+                label=f"{label} val (best {best:.1%})",
+            )
+        if train and len(tr) and "acc" in tr:
+            ax.plot(tr["step"], tr["acc"], color=color, alpha=0.25, linewidth=0.8)
+    ax.set_xlabel("step")
+    ax.set_ylabel("accuracy")
+    ax.set_ylim(0, 1)
+    ax.grid(alpha=0.3)
+    ax.set_title(title or "validation accuracy (faint: training accuracy)", fontsize=10)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8)
     fig.tight_layout()
     return fig

@@ -228,8 +228,9 @@ def execution_ratio_summary(ratios: Mapping[str, np.ndarray]) -> pd.DataFrame:
     return df
 
 
-def plot_execution_ratio_boxplots(ratios: Mapping[str, np.ndarray]) -> Figure:
-    """One panel per model of box plots of the module execution ratio per layer (Fig. 3)."""
+def plot_execution_ratio_boxplots(ratios: Mapping[str, np.ndarray], *, title: str = "") -> Figure:
+    """One panel per model of box plots of the module execution ratio per layer (Fig. 3);
+    `title` goes above the panels."""
     n = len(ratios)
     fig, axes = plt.subplots(1, n, figsize=(5.5 * n, 3.8), squeeze=False)
     for ax, (model, r) in zip(axes.flat, ratios.items(), strict=True):
@@ -239,8 +240,11 @@ def plot_execution_ratio_boxplots(ratios: Mapping[str, np.ndarray]) -> Figure:
         ax.set_ylim(-0.02, 1.02)
         ax.set_xlabel("routed layer")
         ax.set_ylabel("execution ratio")
-        ax.set_title(f"{model}: mean {r.mean():.2f}")
+        ax.set_title(f"{model}: mean {r.mean():.2f}", fontsize=9)
     fig.tight_layout()
+    if title:
+        fig.suptitle(title, fontsize=10)
+        fig.subplots_adjust(top=1 - 0.45 / fig.get_figheight())
     return fig
 
 

@@ -90,6 +90,104 @@ def best_run(
     return Path(df.sort_values("overall", ascending=False).iloc[0]["path"])
 
 
+# The reference runs (``<reference_dir>/runs/<preset>/``, trained for longer than a notebook run)
+# use the demo profile's data and model sizes, so notebooks use them under that profile only.
+REFERENCE_PROFILE = "demo"
+
+
+def reference_runs_dir(reference_dir: PathLike, profile: str) -> Path | None:
+    """``<reference_dir>/runs`` if the reference runs apply: `reference_dir` is not empty,
+    `profile` is the reference runs' profile (demo) and the folder exists; else None."""
+    if not str(reference_dir) or profile != REFERENCE_PROFILE:
+        return None
+    d = resolve_path(reference_dir) / "runs"
+    return d if d.is_dir() else None
+
+
+def routed_runs(
+    runs_dir: PathLike | None,
+    *,
+    arch: str | Sequence[str] = "brn",
+    require: Sequence[str] = ("best.pt",),
+    exclude: str = "_humans",
+) -> list[Path]:
+    """Runs under `runs_dir` of `arch` whose gates are routed (not a static twin) and that hold
+    every file of `require`, best first: by eval.json's overall accuracy, runs without one (still
+    training) after those with, then by name."""
+    if runs_dir is None or not Path(runs_dir).is_dir():
+        return []
+    archs = {arch} if isinstance(arch, str) else set(arch)
+    found = []
+    for cfg_path in sorted(Path(runs_dir).glob("*/config.json")):
+        run = cfg_path.parent
+        if exclude and exclude in run.name:
+            continue
+        try:
+            model = json.loads(cfg_path.read_text()).get("model", {})
+        except json.JSONDecodeError:
+            continue
+        if model.get("arch") not in archs or model.get("gate") == "static":
+            continue
+        if not all((run / name).exists() for name in require):
+            continue
+        ev_path = run / "eval.json"
+        overall = json.loads(ev_path.read_text()).get("overall") if ev_path.exists() else None
+        found.append((overall is None, -(overall or 0.0), run.name, run))
+    return [run for *_, run in sorted(found)]
+
+
+@dataclass(frozen=True)
+class RunChoice:
+    """A run picked for a figure, and where it came from (``"reference"`` or the profile)."""
+
+    path: Path | None
+    source: str
+
+    @property
+    def label(self) -> str:
+        """``"brn_c16 (reference, 40 min)"``, or ``"no run"``."""
+        from qgmrn.analysis.tables import run_label
+
+        return run_label(self.path, self.source) if self.path is not None else "no run"
+
+
+def labelled_runs(runs_dir: PathLike | None, source: str) -> dict[str, Path]:
+    """{`RunChoice.label`: run directory} of every run under `runs_dir` with a metrics.jsonl
+    (finished or still training), by name; {} if `runs_dir` is None or missing."""
+    if runs_dir is None or not Path(runs_dir).is_dir():
+        return {}
+    found = sorted(p.parent for p in Path(runs_dir).glob("*/metrics.jsonl"))
+    return {RunChoice(run, source).label: run for run in found}
+
+
+def choose_run(
+    runs_dir: PathLike,
+    profile: str,
+    reference_runs: PathLike | None = None,
+    *,
+    run_name: str = "",
+    arch: str | Sequence[str] = "brn",
+    require: Sequence[str] = ("best.pt",),
+) -> RunChoice:
+    """The run a notebook shows: `run_name` if given (looked up in `runs_dir`, then in
+    `reference_runs`), else the best routed run of `arch` in `reference_runs` (when given: see
+    `reference_runs_dir`), else the best in `runs_dir` (`routed_runs`). ``path`` is None when
+    there is none."""
+    places = [(Path(runs_dir), profile)]
+    if reference_runs is not None:
+        places.insert(0, (Path(reference_runs), "reference"))
+    if run_name:
+        for folder, source in sorted(places, key=lambda p: p[1] == "reference"):
+            if (folder / run_name).is_dir():
+                return RunChoice(folder / run_name, source)
+        raise FileNotFoundError(f"no run {run_name!r} in {', '.join(str(f) for f, _ in places)}")
+    for folder, source in places:
+        found = routed_runs(folder, arch=arch, require=require)
+        if found:
+            return RunChoice(found[0], source)
+    return RunChoice(None, profile)
+
+
 @dataclass
 class TrainedRun:
     model: object  # torch.nn.Module, in eval mode

@@ -88,8 +88,11 @@ def plot_saliency_grid(
     answers: Sequence[str] | None = None,
     *,
     ncols: int = 3,
+    title: str = "",
 ) -> Figure:
-    """The image, then each question's saliency map over a dimmed copy of it (as Fig. 4)."""
+    """The image, then each question's saliency map over a dimmed copy of it (as Fig. 4);
+    `title` goes above the grid (e.g. which run it shows)."""
+    suptitle = title
     img = np.asarray(image)
     if img.ndim == 3 and img.shape[0] == 3 and img.shape[-1] != 3:
         img = img.transpose(1, 2, 0)
@@ -109,4 +112,7 @@ def plot_saliency_grid(
             title += f"\n-> {answers[i]}"
         ax.set_title(title, fontsize=8, wrap=True)
     fig.tight_layout()
+    if suptitle:
+        fig.suptitle(suptitle, fontsize=10)
+        fig.subplots_adjust(top=1 - 0.45 / fig.get_figheight())
     return fig

@@ -5,6 +5,10 @@ where the paper prints "–"). `build_table1` / `build_table2` read our runs' ``
 (fractions, see docs/internals.md) and return one DataFrame indexed by ``(source, model)`` in
 which the paper's rows and ours are separate blocks: ``source`` is ``"paper"`` for the published
 numbers and ``"ours (<profile>)"`` for ours. Nothing is averaged or filled across the two.
+
+Several groups of our runs (the profile's runs, the long reference runs) can stand side by side
+(`build_table1_groups`, `table1_from_dirs`); each group's source names its training budget
+(`run_budget`, `budget_text`), e.g. ``"ours (demo, 6 min)"`` and ``"ours (reference, 40 min)"``.
 """
 
 from __future__ import annotations
@@ -105,6 +109,21 @@ TABLE2_PRESETS: dict[str, str] = {
     "c=32, w/ q, wider": "brn_c32_wider",
 }
 
+# Static twins (the same networks with every gate fixed at 1, qgmrn.config): ours only, not rows
+# of the paper. In `table1_names` each follows its routed counterpart, so the routed-vs-static gap
+# per question type reads off two adjacent rows.
+STATIC_TWIN_PRESETS: dict[str, str] = {
+    "BRN (c=16), static twin (ours)": "brn_c16_static",
+    "BRN (c=32), static twin (ours)": "brn_c32_static",
+    "FRN, static twin (ours)": "frn_static",
+}
+# routed Table 1 label -> the label of its static twin
+STATIC_TWIN_OF: dict[str, str] = {
+    "BRN (c=16)": "BRN (c=16), static twin (ours)",
+    "BRN (c=32)": "BRN (c=32), static twin (ours)",
+    "FRN": "FRN, static twin (ours)",
+}
+
 PAPER_SOURCE = "paper"
 
 
@@ -202,6 +221,59 @@ def build_table1(
     return pd.concat([paper_table1(), ours]) if include_paper else ours
 
 
+def build_table1_groups(
+    groups: Mapping[str, Mapping[str, PathLike]],
+    humans: Mapping[str, Mapping[str, PathLike]] | None = None,
+    *,
+    include_paper: bool = True,
+    budget: bool = True,
+) -> pd.DataFrame:
+    """Table 1 with several labelled blocks of ours: the paper's rows, then one block per group.
+
+    groups: group name (e.g. the profile, or ``"reference"``) -> {model label: run directory}.
+    humans: group name -> {model label: fine-tuned run directory} ("Humans after FT").
+    budget: name each block ``"ours (<group>, <budget>)"`` (`group_budget`), else
+            ``"ours (<group>)"``. Empty groups are left out.
+    """
+    humans = dict(humans or {})
+    blocks = [paper_table1()] if include_paper else []
+    for name, run_dirs in groups.items():
+        if not run_dirs:
+            continue
+        src = f"ours ({name}, {group_budget(run_dirs.values())})" if budget else f"ours ({name})"
+        blocks.append(build_table1(run_dirs, humans.get(name), source=src, include_paper=False))
+    if not blocks:
+        return paper_table1().iloc[:0]
+    return pd.concat(blocks)
+
+
+def table1_names(*, static_twins: bool = True) -> dict[str, str]:
+    """Table 1 label -> preset, in the paper's order, each static twin after its routed model."""
+    names: dict[str, str] = {}
+    for label, preset in TABLE1_PRESETS.items():
+        names[label] = preset
+        if static_twins and label in STATIC_TWIN_OF:
+            twin = STATIC_TWIN_OF[label]
+            names[twin] = STATIC_TWIN_PRESETS[twin]
+    return names
+
+
+def table1_from_dirs(
+    runs_dirs: Mapping[str, PathLike],
+    *,
+    static_twins: bool = True,
+    include_paper: bool = True,
+) -> pd.DataFrame:
+    """Table 1 from folders of runs: group name -> ``runs/`` folder holding one run per preset
+    (named as the preset; ``<preset>_humans`` for the CLEVR-Humans fine-tune). Runs without an
+    eval.json are left out; each group's source names its budget."""
+    names = table1_names(static_twins=static_twins)
+    humans_names = {label: f"{preset}_humans" for label, preset in names.items()}
+    groups = {name: find_runs(d, names) for name, d in runs_dirs.items()}
+    humans = {name: find_runs(d, humans_names) for name, d in runs_dirs.items()}
+    return build_table1_groups(groups, humans, include_paper=include_paper)
+
+
 def build_table2(
     run_dirs: Mapping[str, PathLike],
     *,
@@ -282,3 +354,127 @@ def find_runs(runs_dir: PathLike, names: Mapping[str, str]) -> dict[str, Path]:
         if (runs_dir / run_name / "eval.json").exists():
             found[label] = runs_dir / run_name
     return found
+
+
+# --------------------------------------------------------------------------------------------
+# training budgets
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return {}
+
+
+def run_budget(run_dir: PathLike) -> dict:
+    """How long a run was allowed to train, and how long it did.
+
+    From the ``train`` block of eval.json (written when training ends; docs/internals.md) and,
+    for a run without one (still training, or evaluated by an older version), from config.json.
+    Keys: ``profile, finished`` (eval.json exists), ``stop_reason`` (max_minutes | max_steps |
+    epochs | None), ``max_minutes, epochs_budget, train_minutes, steps, epochs_completed``
+    (None where unknown).
+    """
+    run_dir = Path(run_dir)
+    cfg = _read_json(run_dir / "config.json")
+    ev = _read_json(run_dir / "eval.json")
+    tc = cfg.get("train", {}) if isinstance(cfg.get("train"), dict) else {}
+    tr = ev.get("train", {}) if isinstance(ev.get("train"), dict) else {}
+    return {
+        "profile": cfg.get("profile"),
+        "finished": bool(ev),
+        "stop_reason": tr.get("stop_reason"),
+        "max_minutes": tr.get("max_minutes", tc.get("max_minutes")),
+        "epochs_budget": tr.get("epochs_budget", tc.get("epochs")),
+        "train_minutes": tr.get("train_minutes"),
+        "steps": tr.get("steps"),
+        "epochs_completed": tr.get("epochs_completed"),
+    }
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n:,} {word}" if n == 1 else f"{n:,} {word}s"
+
+
+def budget_text(run_dir: PathLike, *, short: bool = True) -> str:
+    """The budget that bounded a run: ``"40 min"``, ``"1,200 steps"`` or ``"4 epochs"``.
+
+    A run stopped by its step limit shows steps, one stopped by its epochs shows epochs, others
+    (stopped by, or still running under, a wall-clock limit) show minutes. ``short=False`` adds
+    what was trained: ``"40 min budget: 39.9 min, 12,345 steps, 15 epochs, stopped by
+    max_minutes"`` (``"in progress"`` for a run without eval.json).
+    """
+    b = run_budget(run_dir)
+    reason, minutes, epochs = b["stop_reason"], b["max_minutes"], b["epochs_budget"]
+    if reason == "max_steps" and b["steps"] is not None:
+        head = _plural(int(b["steps"]), "step")
+    elif reason == "epochs" and epochs is not None:
+        head = _plural(int(epochs), "epoch")
+    elif minutes:
+        head = f"{float(minutes):g} min"
+    elif epochs is not None:
+        head = _plural(int(epochs), "epoch")
+    else:
+        head = "budget unknown"
+    if short:
+        return head
+    if not b["finished"]:
+        return f"{head} budget: in progress"
+    done = []
+    if b["train_minutes"] is not None:
+        done.append(f"{float(b['train_minutes']):.1f} min")
+    if b["steps"] is not None:
+        done.append(_plural(int(b["steps"]), "step"))
+    if b["epochs_completed"] is not None:
+        done.append(_plural(int(b["epochs_completed"]), "epoch"))
+    if reason:
+        done.append(f"stopped by {reason}")
+    return f"{head} budget: {', '.join(done)}" if done else f"{head} budget"
+
+
+def group_budget(run_dirs) -> str:
+    """The short budget shared by `run_dirs`, or the distinct ones joined by " / "."""
+    seen: list[str] = []
+    for d in run_dirs:
+        text = budget_text(d)
+        if text not in seen:
+            seen.append(text)
+    return " / ".join(seen) if seen else "no runs"
+
+
+def run_label(run_dir: PathLike, source: str) -> str:
+    """``"<run name> (<source>, <budget>)"``, e.g. ``"brn_c16 (reference, 40 min)"``; a run
+    without eval.json is marked ``in progress``."""
+    run_dir = Path(run_dir)
+    progress = "" if (run_dir / "eval.json").exists() else ", in progress"
+    return f"{run_dir.name} ({source}, {budget_text(run_dir)}{progress})"
+
+
+def budget_frame(runs_dirs: Mapping[str, PathLike]) -> pd.DataFrame:
+    """One row per run (a folder with config.json) under each group's ``runs/`` folder: its
+    profile, whether it finished, and its budget (`run_budget`), indexed by (group, run)."""
+    rows, index = [], []
+    for name, runs_dir in runs_dirs.items():
+        for cfg_path in sorted(Path(runs_dir).glob("*/config.json")):
+            b = run_budget(cfg_path.parent)
+            rows.append({"budget": budget_text(cfg_path.parent, short=False), **b})
+            index.append((name, cfg_path.parent.name))
+    cols = [
+        "budget",
+        "profile",
+        "finished",
+        "stop_reason",
+        "max_minutes",
+        "epochs_budget",
+        "train_minutes",
+        "steps",
+        "epochs_completed",
+    ]
+    names = ["group", "run"]
+    idx = (
+        pd.MultiIndex.from_tuples(index, names=names)
+        if index
+        else pd.MultiIndex.from_arrays([[], []], names=names)
+    )
+    return pd.DataFrame(rows, columns=cols, index=idx)

@@ -20,10 +20,24 @@ def write_fake_run(
     stage_of_layer: tuple[int, ...] = (0, 0, 1, 1),
     num_paths: int = 130,
     seed: int = 0,
+    model: dict | None = None,
+    train_cfg: dict | None = None,
+    train_result: dict | None = None,
+    finished: bool = True,
 ) -> Path:
-    """A run directory with config.json, eval.json, metrics.jsonl and routing_paths.npz."""
+    """A run directory with config.json, eval.json, metrics.jsonl and routing_paths.npz.
+
+    model / train_cfg: config.json's ``model`` / ``train`` blocks (left out when None);
+    train_result: eval.json's ``train`` block; finished=False: no eval.json nor routing paths
+    (a run still training).
+    """
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.json").write_text(json.dumps({"name": run_dir.name, "profile": profile}))
+    cfg: dict = {"name": run_dir.name, "profile": profile}
+    if model is not None:
+        cfg["model"] = model
+    if train_cfg is not None:
+        cfg["train"] = train_cfg
+    (run_dir / "config.json").write_text(json.dumps(cfg))
     ev = {
         "split": "val",
         "n": n,
@@ -31,7 +45,10 @@ def write_fake_run(
         "by_type": {t: overall + 0.01 * i for i, t in enumerate(QUESTION_TYPES)},
         "by_subtype": {s: overall for s in SUBTYPES},
     }
-    (run_dir / "eval.json").write_text(json.dumps(ev))
+    if train_result is not None:
+        ev["train"] = train_result
+    if finished:
+        (run_dir / "eval.json").write_text(json.dumps(ev))
     rows = [
         {
             "step": s,
@@ -48,6 +65,8 @@ def write_fake_run(
     ]
     rows.append({"kind": "val", "step": 5, "epoch": 0, "acc": overall})
     (run_dir / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n{trunc")
+    if not finished:
+        return run_dir
     rng = np.random.default_rng(seed)
     subtypes = np.arange(num_paths) % len(SUBTYPES)
     # each layer's execution probability falls with depth, as in the paper's Fig. 3
