@@ -15,7 +15,7 @@ relative to the unchanged demo configuration, measured the same way:
   vs per-item `__getitem__` + collate, the latter by hiding `__getitems__` from the DataLoader).
 - level "model": forward + backward + Adam step on one synthetic batch, no data
   (`bench_model.interleaved_samples_per_s`), the variants interleaved step by step with an
-  eager contiguous twin: channels_last (fit applies it on CUDA only, `train._channels_last`)
+  eager contiguous twin: channels_last (fit applies it on CUDA only, `runtime.use_channels_last`)
   and torch.compile (fit does not compile). A compile failure is recorded, not raised.
 - level "loader": the training DataLoader alone (0 workers, demo size and batch): batch
   building in isolation, `__getitems__` vs per-item.

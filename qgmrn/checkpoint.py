@@ -113,6 +113,11 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
         torch.save(obj, f)
 
 
+def vocab_to_json(vocab) -> str:
+    """A `qgmrn.data.Vocab` as the JSON text a checkpoint records (keys sorted)."""
+    return json.dumps(vocab.to_dict(), sort_keys=True)
+
+
 def make_checkpoint(
     *,
     model: torch.nn.Module,

@@ -1,4 +1,4 @@
-"""Training, evaluation and routing-path collection: plain loops (sec. 3.5, 4.2).
+"""Training: `fit`, `train_one_epoch` and the loop over epochs, plain loops (sec. 3.5, 4.2).
 
 `fit` is the whole recipe: Adam (betas from the config), the learning rate and the Gumbel
 temperature as functions of the step (`qgmrn.schedules`), loss = CE + lambda * L_load (eq. 13),
@@ -25,9 +25,7 @@ import json
 import os
 import random
 import time
-from collections import Counter
 from collections.abc import Iterable, Mapping
-from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,14 +33,28 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor, nn
-from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from qgmrn import checkpoint as ckpt
 from qgmrn import distributed as qdist
-from qgmrn.config import ExperimentConfig, config_from_dict, config_to_json
-from qgmrn.fileio import atomic_write, atomic_write_json
-from qgmrn.metrics import accuracy
+from qgmrn.config import ExperimentConfig, config_to_json
+from qgmrn.evaluate import (
+    eval_loader,
+    gather_predictions,
+    predict,
+    routing_arrays,
+    save_routing_paths,
+    scores,
+)
+from qgmrn.fileio import atomic_write_json
+from qgmrn.runtime import (
+    autocast,
+    batch_images,
+    ensure_cache,
+    resolve_device,
+    sampled_loader,
+    use_channels_last,
+)
 from qgmrn.schedules import lr_at, tau_at
 
 
@@ -71,90 +83,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-
-
-def _seed_worker(worker_id: int) -> None:
-    """DataLoader worker init: numpy and random from the worker's torch seed, which the loader
-    derives from its own seeded generator (so workers are deterministic per epoch)."""
-    s = torch.initial_seed() % 2**32
-    np.random.seed(s)
-    random.seed(s)
-
-
-def set_tau(model: nn.Module, tau: float) -> None:
-    """Set the Gumbel-sigmoid temperature of every gate (`qgmrn.model.set_tau` when present)."""
-    model = ckpt.unwrap(model)
-    try:
-        from qgmrn.model import set_tau as model_set_tau
-    except ImportError:
-        model_set_tau = None
-    if model_set_tau is not None:
-        model_set_tau(model, tau)
-        return
-    for m in model.modules():
-        if hasattr(m, "tau") and not isinstance(m.tau, Tensor | nn.Module):
-            m.tau = float(tau)
-
-
-def _autocast(device: torch.device, amp: bool):
-    if amp and device.type == "cuda":
-        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
-    return nullcontext()
-
-
-def _images(batch, device: torch.device, channels_last: bool) -> Tensor:
-    from qgmrn.data import normalize_images
-
-    images = normalize_images(batch.images.to(device, non_blocking=True))
-    if channels_last:
-        images = images.contiguous(memory_format=torch.channels_last)
-    return images
-
-
-def _channels_last(cfg: ExperimentConfig, device: torch.device) -> bool:
-    return bool(cfg.train.channels_last and device.type == "cuda")
-
-
-def _loader(
-    dataset,
-    sampler,
-    batch_size: int,
-    num_workers: int,
-    device: torch.device,
-    seed: int,
-    drop_last: bool,
-) -> DataLoader:
-    from qgmrn.data import collate
-
-    generator = torch.Generator()
-    generator.manual_seed(seed)  # the loader never draws from the global RNG
-    extra: dict[str, Any] = {}
-    if num_workers > 0:
-        extra.update(worker_init_fn=_seed_worker, prefetch_factor=4)
-    return DataLoader(
-        dataset,
-        batch_size=batch_size,
-        sampler=sampler,
-        num_workers=num_workers,
-        collate_fn=collate,
-        pin_memory=device.type == "cuda",
-        drop_last=drop_last,
-        generator=generator,
-        **extra,
-    )
-
-
-def eval_loader(
-    dataset,
-    batch_size: int,
-    num_workers: int,
-    device: torch.device | str,
-    info: qdist.DistInfo | None = None,
-) -> DataLoader:
-    """In-order loader over this rank's share of `dataset` (all of it when not distributed)."""
-    info = info or qdist.DistInfo()
-    sampler = qdist.ShardSampler(len(dataset), info.world_size, info.rank)
-    return _loader(dataset, sampler, batch_size, num_workers, torch.device(device), 0, False)
 
 
 class _JsonlWriter:
@@ -186,170 +114,6 @@ def _truncate_metrics(path: Path, last_step: int) -> None:
         if int(row.get("step", 0)) <= last_step:
             keep.append(line)
     path.write_text("".join(line + "\n" for line in keep))
-
-
-# --------------------------------------------------------------------------------------------
-# evaluation
-
-
-@torch.no_grad()
-def predict(
-    model: nn.Module,
-    loader: Iterable,
-    device: torch.device | str,
-    *,
-    amp: bool = False,
-    channels_last: bool = False,
-    collect_paths: bool = False,
-    progress: bool = False,
-    desc: str = "eval",
-) -> dict[str, np.ndarray]:
-    """Deterministic (eval-mode) predictions over `loader`.
-
-    Returns numpy arrays `predictions, answers, subtypes, question_index` (N,), and with
-    `collect_paths` also `paths` (N, G) uint8 (the routing paths, layers concatenated) and
-    `layer_sizes` (L,). The model's training mode is restored afterwards.
-    """
-    device = torch.device(device)
-    model = ckpt.unwrap(model)
-    was_training = model.training
-    model.eval()
-    preds, answers, subtypes, qidx, paths = [], [], [], [], []
-    layer_sizes: list[int] = []
-    try:
-        for batch in tqdm(loader, desc=desc, leave=False, disable=not progress):
-            images = _images(batch, device, channels_last)
-            with _autocast(device, amp):
-                out = model(images, batch.questions.to(device), batch.lengths.to(device))
-            preds.append(out.logits.argmax(-1).cpu())
-            answers.append(batch.answers)
-            subtypes.append(batch.subtypes)
-            qidx.append(batch.question_index)
-            if collect_paths:
-                layer_sizes = [int(g.shape[1]) for g in out.gates]
-                if out.gates:
-                    paths.append(torch.cat([g > 0.5 for g in out.gates], 1).to(torch.uint8).cpu())
-                else:
-                    paths.append(torch.zeros((len(batch.answers), 0), dtype=torch.uint8))
-    finally:
-        model.train(was_training)
-
-    def cat(xs: list[Tensor]) -> np.ndarray:
-        return torch.cat(xs).numpy() if xs else np.zeros(0, dtype=np.int64)
-
-    result = {
-        "predictions": cat(preds).astype(np.int64),
-        "answers": cat(answers).astype(np.int64),
-        "subtypes": cat(subtypes).astype(np.int64),
-        "question_index": cat(qidx).astype(np.int64),
-    }
-    if collect_paths:
-        g = sum(layer_sizes)
-        result["paths"] = torch.cat(paths).numpy() if paths else np.zeros((0, g), np.uint8)
-        result["layer_sizes"] = np.asarray(layer_sizes, dtype=np.int64)
-    return result
-
-
-def _gather_predictions(local: dict[str, np.ndarray], info: qdist.DistInfo) -> dict:
-    """Put the ranks' `ShardSampler` shares back into data-set order."""
-    if not info.enabled:
-        return local
-    parts = qdist.all_gather_objects(local, info)
-    n = sum(len(p["answers"]) for p in parts)
-    out: dict[str, np.ndarray] = {}
-    for key, first in parts[0].items():
-        if key == "layer_sizes":
-            out[key] = first
-            continue
-        arr = np.empty((n, *first.shape[1:]), dtype=first.dtype)
-        for r, p in enumerate(parts):
-            arr[r :: info.world_size] = p[key]
-        out[key] = arr
-    return out
-
-
-def scores(pred: Mapping[str, np.ndarray], split: str) -> dict[str, Any]:
-    """The `eval.json` dict of `predict`'s arrays. With no subtypes known (CLEVR-Humans),
-    `by_type`/`by_subtype` are empty: overall accuracy only."""
-    result = {"split": split, **accuracy(pred["predictions"], pred["answers"], pred["subtypes"])}
-    if not (np.asarray(pred["subtypes"]) >= 0).any():
-        for key in ("by_type", "by_subtype", "count_by_type", "count_by_subtype"):
-            result[key] = {}
-    return result
-
-
-def evaluate(
-    model: nn.Module,
-    loader: Iterable,
-    device: torch.device | str = "cpu",
-    *,
-    split: str = "val",
-    amp: bool = False,
-    channels_last: bool = False,
-    progress: bool = False,
-) -> dict[str, Any]:
-    """Accuracy of `model` on `loader` in the `eval.json` layout:
-    ``{"split", "n", "overall", "by_type", "by_subtype", "count_by_type", "count_by_subtype"}``."""
-    pred = predict(model, loader, device, amp=amp, channels_last=channels_last, progress=progress)
-    return scores(pred, split)
-
-
-def stage_of_layer(model: nn.Module, num_layers: int) -> np.ndarray:
-    """The backbone stage of each routed layer, from the model when it says (-1 otherwise)."""
-    model = ckpt.unwrap(model)
-    for name in ("stage_of_layer", "layer_stages"):
-        value = getattr(model, name, None)
-        if callable(value):
-            value = value()
-        if value is not None:
-            arr = np.asarray(list(value), dtype=np.int64)
-            if len(arr) == num_layers:
-                return arr
-    return np.full(num_layers, -1, dtype=np.int64)
-
-
-def routing_arrays(model: nn.Module, pred: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """The `routing_paths.npz` arrays of `predict(..., collect_paths=True)`'s output."""
-    layer_sizes = np.asarray(pred["layer_sizes"], dtype=np.int64)
-    return {
-        "paths": np.asarray(pred["paths"], dtype=np.uint8),
-        "layer_sizes": layer_sizes,
-        "stage_of_layer": stage_of_layer(model, len(layer_sizes)),
-        "subtypes": pred["subtypes"],
-        "question_index": pred["question_index"],
-        "answers": pred["answers"],
-        "predictions": pred["predictions"],
-    }
-
-
-def collect_routing_paths(
-    model: nn.Module,
-    loader: Iterable,
-    device: torch.device | str = "cpu",
-    *,
-    amp: bool = False,
-    channels_last: bool = False,
-    progress: bool = False,
-) -> dict[str, np.ndarray]:
-    """Deterministic routing path of every question of `loader` (the `routing_paths.npz` schema:
-    `paths` uint8 (N, G), `layer_sizes` (L,), `stage_of_layer` (L,), `subtypes`,
-    `question_index`, `answers`, `predictions` (N,))."""
-    pred = predict(
-        model,
-        loader,
-        device,
-        amp=amp,
-        channels_last=channels_last,
-        collect_paths=True,
-        progress=progress,
-        desc="routing paths",
-    )
-    return routing_arrays(model, pred)
-
-
-def save_routing_paths(path: str | os.PathLike, arrays: Mapping[str, np.ndarray]) -> None:
-    with atomic_write(path, "wb", fsync=False) as f:
-        np.savez_compressed(f, **arrays)
 
 
 # --------------------------------------------------------------------------------------------
@@ -415,10 +179,11 @@ def train_one_epoch(run: _Run, loader: Iterable) -> str | None:
     """Train on the rest of the current epoch. Returns why it stopped early ("max_steps",
     "max_minutes") or None when the epoch is done. Updates `run.state` as it goes."""
     from qgmrn import losses
+    from qgmrn.model import set_tau
 
     cfg, tc, s, device = run.cfg, run.cfg.train, run.state, run.device
     model, opt = run.model, run.optimizer
-    channels_last = _channels_last(cfg, device)
+    channels_last = use_channels_last(cfg, device)
     model.train()
     # running sums since the last log row, kept on the device (no per-step host sync on GPU)
     acc_loss = torch.zeros((), device=device)
@@ -443,12 +208,12 @@ def train_one_epoch(run: _Run, loader: Iterable) -> str | None:
             lr, tau = lr_at(s.step, tc), tau_at(s.step, tc)
             for group in opt.param_groups:
                 group["lr"] = lr
-            set_tau(model, tau)
-            images = _images(batch, device, channels_last)
+            set_tau(ckpt.unwrap(model), tau)
+            images = batch_images(batch, device, channels_last)
             questions = batch.questions.to(device, non_blocking=True)
             lengths = batch.lengths.to(device, non_blocking=True)
             answers = batch.answers.to(device, non_blocking=True)
-            with _autocast(device, tc.amp):
+            with autocast(device, tc.amp):
                 out = model(images, questions, lengths)
                 ce = losses.vqa_loss(out.logits.float(), answers)
                 load = (
@@ -541,15 +306,6 @@ def _questions_path(data_dir: Path, split: str) -> Path:
     return data_dir / "questions" / f"CLEVR_{split}_questions.json"
 
 
-def _ensure_cache(data_dir: Path, split: str, size, workers: int, progress: bool) -> None:
-    from qgmrn.data.cache import ImageCacheError, build_cache, open_cache
-
-    try:
-        open_cache(data_dir, split, size)
-    except (ImageCacheError, FileNotFoundError):
-        build_cache(data_dir, split, size, workers=max(workers, 1), progress=progress)
-
-
 def build_vocab(data_dir: str | os.PathLike, questions_file: str | os.PathLike | None = None):
     """The vocabulary of the training questions of `data_dir` (or of `questions_file`)."""
     from qgmrn import clevr
@@ -561,17 +317,6 @@ def build_vocab(data_dir: str | os.PathLike, questions_file: str | os.PathLike |
     else:
         questions = clevr.load_questions(path)
     return Vocab.build(questions)
-
-
-def _vocab_json(vocab) -> str:
-    return json.dumps(vocab.to_dict(), sort_keys=True)
-
-
-def _resolve_device(device: str | torch.device, info: qdist.DistInfo) -> torch.device:
-    device = torch.device(device)
-    if device.type == "cuda" and device.index is None:
-        device = torch.device("cuda", info.local_rank if info.enabled else 0)
-    return device
 
 
 def fit(
@@ -607,7 +352,7 @@ def fit(
             cfg,
             Path(data_dir if data_dir is not None else cfg.data.data_dir),
             Path(out_dir),
-            device=_resolve_device(device, info),
+            device=resolve_device(device, info),
             info=info,
             resume=resume,
             progress=progress,
@@ -665,13 +410,13 @@ def _fit(
     size = tuple(cfg.data.image_size)
     if info.is_main:
         for split in ("train", eval_split):
-            _ensure_cache(data_dir, split, size, cfg.data.num_workers, progress)
+            ensure_cache(data_dir, split, size, cfg.data.num_workers, progress)
     qdist.barrier(info)
     if resume:
         vocab = Vocab.load(out_dir / "vocab.json")
     elif vocab is None:
         vocab = build_vocab(data_dir, questions_files.get("train"))
-    config_json, vocab_json = config_to_json(cfg), _vocab_json(vocab)
+    config_json, vocab_json = config_to_json(cfg), ckpt.vocab_to_json(vocab)
     if resume:
         resume_ckpt = ckpt.load_checkpoint(
             ckpt_path, config_json=config_json, vocab_json=vocab_json, map_location="cpu"
@@ -724,7 +469,7 @@ def _fit(
         )
         model.load_state_dict(state_dict)
     model.to(device)
-    if _channels_last(cfg, device):
+    if use_channels_last(cfg, device):
         model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(
         model.parameters(), lr=lr_at(0, tc), betas=tuple(tc.betas), weight_decay=tc.weight_decay
@@ -770,13 +515,13 @@ def _fit(
         max_steps=max_steps,
         progress=progress,
     )
-    amp, channels_last = tc.amp, _channels_last(cfg, device)
+    amp, channels_last = tc.amp, use_channels_last(cfg, device)
     val_loader = eval_loader(val_ds, max(per_rank_batch, 1) * 2, cfg.data.num_workers, device, info)
     last_val_step = None
 
     def validate() -> dict[str, Any]:
         nonlocal last_val_step
-        pred = _gather_predictions(
+        pred = gather_predictions(
             predict(
                 model,
                 val_loader,
@@ -845,7 +590,7 @@ def _loop(run: _Run, train_ds, validate) -> str:
             epoch=state.epoch,
             start=state.batch_in_epoch * run.per_rank_batch,
         )
-        loader = _loader(
+        loader = sampled_loader(
             train_ds,
             sampler,
             run.per_rank_batch,
@@ -874,8 +619,8 @@ def _final_eval(run: _Run, val_loader, eval_split: str, stop_reason: str, t_star
     used = "best.pt" if best_path.exists() else "checkpoint.pt"
     if best_path.exists() and state.best_step != state.step:
         model_eval.load_state_dict(ckpt.read_checkpoint(best_path)["model"])
-    channels_last = _channels_last(run.cfg, device)
-    pred = _gather_predictions(
+    channels_last = use_channels_last(run.cfg, device)
+    pred = gather_predictions(
         predict(
             model_eval,
             val_loader,
@@ -913,202 +658,3 @@ def _final_eval(run: _Run, val_loader, eval_split: str, stop_reason: str, t_star
         )
         save_routing_paths(run.out_dir / "routing_paths.npz", routing_arrays(model_eval, pred))
     return result
-
-
-# --------------------------------------------------------------------------------------------
-# evaluating a finished run
-
-
-def load_run(run_dir: str | os.PathLike, which: str = "best", device: str | torch.device = "cpu"):
-    """(cfg, vocab, model in eval mode, checkpoint dict) of a run directory.
-
-    which: "best" (best.pt) or "latest" (checkpoint.pt).
-    """
-    from qgmrn.data import Vocab
-    from qgmrn.model import build_model
-
-    run_dir = Path(run_dir)
-    name = {"best": "best.pt", "latest": "checkpoint.pt"}.get(which, which)
-    cfg = config_from_dict(json.loads((run_dir / "config.json").read_text()))
-    vocab = Vocab.load(run_dir / "vocab.json")
-    c = ckpt.load_checkpoint(
-        run_dir / name, config_json=config_to_json(cfg), vocab_json=_vocab_json(vocab)
-    )
-    model = build_model(cfg.model, len(vocab), vocab.num_answers)
-    model.load_state_dict(c["model"])
-    model.to(device).eval()
-    return cfg, vocab, model, c
-
-
-def evaluate_run(
-    run_dir: str | os.PathLike,
-    *,
-    split: str = "val",
-    which: str = "best",
-    device: str | torch.device = "cpu",
-    data_dir: str | os.PathLike | None = None,
-    questions_file: str | os.PathLike | None = None,
-    progress: bool = True,
-    write: bool = True,
-) -> dict[str, Any]:
-    """Evaluate a run's checkpoint on `split`; writes `eval_<split>_<which>.json` (and its
-    routing paths) into the run directory when `write`."""
-    from qgmrn.data import ClevrQuestions
-
-    device = torch.device(device)
-    cfg, vocab, model, c = load_run(run_dir, which, device)
-    data_dir = Path(data_dir if data_dir is not None else cfg.data.data_dir)
-    size = tuple(cfg.data.image_size)
-    _ensure_cache(data_dir, split, size, cfg.data.num_workers, progress)
-    ds = ClevrQuestions(data_dir, split, vocab, size, questions_file)
-    loader = eval_loader(ds, cfg.train.batch_size * 2, cfg.data.num_workers, device)
-    channels_last = _channels_last(cfg, device)
-    if channels_last:
-        model.to(memory_format=torch.channels_last)
-    pred = predict(
-        model,
-        loader,
-        device,
-        amp=cfg.train.amp,
-        channels_last=channels_last,
-        collect_paths=True,
-        progress=progress,
-    )
-    result = scores(pred, split)
-    result.update(checkpoint=f"{which}", checkpoint_step=c["step"])
-    if write:
-        run_dir = Path(run_dir)
-        atomic_write_json(
-            run_dir / f"eval_{split}_{which}.json",
-            result,
-            indent=2,
-            trailing_newline=True,
-            fsync=False,
-        )
-        save_routing_paths(
-            run_dir / f"routing_paths_{split}_{which}.npz", routing_arrays(model, pred)
-        )
-    return result
-
-
-# --------------------------------------------------------------------------------------------
-# CLEVR-Humans fine-tuning (sec. 4.4)
-
-
-def humans_files(path: str | os.PathLike) -> dict[str, Path]:
-    """{"train": ..., "val": ...} CLEVR-Humans question files under `path`.
-
-    Accepts a CLEVR-Humans folder (``CLEVR-Humans-{split}.json``, also in ``questions/`` or
-    ``humans/`` below it) or a data set folder holding such files.
-    """
-    root = Path(path)
-    found: dict[str, Path] = {}
-    for split in ("train", "val", "test"):
-        for sub in (".", "questions", "humans", "CLEVR-Humans"):
-            for name in (f"CLEVR-Humans-{split}.json", f"CLEVR_Humans_{split}.json"):
-                p = root / sub / name
-                if p.is_file() and split not in found:
-                    found[split] = p
-    if "train" not in found:
-        raise FileNotFoundError(f"no CLEVR-Humans-train.json in {root} (or its questions/)")
-    return found
-
-
-def grow_embedding(model: nn.Module, fresh: nn.Module, old_rows: int) -> nn.Module:
-    """Copy `model`'s weights into `fresh` (same architecture, larger vocabulary): every
-    tensor as is, except the word embedding, whose first `old_rows` rows are the old ones and
-    whose new rows keep `fresh`'s initialisation (the embedding's own init)."""
-    old_sd, new_sd = model.state_dict(), fresh.state_dict()
-    grown = []
-    for key, new in new_sd.items():
-        old = old_sd[key]
-        if old.shape == new.shape:
-            new_sd[key] = old
-        elif old.dim() == new.dim() and old.shape[0] == old_rows and old.shape[1:] == new.shape[1:]:
-            merged = new.clone()
-            merged[:old_rows] = old
-            new_sd[key] = merged
-            grown.append(key)
-        else:
-            raise ValueError(f"cannot carry {key}: {tuple(old.shape)} -> {tuple(new.shape)}")
-    fresh.load_state_dict(new_sd)
-    return fresh
-
-
-def finetune(
-    from_run: str | os.PathLike,
-    humans: str | os.PathLike | Mapping[str, str | os.PathLike],
-    out_dir: str | os.PathLike,
-    *,
-    data_dir: str | os.PathLike | None = None,
-    device: str | torch.device = "cpu",
-    min_count: int = 1,
-    epochs: int | None = None,
-    max_minutes: float | None = None,
-    lr: float | None = None,
-    warmup_steps: int | None = None,
-    max_steps: int | None = None,
-    resume: bool = False,
-    progress: bool = True,
-) -> dict[str, Any]:
-    """Fine-tune the best checkpoint of `from_run` on CLEVR-Humans questions (sec. 4.4).
-
-    The vocabulary grows by the new words of the CLEVR-Humans train questions seen at least
-    `min_count` times (rarer ones read as <UNK>); the embedding grows with it (old rows kept).
-    Images come from `data_dir` (default: the run's data set). Overall accuracy only.
-    """
-    from qgmrn.data import Vocab
-    from qgmrn.data.vocab import tokenize
-    from qgmrn.model import build_model
-
-    from_run, out_dir = Path(from_run), Path(out_dir)
-    files = dict(humans) if isinstance(humans, Mapping) else humans_files(humans)
-    files = {k: Path(v) for k, v in files.items()}
-    cfg, vocab, model, _ = load_run(from_run, "best")
-    old_rows = len(vocab)
-    if resume and (out_dir / "vocab.json").exists():
-        vocab = Vocab.load(out_dir / "vocab.json")
-        init = None
-    else:
-        from qgmrn import clevr
-
-        counts: Counter[str] = Counter()
-        for q in clevr.load_humans_questions(files["train"]):
-            counts.update(tokenize(q["question"]))
-        new_words = [w for w, n in counts.items() if n >= min_count]
-        added = vocab.extend(sorted(new_words))
-        torch.manual_seed(cfg.train.seed)
-        fresh = build_model(cfg.model, len(vocab), vocab.num_answers)
-        init = grow_embedding(model, fresh, old_rows).state_dict()
-        if progress:
-            print(f"[qgmrn] vocabulary {old_rows} -> {len(vocab)} tokens (+{added} new words)")
-    overrides: dict[str, Any] = {}
-    for key, value in (
-        ("epochs", epochs),
-        ("max_minutes", max_minutes),
-        ("lr", lr),
-        ("warmup_steps", warmup_steps),
-    ):
-        if value is not None:
-            overrides[key] = value
-    cfg = dataclasses.replace(
-        cfg, name=f"{cfg.name}_humans", train=dataclasses.replace(cfg.train, **overrides)
-    )
-    if "val" not in files:
-        raise FileNotFoundError(f"no CLEVR-Humans val questions among {files}")
-    if data_dir is None:  # the humans folder itself when it holds the images, else the run's
-        root = Path(humans) if not isinstance(humans, Mapping) else None
-        data_dir = root if root and (root / "images").is_dir() else cfg.data.data_dir
-    return fit(
-        cfg,
-        data_dir,
-        out_dir,
-        device=device,
-        resume=resume,
-        progress=progress,
-        vocab=vocab,
-        init_from=init,
-        max_steps=max_steps,
-        questions_files={"train": files["train"], "val": files["val"]},
-        eval_split="val",
-    )

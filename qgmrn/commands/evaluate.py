@@ -22,7 +22,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from qgmrn.checkpoint import CheckpointError
-    from qgmrn.train import evaluate_run
+    from qgmrn.evaluate import evaluate_run
 
     try:
         result = evaluate_run(

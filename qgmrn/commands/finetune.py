@@ -31,7 +31,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from qgmrn.checkpoint import CheckpointError
-    from qgmrn.train import NonFiniteLossError, finetune
+    from qgmrn.finetune import finetune
+    from qgmrn.train import NonFiniteLossError
 
     try:
         result = finetune(

@@ -14,7 +14,8 @@ import qgmrn.losses
 from qgmrn import cli
 from qgmrn.checkpoint import CheckpointError, read_checkpoint
 from qgmrn.clevr.constants import QUESTION_TYPES, SUBTYPES
-from qgmrn.train import NonFiniteLossError, finetune, fit
+from qgmrn.finetune import finetune
+from qgmrn.train import NonFiniteLossError, fit
 
 from . import make_tiny_clevr, tiny_config
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import shutil
 
-from qgmrn.train import finetune, fit
+from qgmrn.finetune import finetune
+from qgmrn.train import fit
 
 from . import tiny_config
 

@@ -1,0 +1,288 @@
+"""Evaluation and routing-path collection: deterministic predictions, accuracy, eval.json.
+
+`predict` runs a model in eval mode over a loader (optionally keeping each question's routing
+path); `scores` turns its arrays into the `eval.json` dict; `evaluate` is the two together.
+Under torchrun each rank predicts its `ShardSampler` share and `gather_predictions` puts the
+shares back in data-set order. `collect_routing_paths` / `routing_arrays` give the
+`routing_paths.npz` schema. `load_run` and `evaluate_run` evaluate a finished run directory.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from qgmrn import checkpoint as ckpt
+from qgmrn import distributed as qdist
+from qgmrn.config import config_from_dict, config_to_json
+from qgmrn.fileio import atomic_write, atomic_write_json
+from qgmrn.metrics import accuracy
+from qgmrn.runtime import (
+    autocast,
+    batch_images,
+    ensure_cache,
+    sampled_loader,
+    use_channels_last,
+)
+
+
+def eval_loader(
+    dataset,
+    batch_size: int,
+    num_workers: int,
+    device: torch.device | str,
+    info: qdist.DistInfo | None = None,
+) -> DataLoader:
+    """In-order loader over this rank's share of `dataset` (all of it when not distributed)."""
+    info = info or qdist.DistInfo()
+    sampler = qdist.ShardSampler(len(dataset), info.world_size, info.rank)
+    return sampled_loader(dataset, sampler, batch_size, num_workers, torch.device(device), 0, False)
+
+
+@torch.no_grad()
+def predict(
+    model: nn.Module,
+    loader: Iterable,
+    device: torch.device | str,
+    *,
+    amp: bool = False,
+    channels_last: bool = False,
+    collect_paths: bool = False,
+    progress: bool = False,
+    desc: str = "eval",
+) -> dict[str, np.ndarray]:
+    """Deterministic (eval-mode) predictions over `loader`.
+
+    Returns numpy arrays `predictions, answers, subtypes, question_index` (N,), and with
+    `collect_paths` also `paths` (N, G) uint8 (the routing paths, layers concatenated) and
+    `layer_sizes` (L,). The model's training mode is restored afterwards.
+    """
+    device = torch.device(device)
+    model = ckpt.unwrap(model)
+    was_training = model.training
+    model.eval()
+    preds, answers, subtypes, qidx, paths = [], [], [], [], []
+    layer_sizes: list[int] = []
+    try:
+        for batch in tqdm(loader, desc=desc, leave=False, disable=not progress):
+            images = batch_images(batch, device, channels_last)
+            with autocast(device, amp):
+                out = model(images, batch.questions.to(device), batch.lengths.to(device))
+            preds.append(out.logits.argmax(-1).cpu())
+            answers.append(batch.answers)
+            subtypes.append(batch.subtypes)
+            qidx.append(batch.question_index)
+            if collect_paths:
+                layer_sizes = [int(g.shape[1]) for g in out.gates]
+                if out.gates:
+                    paths.append(torch.cat([g > 0.5 for g in out.gates], 1).to(torch.uint8).cpu())
+                else:
+                    paths.append(torch.zeros((len(batch.answers), 0), dtype=torch.uint8))
+    finally:
+        model.train(was_training)
+
+    def cat(xs: list[Tensor]) -> np.ndarray:
+        return torch.cat(xs).numpy() if xs else np.zeros(0, dtype=np.int64)
+
+    result = {
+        "predictions": cat(preds).astype(np.int64),
+        "answers": cat(answers).astype(np.int64),
+        "subtypes": cat(subtypes).astype(np.int64),
+        "question_index": cat(qidx).astype(np.int64),
+    }
+    if collect_paths:
+        g = sum(layer_sizes)
+        result["paths"] = torch.cat(paths).numpy() if paths else np.zeros((0, g), np.uint8)
+        result["layer_sizes"] = np.asarray(layer_sizes, dtype=np.int64)
+    return result
+
+
+def gather_predictions(local: dict[str, np.ndarray], info: qdist.DistInfo) -> dict:
+    """Put the ranks' `ShardSampler` shares back into data-set order."""
+    if not info.enabled:
+        return local
+    parts = qdist.all_gather_objects(local, info)
+    n = sum(len(p["answers"]) for p in parts)
+    out: dict[str, np.ndarray] = {}
+    for key, first in parts[0].items():
+        if key == "layer_sizes":
+            out[key] = first
+            continue
+        arr = np.empty((n, *first.shape[1:]), dtype=first.dtype)
+        for r, p in enumerate(parts):
+            arr[r :: info.world_size] = p[key]
+        out[key] = arr
+    return out
+
+
+def scores(pred: Mapping[str, np.ndarray], split: str) -> dict[str, Any]:
+    """The `eval.json` dict of `predict`'s arrays. With no subtypes known (CLEVR-Humans),
+    `by_type`/`by_subtype` are empty: overall accuracy only."""
+    result = {"split": split, **accuracy(pred["predictions"], pred["answers"], pred["subtypes"])}
+    if not (np.asarray(pred["subtypes"]) >= 0).any():
+        for key in ("by_type", "by_subtype", "count_by_type", "count_by_subtype"):
+            result[key] = {}
+    return result
+
+
+def evaluate(
+    model: nn.Module,
+    loader: Iterable,
+    device: torch.device | str = "cpu",
+    *,
+    split: str = "val",
+    amp: bool = False,
+    channels_last: bool = False,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """Accuracy of `model` on `loader` in the `eval.json` layout:
+    ``{"split", "n", "overall", "by_type", "by_subtype", "count_by_type", "count_by_subtype"}``."""
+    pred = predict(model, loader, device, amp=amp, channels_last=channels_last, progress=progress)
+    return scores(pred, split)
+
+
+# --------------------------------------------------------------------------------------------
+# routing paths
+
+
+def stage_of_layer(model: nn.Module, num_layers: int) -> np.ndarray:
+    """The backbone stage of each routed layer, from the model when it says (-1 otherwise)."""
+    model = ckpt.unwrap(model)
+    for name in ("stage_of_layer", "layer_stages"):
+        value = getattr(model, name, None)
+        if callable(value):
+            value = value()
+        if value is not None:
+            arr = np.asarray(list(value), dtype=np.int64)
+            if len(arr) == num_layers:
+                return arr
+    return np.full(num_layers, -1, dtype=np.int64)
+
+
+def routing_arrays(model: nn.Module, pred: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The `routing_paths.npz` arrays of `predict(..., collect_paths=True)`'s output."""
+    layer_sizes = np.asarray(pred["layer_sizes"], dtype=np.int64)
+    return {
+        "paths": np.asarray(pred["paths"], dtype=np.uint8),
+        "layer_sizes": layer_sizes,
+        "stage_of_layer": stage_of_layer(model, len(layer_sizes)),
+        "subtypes": pred["subtypes"],
+        "question_index": pred["question_index"],
+        "answers": pred["answers"],
+        "predictions": pred["predictions"],
+    }
+
+
+def collect_routing_paths(
+    model: nn.Module,
+    loader: Iterable,
+    device: torch.device | str = "cpu",
+    *,
+    amp: bool = False,
+    channels_last: bool = False,
+    progress: bool = False,
+) -> dict[str, np.ndarray]:
+    """Deterministic routing path of every question of `loader` (the `routing_paths.npz` schema:
+    `paths` uint8 (N, G), `layer_sizes` (L,), `stage_of_layer` (L,), `subtypes`,
+    `question_index`, `answers`, `predictions` (N,))."""
+    pred = predict(
+        model,
+        loader,
+        device,
+        amp=amp,
+        channels_last=channels_last,
+        collect_paths=True,
+        progress=progress,
+        desc="routing paths",
+    )
+    return routing_arrays(model, pred)
+
+
+def save_routing_paths(path: str | os.PathLike, arrays: Mapping[str, np.ndarray]) -> None:
+    with atomic_write(path, "wb", fsync=False) as f:
+        np.savez_compressed(f, **arrays)
+
+
+# --------------------------------------------------------------------------------------------
+# evaluating a finished run
+
+
+def load_run(run_dir: str | os.PathLike, which: str = "best", device: str | torch.device = "cpu"):
+    """(cfg, vocab, model in eval mode, checkpoint dict) of a run directory.
+
+    which: "best" (best.pt) or "latest" (checkpoint.pt).
+    """
+    from qgmrn.data import Vocab
+    from qgmrn.model import build_model
+
+    run_dir = Path(run_dir)
+    name = {"best": "best.pt", "latest": "checkpoint.pt"}.get(which, which)
+    cfg = config_from_dict(json.loads((run_dir / "config.json").read_text()))
+    vocab = Vocab.load(run_dir / "vocab.json")
+    c = ckpt.load_checkpoint(
+        run_dir / name, config_json=config_to_json(cfg), vocab_json=ckpt.vocab_to_json(vocab)
+    )
+    model = build_model(cfg.model, len(vocab), vocab.num_answers)
+    model.load_state_dict(c["model"])
+    model.to(device).eval()
+    return cfg, vocab, model, c
+
+
+def evaluate_run(
+    run_dir: str | os.PathLike,
+    *,
+    split: str = "val",
+    which: str = "best",
+    device: str | torch.device = "cpu",
+    data_dir: str | os.PathLike | None = None,
+    questions_file: str | os.PathLike | None = None,
+    progress: bool = True,
+    write: bool = True,
+) -> dict[str, Any]:
+    """Evaluate a run's checkpoint on `split`; writes `eval_<split>_<which>.json` (and its
+    routing paths) into the run directory when `write`."""
+    from qgmrn.data import ClevrQuestions
+
+    device = torch.device(device)
+    cfg, vocab, model, c = load_run(run_dir, which, device)
+    data_dir = Path(data_dir if data_dir is not None else cfg.data.data_dir)
+    size = tuple(cfg.data.image_size)
+    ensure_cache(data_dir, split, size, cfg.data.num_workers, progress)
+    ds = ClevrQuestions(data_dir, split, vocab, size, questions_file)
+    loader = eval_loader(ds, cfg.train.batch_size * 2, cfg.data.num_workers, device)
+    channels_last = use_channels_last(cfg, device)
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    pred = predict(
+        model,
+        loader,
+        device,
+        amp=cfg.train.amp,
+        channels_last=channels_last,
+        collect_paths=True,
+        progress=progress,
+    )
+    result = scores(pred, split)
+    result.update(checkpoint=f"{which}", checkpoint_step=c["step"])
+    if write:
+        run_dir = Path(run_dir)
+        atomic_write_json(
+            run_dir / f"eval_{split}_{which}.json",
+            result,
+            indent=2,
+            trailing_newline=True,
+            fsync=False,
+        )
+        save_routing_paths(
+            run_dir / f"routing_paths_{split}_{which}.npz", routing_arrays(model, pred)
+        )
+    return result
