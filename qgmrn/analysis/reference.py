@@ -1,0 +1,115 @@
+"""Summaries of the longer reference runs (`results/reference/`), written next to them.
+
+    python -m qgmrn.analysis.reference results/reference
+
+writes `results/reference/summary.md` (Table 1 rows of the reference runs with their budgets,
+accuracy by type, the routed-vs-static gap), `curves.png` (validation accuracy against the step)
+and `by_type.png` (accuracy by question type), from the runs' eval.json and metrics.jsonl only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+import pandas as pd
+
+from qgmrn.analysis import curves, tables
+from qgmrn.analysis._io import save_figure
+from qgmrn.fileio import atomic_write_text
+
+PathLike = str | os.PathLike
+
+
+def _markdown(frame: pd.DataFrame) -> str:
+    """A plain Markdown table of `frame` (index first), numbers to one decimal."""
+    head = [str(frame.index.name or ""), *map(str, frame.columns)]
+    rows = [
+        [str(key), *(f"{v:.1f}" if isinstance(v, float) else str(v) for v in row)]
+        for key, row in zip(frame.index, frame.itertuples(index=False), strict=True)
+    ]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
+
+
+def routed_static_gap(routed: PathLike, static: PathLike) -> pd.DataFrame:
+    """Accuracy by type of a routed run and its static twin, and routed minus static (points)."""
+    frame = tables.build_table1(
+        {"routed": routed, "static twin": static}, source="ours", include_paper=False
+    )
+    frame = frame.droplevel(0).drop(columns=[c for c in frame.columns if "Humans" in c])
+    frame.loc["routed - static"] = frame.loc["routed"] - frame.loc["static twin"]
+    return frame
+
+
+def summarize(reference_dir: PathLike, *, routed: str = "brn_c16") -> dict[str, Path]:
+    """Write summary.md, curves.png and by_type.png into `reference_dir`; returns their paths."""
+    ref = Path(reference_dir)
+    runs_dir = ref / "runs"
+    run_dirs = {p.name: p for p in sorted(runs_dir.glob("*")) if (p / "config.json").exists()}
+    if not run_dirs:
+        raise FileNotFoundError(f"{runs_dir}: no runs (folders with a config.json)")
+    finished = {k: v for k, v in run_dirs.items() if (v / "eval.json").exists()}
+    out = {
+        "curves": ref / "curves.png",
+        "by_type": ref / "by_type.png",
+        "summary": ref / "summary.md",
+    }
+    save_figure(
+        curves.plot_validation_curves(run_dirs, title="reference runs: validation accuracy"),
+        out["curves"],
+    )
+    if finished:
+        save_figure(curves.plot_accuracy_by_type(finished), out["by_type"])
+    table = tables.table1_from_dirs({"reference": runs_dir}, include_paper=False)
+    lines = [
+        "# Reference runs",
+        "",
+        "Longer runs of the demo presets on the demo mini-CLEVR (`data/mini-clevr`, made by",
+        "`qgmrn generate data/mini-clevr --profile demo --humans`), each with the same wall-clock",
+        "budget, trained one per core (`OMP_NUM_THREADS=1`, two at a time) on a 2-core CPU:",
+        "",
+        "```",
+        "qgmrn train --preset P --profile demo --data data/mini-clevr \\",
+        "    --out results/reference/runs/P --epochs 1000 --max-minutes M --workers 1",
+        "```",
+        "",
+        "A stopped run continues with `--resume` (a longer budget: raise `--max-minutes`).",
+        "Accuracies are on the mini-CLEVR validation split, in percent.",
+        "",
+        tables.to_markdown(table, title="Table 1 rows (ours, reference)"),
+        "",
+        "## Budgets",
+        "",
+        _markdown(tables.budget_frame({"reference": runs_dir})[["budget"]].droplevel(0)),
+        "",
+    ]
+    static = f"{routed}_static"
+    if routed in finished and static in finished:
+        gap = routed_static_gap(finished[routed], finished[static])
+        lines += [
+            f"## Routed vs static twin ({routed} vs {static})",
+            "",
+            _markdown(gap),
+            "",
+        ]
+    lines += ["![validation curves](curves.png)", ""]
+    if finished:
+        lines += ["![accuracy by type](by_type.png)", ""]
+    atomic_write_text(out["summary"], "\n".join(lines))
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("reference_dir", nargs="?", default="results/reference")
+    parser.add_argument("--routed", default="brn_c16", help="routed preset with a static twin")
+    args = parser.parse_args(argv)
+    for name, path in summarize(args.reference_dir, routed=args.routed).items():
+        print(f"{name}: {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
