@@ -28,6 +28,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from qgmrn.config import PRESETS, get_config
+from qgmrn.fileio import atomic_write_json
 from qgmrn.losses import load_balance_loss, vqa_loss
 from qgmrn.model import build_model, count_gates
 
@@ -123,8 +124,12 @@ def main() -> None:
     parser.add_argument("--skip-macs", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    load_at_start = os.getloadavg()[0]  # the timings mean little on a loaded machine
 
     sizes = []
+    if args.skip_macs and os.path.exists(args.out):  # keep the sizes measured last time
+        with open(args.out) as f:
+            sizes = json.load(f).get("sizes", [])
     if not args.skip_macs:
         for profile in ("paper", "demo"):
             for preset in PRESETS:
@@ -136,17 +141,16 @@ def main() -> None:
         print(json.dumps(speed[-1]), flush=True)
     result = {
         "what": "params/MACs per preset; demo training-step throughput, routed vs static twin",
-        "note": "CPU timings taken while other processes shared the 2 cores: compare routed with "
-        "static (interleaved), not across presets or runs",
+        "note": "routed and static steps interleaved on the same batch; compare routed with "
+        "static, not across presets or runs",
+        "load_average_at_start": load_at_start,
         "torch": torch.__version__,
         "machine": f"{platform.machine()} {os.cpu_count()} cpus, threads={args.threads}",
         "steps": args.steps,
         "sizes": sizes,
         "throughput": speed,
     }
-    os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    with open(args.out, "w") as f:
-        json.dump(result, f, indent=2)
+    atomic_write_json(args.out, result, indent=2)
     print(f"wrote {args.out}")
 
 
