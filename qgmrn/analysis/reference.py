@@ -38,7 +38,7 @@ def routed_static_gap(routed: PathLike, static: PathLike) -> pd.DataFrame:
     frame = tables.build_table1(
         {"routed": routed, "static twin": static}, source="ours", include_paper=False
     )
-    frame = frame.droplevel(0).drop(columns=[c for c in frame.columns if "Humans" in c])
+    frame = frame.droplevel(0).drop(columns=[c for c in frame.columns if "Humans" in c or c == "n"])
     frame.loc["routed - static"] = frame.loc["routed"] - frame.loc["static twin"]
     return frame
 
@@ -76,6 +76,9 @@ def summarize(reference_dir: PathLike, *, routed: str = "brn_c16") -> dict[str, 
         "```",
         "",
         "A stopped run continues with `--resume` (a longer budget: raise `--max-minutes`).",
+        "The faint lines in curves.png are training accuracy: a run whose training accuracy",
+        "climbs far above its validation accuracy is memorising the training images (more",
+        "scenes help: `DataConfig.train_scenes`); one where both stay together needs more steps.",
         "Accuracies are on the mini-CLEVR validation split, in percent.",
         "",
         tables.to_markdown(table, title="Table 1 rows (ours, reference)"),
