@@ -7,12 +7,9 @@ over a sampler, and the image cache a split reads from.
 
 from __future__ import annotations
 
-import random
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Any
 
-import numpy as np
 import torch
 from torch import Tensor
 from torch.utils.data import DataLoader
@@ -47,14 +44,6 @@ def batch_images(batch, device: torch.device, channels_last: bool) -> Tensor:
     return images
 
 
-def _seed_worker(worker_id: int) -> None:
-    """DataLoader worker init: numpy and random from the worker's torch seed, which the loader
-    derives from its own seeded generator (so workers are deterministic per epoch)."""
-    s = torch.initial_seed() % 2**32
-    np.random.seed(s)
-    random.seed(s)
-
-
 def sampled_loader(
     dataset,
     sampler,
@@ -64,24 +53,19 @@ def sampled_loader(
     seed: int,
     drop_last: bool,
 ) -> DataLoader:
-    """Batches of `dataset` in `sampler`'s order (workers seeded from `seed`)."""
-    from qgmrn.data import collate
+    """Batches of `dataset` in `sampler`'s order (workers seeded from `seed`); not persistent,
+    since the training loop builds one loader per epoch around a resumable sampler."""
+    from qgmrn.data import make_loader
 
-    generator = torch.Generator()
-    generator.manual_seed(seed)  # the loader never draws from the global RNG
-    extra: dict[str, Any] = {}
-    if num_workers > 0:
-        extra.update(worker_init_fn=_seed_worker, prefetch_factor=4)
-    return DataLoader(
+    return make_loader(
         dataset,
-        batch_size=batch_size,
-        sampler=sampler,
+        batch_size,
         num_workers=num_workers,
-        collate_fn=collate,
-        pin_memory=device.type == "cuda",
+        seed=seed,
         drop_last=drop_last,
-        generator=generator,
-        **extra,
+        sampler=sampler,
+        device=device,
+        persistent_workers=False,
     )
 
 

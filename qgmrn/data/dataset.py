@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import os
+import random
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -22,7 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from qgmrn.data.cache import open_cache
 from qgmrn.data.vocab import Vocab
@@ -253,6 +254,14 @@ def normalize_images(images: Tensor, dtype: torch.dtype = torch.float32) -> Tens
     return torch.addcmul(bias, images.to(work), scale).to(dtype)
 
 
+def seed_worker(worker_id: int) -> None:
+    """DataLoader worker init: numpy and random from the worker's torch seed, which the loader
+    derives from its own seeded generator (so workers are deterministic per epoch)."""
+    s = torch.initial_seed() % 2**32
+    np.random.seed(s)
+    random.seed(s)
+
+
 def make_loader(
     dataset: Dataset,
     batch_size: int,
@@ -261,12 +270,15 @@ def make_loader(
     seed: int = 0,
     drop_last: bool = False,
     *,
+    sampler: Sampler | None = None,
     device: torch.device | str | None = None,
     pin_memory: bool | None = None,
     prefetch_factor: int = 4,
+    persistent_workers: bool = True,
 ) -> DataLoader:
-    """A `DataLoader` yielding `Batch`es: seeded shuffling, persistent workers, and pinned memory
-    only when the batches go to a CUDA device (`device`, by default CUDA if available)."""
+    """A `DataLoader` yielding `Batch`es: seeded shuffling (or `sampler`'s order), seeded
+    workers, persistent workers, and pinned memory only when the batches go to a CUDA device
+    (`device`, by default CUDA if available). The loader never draws from the global RNG."""
     if pin_memory is None:
         target = torch.device(device) if device is not None else None
         pin_memory = target.type == "cuda" if target else torch.cuda.is_available()
@@ -274,11 +286,16 @@ def make_loader(
     generator.manual_seed(seed)
     extra: dict[str, Any] = {}
     if num_workers > 0:
-        extra.update(persistent_workers=True, prefetch_factor=prefetch_factor)
+        extra.update(
+            persistent_workers=persistent_workers,
+            prefetch_factor=prefetch_factor,
+            worker_init_fn=seed_worker,
+        )
     return DataLoader(
         dataset,
         batch_size=batch_size,
         shuffle=shuffle,
+        sampler=sampler,
         num_workers=num_workers,
         collate_fn=collate,
         pin_memory=pin_memory,
