@@ -11,12 +11,14 @@ relative to the unchanged demo configuration, measured the same way:
   mini-CLEVR, `--steps` optimizer steps, samples/s from metrics.jsonl over the second half
   (`bench_train.fit_throughput`). Levers: input size (64 demo / 96 / 128), visual widths (demo;
   the prototype's stem 32 + stem max pool; the paper's stage widths), torch threads (1 / 2),
-  DataLoader workers (0 / 1 / 2 demo), batch building (the dataset's batched `__getitems__`
-  vs per-item `__getitem__` + collate, the latter by hiding `__getitems__` from the DataLoader).
+  DataLoader workers (0 / 1 / 2 demo), CPU precision and memory format (fp32 / bf16 autocast x
+  contiguous / channels_last: `TrainConfig.cpu_amp`, `cpu_channels_last`), batch building (the
+  dataset's batched `__getitems__` vs per-item `__getitem__` + collate, the latter by hiding
+  `__getitems__` from the DataLoader).
 - level "model": forward + backward + Adam step on one synthetic batch, no data
   (`bench_model.interleaved_samples_per_s`), the variants interleaved step by step with an
-  eager contiguous twin: channels_last (fit applies it on CUDA only, `runtime.use_channels_last`)
-  and torch.compile (fit does not compile). A compile failure is recorded, not raised.
+  eager contiguous twin: channels_last (fit: `runtime.use_channels_last`) and torch.compile (fit
+  does not compile). A compile failure is recorded, not raised.
 - level "loader": the training DataLoader alone (0 workers, demo size and batch): batch
   building in isolation, `__getitems__` vs per-item.
 
@@ -51,6 +53,7 @@ from bench_train import data_scenes, fit_throughput, machine_info, make_data
 
 from qgmrn.config import ExperimentConfig, get_config
 from qgmrn.fileio import atomic_write_json
+from qgmrn.runtime import cpu_has_native_bf16
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGET = 300.0  # samples/s, the goal
@@ -163,6 +166,17 @@ def fit_rows(fl: FitLevers, preset: str, full_set: bool) -> list[dict]:
                  model(stem_width=32, stem_pool=True), "y_L 2x2 at 64x64")  # fmt: skip
             emit("widths", "paper [64,128,256,256]", model(stage_widths=(64, 128, 256, 256)),
                  f"stage widths only; stem {m.stem_width}, no pool as in demo")  # fmt: skip
+    # CPU precision and memory format (ours: TrainConfig.cpu_amp / cpu_channels_last; bf16 only
+    # counts where the CPU has it natively, see runtime.cpu_has_native_bf16)
+    native = "native bf16" if cpu_has_native_bf16() else "no native bf16: cpu_amp ignored, fp32"
+    t0 = base_cfg.train
+    for amp, cl in ((False, False), (True, False), (False, True), (True, True)):
+        setting = f"{'bf16 autocast' if amp else 'fp32'}, {'channels_last' if cl else 'contiguous'}"
+        if (amp, cl) == (t0.cpu_amp, t0.cpu_channels_last):
+            emit("CPU precision", setting, same_as_base=True)
+        else:  # every preset: the lever differs by architecture (BN vs GroupNorm)
+            emit("CPU precision", setting, train(cpu_amp=amp, cpu_channels_last=cl),
+                 f"TrainConfig.cpu_amp={amp}, cpu_channels_last={cl}; {native}")  # fmt: skip
     for t in (1, 2):
         if t == base_threads:
             emit("threads", str(t), same_as_base=True)
@@ -226,7 +240,7 @@ def model_rows(preset: str, plan: Plan, compile_too: bool) -> list[dict]:
     ref = speed["eager"]
     threads = torch.get_num_threads()
     common = {"threads": threads, "batch_size": plan.batch_size, "steps": plan.model_steps}
-    note = "model step, no data; fit applies channels_last on CUDA only"
+    note = "model step, no data; fit: TrainConfig.channels_last (CUDA), cpu_channels_last (CPU)"
     rows = [
         _row(preset, "channels_last", "off (contiguous)", "model", ref, ref, note, detail=common),
         _row(preset, "channels_last", "on", "model", speed["channels_last"], ref, note,

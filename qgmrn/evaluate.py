@@ -31,6 +31,7 @@ from qgmrn.runtime import (
     batch_images,
     ensure_cache,
     sampled_loader,
+    use_amp,
     use_channels_last,
 )
 
@@ -266,7 +267,7 @@ def evaluate_run(
         model,
         loader,
         device,
-        amp=cfg.train.amp,
+        amp=use_amp(cfg, device),
         channels_last=channels_last,
         collect_paths=True,
         progress=progress,

@@ -1,8 +1,9 @@
 """Where a pass over the data runs, shared by `qgmrn.train` and `qgmrn.evaluate`.
 
-The device (under torchrun: each rank's LOCAL_RANK GPU), bf16 autocast and channels-last (CUDA
-only, when the config asks), a batch's images on the device, the seeded in-order `DataLoader`
-over a sampler, and the image cache a split reads from.
+The device (under torchrun: each rank's LOCAL_RANK GPU), bf16 autocast and channels-last (when
+the config asks: `amp`/`channels_last` on CUDA, `cpu_amp`/`cpu_channels_last` on CPU), a batch's
+images on the device, the seeded in-order `DataLoader` over a sampler, and the image cache a
+split reads from.
 """
 
 from __future__ import annotations
@@ -25,14 +26,32 @@ def resolve_device(device: str | torch.device, info: qdist.DistInfo) -> torch.de
     return device
 
 
+def cpu_has_native_bf16() -> bool:
+    """True where this CPU computes bf16 natively (AMX tiles or AVX512-BF16); elsewhere CPU bf16
+    autocast is emulated and several times slower than fp32."""
+    probes = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
+    return any(getattr(torch.cpu, name, lambda: False)() for name in probes)
+
+
+def use_amp(cfg: ExperimentConfig, device: torch.device) -> bool:
+    """Whether a pass on `device` runs under bf16 autocast (`TrainConfig.amp` on CUDA,
+    `TrainConfig.cpu_amp` on a CPU with native bf16)."""
+    if device.type == "cuda":
+        return bool(cfg.train.amp)
+    return bool(device.type == "cpu" and cfg.train.cpu_amp and cpu_has_native_bf16())
+
+
 def autocast(device: torch.device, amp: bool):
-    if amp and device.type == "cuda":
-        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+    """bf16 autocast on `device` when `amp` (decided by `use_amp`), else a no-op context."""
+    if amp and device.type in ("cuda", "cpu"):
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
     return nullcontext()
 
 
 def use_channels_last(cfg: ExperimentConfig, device: torch.device) -> bool:
-    return bool(cfg.train.channels_last and device.type == "cuda")
+    if device.type == "cuda":
+        return bool(cfg.train.channels_last)
+    return bool(device.type == "cpu" and cfg.train.cpu_channels_last)
 
 
 def batch_images(batch, device: torch.device, channels_last: bool) -> Tensor:

@@ -53,6 +53,7 @@ from qgmrn.runtime import (
     ensure_cache,
     resolve_device,
     sampled_loader,
+    use_amp,
     use_channels_last,
 )
 from qgmrn.schedules import lr_at, tau_at
@@ -183,7 +184,7 @@ def train_one_epoch(run: _Run, loader: Iterable) -> str | None:
 
     cfg, tc, s, device = run.cfg, run.cfg.train, run.state, run.device
     model, opt = run.model, run.optimizer
-    channels_last = use_channels_last(cfg, device)
+    channels_last, amp = use_channels_last(cfg, device), use_amp(cfg, device)
     model.train()
     # running sums since the last log row, kept on the device (no per-step host sync on GPU)
     acc_loss = torch.zeros((), device=device)
@@ -213,7 +214,7 @@ def train_one_epoch(run: _Run, loader: Iterable) -> str | None:
             questions = batch.questions.to(device, non_blocking=True)
             lengths = batch.lengths.to(device, non_blocking=True)
             answers = batch.answers.to(device, non_blocking=True)
-            with autocast(device, tc.amp):
+            with autocast(device, amp):
                 out = model(images, questions, lengths)
                 ce = losses.vqa_loss(out.logits.float(), answers)
                 load = (
@@ -515,7 +516,7 @@ def _fit(
         max_steps=max_steps,
         progress=progress,
     )
-    amp, channels_last = tc.amp, use_channels_last(cfg, device)
+    amp, channels_last = use_amp(cfg, device), use_channels_last(cfg, device)
     val_loader = eval_loader(val_ds, max(per_rank_batch, 1) * 2, cfg.data.num_workers, device, info)
     last_val_step = None
 
@@ -625,7 +626,7 @@ def _final_eval(run: _Run, val_loader, eval_split: str, stop_reason: str, t_star
             model_eval,
             val_loader,
             device,
-            amp=tc.amp,
+            amp=use_amp(run.cfg, device),
             channels_last=channels_last,
             collect_paths=True,
             progress=run.progress,
