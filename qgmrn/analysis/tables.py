@@ -109,6 +109,17 @@ TABLE2_PRESETS: dict[str, str] = {
     "c=32, w/ q, wider": "brn_c32_wider",
 }
 
+# 04_ablations trains every Table 2 configuration under its own run name, ``ablation_<preset>``,
+# so that all rows share one budget: 03_train's longer run of the same preset (brn_c16) is a
+# Table 1 row and never stands in for an ablation row.
+ABLATION_RUN_PREFIX = "ablation_"
+
+
+def table2_run_names(prefix: str = ABLATION_RUN_PREFIX) -> dict[str, str]:
+    """Table 2 model label -> the run name 04_ablations gives it (``<prefix><preset>``)."""
+    return {label: f"{prefix}{preset}" for label, preset in TABLE2_PRESETS.items()}
+
+
 # Static twins (the same networks with every gate fixed at 1, qgmrn.config): ours only, not rows
 # of the paper. In `table1_names` each follows its routed counterpart, so the routed-vs-static gap
 # per question type reads off two adjacent rows.
@@ -279,11 +290,15 @@ def build_table2(
     *,
     source: str | None = None,
     include_paper: bool = True,
+    budget: bool = True,
 ) -> pd.DataFrame:
     """Table 2: the paper's ablation rows, then ours, each placed in every experiment that the
     paper lists its model label under (labels as in `TABLE2_PRESETS`; an unknown label goes under
-    experiment "other")."""
+    experiment "other"). With `budget`, our block is named ``"ours (<profile>, <budget>)"``
+    (`group_budget`: one budget, or the distinct ones joined by " / " when the rows differ)."""
     src = _ours_source(run_dirs, source)
+    if source is None and budget and run_dirs:
+        src = f"{src[:-1]}, {group_budget(run_dirs.values())})" if src.endswith(")") else src
     rows, index = [], []
     for label, run_dir in run_dirs.items():
         ev = read_eval(run_dir)

@@ -83,3 +83,30 @@ def test_side_by_side(tmp_path):
     t = tables.build_table1({"FRN": write_fake_run(tmp_path / "frn", overall=0.5)})
     s = tables.side_by_side(t)
     assert s.loc["FRN", "paper"] == 98.2 and s.loc["FRN", "ours (smoke)"] == pytest.approx(50.0)
+
+
+def test_table2_runs_have_their_own_names():
+    """04_ablations' runs never collide with 03_train's run of the same preset (brn_c16)."""
+    names = tables.table2_run_names()
+    assert names.keys() == tables.TABLE2_PRESETS.keys()
+    assert names["c=16, w/ q, gn"] == "ablation_brn_c16"
+    for label, preset in tables.TABLE2_PRESETS.items():
+        assert names[label] == f"ablation_{preset}"
+
+
+def test_table2_block_names_its_budget(tmp_path):
+    minute = {"max_minutes": 1.0, "epochs": 4}
+    done = {"stop_reason": "max_minutes", "max_minutes": 1.0, "train_minutes": 1.0}
+    runs = {
+        label: write_fake_run(tmp_path / name, profile="demo", train_cfg=minute, train_result=done)
+        for label, name in list(tables.table2_run_names().items())[:2]
+    }
+    t = tables.build_table2(runs, include_paper=False)
+    assert set(t.index.get_level_values("source")) == {"ours (demo, 1 min)"}
+    longer = {**done, "max_minutes": 5.0, "train_minutes": 5.0}
+    runs["c=16, w/ q, gn"] = write_fake_run(
+        tmp_path / "brn_c16", profile="demo", train_cfg={**minute, "max_minutes": 5.0},
+        train_result=longer,
+    )  # fmt: skip
+    t = tables.build_table2(runs, include_paper=False)
+    assert set(t.index.get_level_values("source")) == {"ours (demo, 1 min / 5 min)"}
