@@ -213,9 +213,9 @@ _PROFILE_TRAIN: dict[str, TrainConfig] = {
 
 
 # Training settings per (profile, arch) on top of the profile's (ours). Demo FRN on CPU: bf16
-# autocast + channels_last took fit from 280-306 to 395-409 samples/s on the 2-core AMX machine
-# (64x64, batch 64; results/bench/levers.json). The BRN (GroupNorm) is slower with them
-# (372-379 -> 296-319), CNN+LSTM and FiLM within noise: they stay fp32 and contiguous on CPU.
+# autocast + channels_last take fit from 284.7 to 371.0 samples/s on the 2-core AMX machine
+# (64x64, batch 64; results/bench/levers.json, docs/training.md). The BRN (GroupNorm) is slower
+# with them (402.1 -> 337.9), CNN+LSTM and FiLM within noise: they stay fp32 and contiguous.
 _PROFILE_ARCH_TRAIN: dict[tuple[str, str], dict[str, Any]] = {
     ("demo", "frn"): dict(cpu_amp=True, cpu_channels_last=True),
 }
