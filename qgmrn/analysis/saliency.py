@@ -9,6 +9,7 @@ Dimension letters: Q questions, T tokens, H x W pixels, A answers.
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Callable, Sequence
 
 import matplotlib.pyplot as plt
@@ -107,12 +108,13 @@ def plot_saliency_grid(
     for i, (ax, m) in enumerate(zip(axes.flat[1:], maps, strict=False)):
         ax.imshow(img, alpha=0.35)
         ax.imshow(m, cmap="inferno", alpha=0.75, vmin=0, vmax=1)
-        title = questions[i]
+        # wrapped here, not by matplotlib's wrap=True, which lets long questions run into the
+        # neighbouring panel's title and the figure title
+        title = "\n".join(textwrap.wrap(questions[i], width=44))
         if answers is not None:
             title += f"\n-> {answers[i]}"
-        ax.set_title(title, fontsize=8, wrap=True)
-    fig.tight_layout()
+        ax.set_title(title, fontsize=8)
     if suptitle:
         fig.suptitle(suptitle, fontsize=10)
-        fig.subplots_adjust(top=1 - 0.45 / fig.get_figheight())
+    fig.tight_layout()
     return fig
