@@ -42,8 +42,9 @@ def use_amp(cfg: ExperimentConfig, device: torch.device) -> bool:
 
 
 def autocast(device: torch.device, amp: bool):
-    """bf16 autocast on `device` when `amp` (decided by `use_amp`), else a no-op context."""
-    if amp and device.type in ("cuda", "cpu"):
+    """bf16 autocast on `device` when `amp` (decided by `use_amp`: only CUDA or CPU), else a
+    no-op context."""
+    if amp:
         return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
     return nullcontext()
 

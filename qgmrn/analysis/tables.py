@@ -191,11 +191,16 @@ def eval_row(ev: Mapping, columns: tuple[str, ...] = TABLE2_COLUMNS) -> list[flo
     return [100.0 * float(values.get(col, math.nan)) for col in columns]
 
 
-def _ours_source(run_dirs: Mapping[str, PathLike], source: str | None) -> str:
+def _ours_source(run_dirs: Mapping[str, PathLike], source: str | None, budget: bool = False) -> str:
+    """`source` if given, else ``"ours (<profiles>)"``; with `budget` also the runs' budget,
+    ``"ours (<profiles>, <budget>)"`` (`group_budget`)."""
     if source is not None:
         return source
     profiles = sorted({p for d in run_dirs.values() if (p := read_run_profile(d)) is not None})
-    return f"ours ({', '.join(profiles)})" if profiles else "ours"
+    parts = [", ".join(profiles)] if profiles else []
+    if budget and run_dirs:
+        parts.append(group_budget(run_dirs.values()))
+    return f"ours ({', '.join(parts)})" if parts else "ours"
 
 
 def build_table1(
@@ -296,9 +301,7 @@ def build_table2(
     paper lists its model label under (labels as in `TABLE2_PRESETS`; an unknown label goes under
     experiment "other"). With `budget`, our block is named ``"ours (<profile>, <budget>)"``
     (`group_budget`: one budget, or the distinct ones joined by " / " when the rows differ)."""
-    src = _ours_source(run_dirs, source)
-    if source is None and budget and run_dirs:
-        src = f"{src[:-1]}, {group_budget(run_dirs.values())})" if src.endswith(")") else src
+    src = _ours_source(run_dirs, source, budget)
     rows, index = [], []
     for label, run_dir in run_dirs.items():
         ev = read_eval(run_dir)
