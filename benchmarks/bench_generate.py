@@ -5,7 +5,7 @@ Usage: python benchmarks/bench_generate.py [--scenes-small 48] [--scenes-large 1
 
 For 128x128 and 480x320 images (framing "clevr", 3-10 objects, 10 questions per scene) and 1
 and 2 worker processes: end-to-end scenes/s of `generate_dataset`. Then questions/s of
-`generate_questions` on the generated scenes (one process, one balancer). Writes
+`generate_questions` on the generated scenes (one process). Writes
 results/bench/generate.json. Timings on a machine shared with other jobs are noisy; the JSON
 records the load average at the start.
 """
@@ -24,7 +24,7 @@ import numpy as np
 
 from qgmrn.clevr import load_scenes
 from qgmrn.synth.generate import generate_dataset
-from qgmrn.synth.questions import AnswerBalancer, generate_questions
+from qgmrn.synth.questions import generate_questions
 
 
 def end_to_end(size: tuple[int, int], scenes: int, workers: int) -> dict:
@@ -62,9 +62,9 @@ def question_rate(scenes: int) -> dict:
             progress=False,
         )
         loaded = load_scenes(Path(tmp) / "scenes" / "CLEVR_train_scenes.json")
-    rng, balancer = np.random.default_rng(0), AnswerBalancer()
+    rng = np.random.default_rng(0)
     t0 = time.perf_counter()
-    n = sum(len(generate_questions(s, rng, 10, balancer)) for s in loaded)
+    n = sum(len(generate_questions(s, rng, 10)) for s in loaded)
     seconds = time.perf_counter() - t0
     return {"scenes": scenes, "questions": n, "seconds": seconds, "questions_per_s": n / seconds}
 

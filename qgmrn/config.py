@@ -34,6 +34,16 @@ class DataConfig:
     num_workers: int = 2  # DataLoader workers
     max_train_questions: int | None = None  # cap on training questions (None = all)
     max_val_questions: int | None = None  # cap on validation questions (None = all)
+    # --- where training batches come from (ours; the paper trains on CLEVR's fixed train split)
+    # "fixed": the train split's files; "stream": fresh mini-CLEVR scenes rendered inside the
+    # DataLoader workers (qgmrn.data.stream), never repeated unless stream_scene_reuse > 1.
+    # Val/test always stay the fixed files, so scores compare across sources.
+    train_source: str = "fixed"
+    stream_scene_reuse: int = 1  # consecutive batches that share one group of rendered scenes
+    stream_epoch_questions: int = 50_000  # a stream "epoch" (validation cadence), in questions
+    # optional curriculum of data order (stream only): sample counts after which programs of
+    # relational depth 1, 2, ... are allowed (empty: every family from the start)
+    curriculum: tuple[int, ...] = ()
     # --- mini-CLEVR generation (ours; ignored for real CLEVR) ---
     train_scenes: int = 1000
     val_scenes: int = 200
@@ -107,6 +117,9 @@ class TrainConfig:
     grad_clip: float | None = None
     log_every: int = 50
     eval_every_epochs: int = 1
+    # ours: also validate every this many steps (None: at epoch ends only), so that runs on data
+    # of different sizes (a 5k set, a 50k set, the stream) are scored at the same sample counts
+    eval_every_steps: int | None = None
     checkpoint_every_steps: int = 500
     seed: int = 0
     amp: bool = True  # bf16 autocast on CUDA
@@ -134,7 +147,7 @@ class ExperimentConfig:
 _PROFILE_DATA: dict[str, DataConfig] = {
     "smoke": DataConfig(
         data_dir="data/mini-clevr-smoke",
-        image_size=(32, 32),
+        image_size=(32, 48),  # the true aspect of the 48x32 renders
         num_workers=0,
         train_scenes=24,
         val_scenes=8,
@@ -147,7 +160,8 @@ _PROFILE_DATA: dict[str, DataConfig] = {
     ),
     "demo": DataConfig(
         data_dir="data/mini-clevr",
-        image_size=(64, 64),
+        # the true aspect: the 96x64 render as it is (H, W) = (64, 96), no squashing (issue 10)
+        image_size=(64, 96),
         num_workers=2,
         train_scenes=5000,
         val_scenes=500,

@@ -21,6 +21,7 @@ parameters, bit for bit on CPU, as the uninterrupted run.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import os
 import random
@@ -38,6 +39,7 @@ from tqdm.auto import tqdm
 from qgmrn import checkpoint as ckpt
 from qgmrn import distributed as qdist
 from qgmrn.config import ExperimentConfig, config_to_json
+from qgmrn.data.stream import SceneStream, StreamSpec, stream_batches, stream_vocab
 from qgmrn.evaluate import (
     eval_loader,
     gather_predictions,
@@ -178,7 +180,8 @@ def _check_finite(first_bad: Tensor, run: _Run) -> None:
 
 def train_one_epoch(run: _Run, loader: Iterable) -> str | None:
     """Train on the rest of the current epoch. Returns why it stopped early ("max_steps",
-    "max_minutes") or None when the epoch is done. Updates `run.state` as it goes."""
+    "max_minutes", "validate": a step-based validation is due) or None when the epoch is done.
+    Updates `run.state` as it goes."""
     from qgmrn import losses
     from qgmrn.model import set_tau
 
@@ -285,6 +288,8 @@ def train_one_epoch(run: _Run, loader: Iterable) -> str | None:
                 save_run_checkpoint(run, run.out_dir / "checkpoint.pt")
             if run.max_steps is not None and s.step >= run.max_steps:
                 stop = "max_steps"
+            elif tc.eval_every_steps and s.step % tc.eval_every_steps == 0:
+                stop = "validate"  # the loop validates and continues the epoch
             elif tc.max_minutes is not None and (
                 not run.info.enabled or s.step % tc.log_every == 0
             ):  # under DDP the ranks agree on the budget at log steps only
@@ -409,27 +414,44 @@ def _fit(
 
     # ---- data: image caches (rank 0 builds), vocabulary, data sets
     size = tuple(cfg.data.image_size)
+    streamed = cfg.data.train_source == "stream"
+    if cfg.data.train_source not in ("fixed", "stream"):
+        raise ValueError(f"train_source {cfg.data.train_source!r}: use 'fixed' or 'stream'")
+    if streamed and questions_files.get("train"):
+        raise ValueError("a training stream has no question file: use train_source='fixed'")
     if info.is_main:
-        for split in ("train", eval_split):
+        for split in (eval_split,) if streamed else ("train", eval_split):
             ensure_cache(data_dir, split, size, cfg.data.num_workers, progress)
     qdist.barrier(info)
     if resume:
         vocab = Vocab.load(out_dir / "vocab.json")
     elif vocab is None:
-        vocab = build_vocab(data_dir, questions_files.get("train"))
+        vocab = stream_vocab() if streamed else build_vocab(data_dir, questions_files.get("train"))
     config_json, vocab_json = config_to_json(cfg), ckpt.vocab_to_json(vocab)
     if resume:
         resume_ckpt = ckpt.load_checkpoint(
             ckpt_path, config_json=config_json, vocab_json=vocab_json, map_location="cpu"
         )
-    train_ds = ClevrQuestions(
-        data_dir,
-        "train",
-        vocab,
-        size,
-        questions_files.get("train"),
-        cfg.data.max_train_questions,
-    )
+    if streamed:
+        train_ds = SceneStream(
+            StreamSpec.from_data_dir(data_dir),
+            vocab,
+            size,
+            per_rank_batch,
+            scene_reuse=cfg.data.stream_scene_reuse,
+            curriculum=cfg.data.curriculum,
+            rank=info.rank,
+            world=info.world_size,
+        )
+    else:
+        train_ds = ClevrQuestions(
+            data_dir,
+            "train",
+            vocab,
+            size,
+            questions_files.get("train"),
+            cfg.data.max_train_questions,
+        )
     val_ds = ClevrQuestions(
         data_dir,
         eval_split,
@@ -438,14 +460,17 @@ def _fit(
         questions_files.get(eval_split),
         cfg.data.max_val_questions,
     )
-    probe = qdist.ResumableSampler(
-        train_ds, num_replicas=info.world_size, rank=info.rank, seed=tc.seed
-    )
-    steps_per_epoch = probe.num_samples // per_rank_batch
-    if steps_per_epoch == 0:
-        raise ValueError(
-            f"{len(train_ds)} training questions make no full batch of {tc.batch_size}"
+    if streamed:
+        steps_per_epoch = max(cfg.data.stream_epoch_questions // tc.batch_size, 1)
+    else:
+        probe = qdist.ResumableSampler(
+            train_ds, num_replicas=info.world_size, rank=info.rank, seed=tc.seed
         )
+        steps_per_epoch = probe.num_samples // per_rank_batch
+        if steps_per_epoch == 0:
+            raise ValueError(
+                f"{len(train_ds)} training questions make no full batch of {tc.batch_size}"
+            )
 
     # ---- run directory
     if info.is_main:
@@ -576,38 +601,52 @@ def _fit(
 
 def _loop(run: _Run, train_ds, validate) -> str:
     """Epochs until the budget (epochs, minutes, steps) is spent; returns why it stopped."""
-    tc, state, info = run.cfg.train, run.state, run.info
+    tc, state = run.cfg.train, run.state
     ckpt_path = run.out_dir / "checkpoint.pt"
     stop_reason = None
     if run.max_steps is not None and state.step >= run.max_steps:
         stop_reason = "max_steps"
         save_run_checkpoint(run, ckpt_path)
     while stop_reason is None and state.epoch < tc.epochs:
-        sampler = qdist.ResumableSampler(
-            train_ds,
-            num_replicas=info.world_size,
-            rank=info.rank,
-            seed=tc.seed,
-            epoch=state.epoch,
-            start=state.batch_in_epoch * run.per_rank_batch,
-        )
-        loader = sampled_loader(
-            train_ds,
-            sampler,
-            run.per_rank_batch,
-            run.cfg.data.num_workers,
-            run.device,
-            seed=tc.seed * 100_003 + state.epoch,
-            drop_last=True,
-        )
-        stop_reason = train_one_epoch(run, loader)
+        stop_reason = train_one_epoch(run, _epoch_batches(run, train_ds))
+        due = stop_reason == "validate"
+        if due:
+            stop_reason = None
         if state.batch_in_epoch >= run.steps_per_epoch:  # the epoch is complete
             state.epoch += 1
             state.batch_in_epoch = 0
-            if tc.eval_every_epochs and state.epoch % tc.eval_every_epochs == 0:
-                validate()
+            due |= bool(tc.eval_every_epochs) and state.epoch % max(tc.eval_every_epochs, 1) == 0
+        if due:
+            validate()
         save_run_checkpoint(run, ckpt_path)
     return stop_reason or "epochs"
+
+
+def _epoch_batches(run: _Run, train_ds) -> Iterable:
+    """The batches of the rest of the current epoch: this rank's share of a seeded permutation
+    of the train split, or the next steps of the training stream."""
+    tc, state, info = run.cfg.train, run.state, run.info
+    if isinstance(train_ds, SceneStream):
+        rest = run.steps_per_epoch - state.batch_in_epoch
+        batches = stream_batches(train_ds, state.step, run.cfg.data.num_workers, run.device)
+        return itertools.islice(batches, rest)
+    sampler = qdist.ResumableSampler(
+        train_ds,
+        num_replicas=info.world_size,
+        rank=info.rank,
+        seed=tc.seed,
+        epoch=state.epoch,
+        start=state.batch_in_epoch * run.per_rank_batch,
+    )
+    return sampled_loader(
+        train_ds,
+        sampler,
+        run.per_rank_batch,
+        run.cfg.data.num_workers,
+        run.device,
+        seed=tc.seed * 100_003 + state.epoch,
+        drop_last=True,
+    )
 
 
 def _final_eval(run: _Run, val_loader, eval_split: str, stop_reason: str, t_start: float):

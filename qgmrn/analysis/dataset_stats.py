@@ -143,3 +143,19 @@ def ensure_dataset(
         progress=False,
     )
     return {"source": "generated mini-CLEVR", **summary}
+
+
+# CLEVR's question-type mix (percent): the public CLEVR question generator over 500 real CLEVR
+# val scenes, 10 templates per image (qgmrn.synth.questions.CLEVR_TYPE_MIX).
+def type_mix_table(question_files: dict[str, PathLike]) -> pd.DataFrame:
+    """Percent of questions per type: real CLEVR's mix beside each labelled question file
+    (label -> CLEVR-layout questions JSON with programs), one column per file."""
+    from qgmrn.clevr import load_questions
+    from qgmrn.synth.questions import CLEVR_TYPE_MIX
+
+    labels = [TYPE_LABELS[t] for t in QUESTION_TYPES]
+    columns = {"real CLEVR": [100 * CLEVR_TYPE_MIX[t] for t in QUESTION_TYPES]}
+    for label, path in question_files.items():
+        share = distributions(question_frame(load_questions(path)))["type"]
+        columns[label] = [100 * float(share[name]) for name in labels]
+    return pd.DataFrame(columns, index=pd.Index(labels, name="type"))

@@ -188,7 +188,12 @@ def eval_row(ev: Mapping, columns: tuple[str, ...] = TABLE2_COLUMNS) -> list[flo
     values = {"Overall": ev["overall"]}
     for col, key in zip(TYPE_COLUMNS, TYPE_KEYS, strict=True):
         values[col] = by_type.get(key, math.nan)
-    return [100.0 * float(values.get(col, math.nan)) for col in columns]
+    # a type with no questions in the evaluated split is null in eval.json: no number (nan)
+    return [100.0 * float(_or_nan(values.get(col))) for col in columns]
+
+
+def _or_nan(v) -> float:
+    return math.nan if v is None else v
 
 
 def _ours_source(run_dirs: Mapping[str, PathLike], source: str | None, budget: bool = False) -> str:

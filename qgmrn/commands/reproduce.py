@@ -98,6 +98,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--notebooks", default=None, help="folder with the notebooks (default: <project>/notebooks)"
     )
+    parser.add_argument(
+        "--train-source",
+        choices=("fixed", "stream"),
+        default=None,
+        help="training data of 03/04: the train split's files or fresh scenes (default: profile)",
+    )
     parser.add_argument("--kernel", default="python3", help="Jupyter kernel (default: python3)")
     parser.add_argument(
         "--update-notebooks",
@@ -145,6 +151,8 @@ def run(args: argparse.Namespace) -> int:
         t0 = time.perf_counter()
         try:
             step_params = {**params, **STEP_PARAMETERS.get(args.profile, {}).get(name, {})}
+            if args.train_source and name in ("03_train", "04_ablations"):
+                step_params["train_source"] = args.train_source
             execute_notebook(name, out_nb, step_params, notebooks_dir=nb_dir, kernel=args.kernel)
         except Exception as e:  # papermill raises PapermillExecutionError with the cell's error
             elapsed = time.perf_counter() - t0

@@ -27,7 +27,30 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-steps", type=int, default=None, help="stop after this many steps")
     parser.add_argument("--batch-size", type=int, default=None, help="global batch size")
     parser.add_argument("--lr", type=float, default=None, help="learning rate after warmup")
+    parser.add_argument(
+        "--eval-every-steps", type=int, default=None, help="also validate every this many steps"
+    )
     parser.add_argument("--workers", type=int, default=None, help="DataLoader workers")
+    parser.add_argument(
+        "--train-source",
+        choices=("fixed", "stream"),
+        default=None,
+        help="fixed: the train split's files; stream: fresh mini-CLEVR scenes (default: config)",
+    )
+    parser.add_argument(
+        "--scene-reuse", type=int, default=None, help="stream: batches per group of scenes"
+    )
+    parser.add_argument(
+        "--curriculum",
+        type=int,
+        nargs="*",
+        default=None,
+        metavar="SAMPLES",
+        help="stream: sample counts after which relational depth 1, 2, ... is allowed",
+    )
+    parser.add_argument(
+        "--image-size", type=int, nargs=2, default=None, metavar=("H", "W"), help="network input"
+    )
     parser.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--resume", action="store_true", help="continue from checkpoint.pt")
@@ -46,10 +69,21 @@ def build_config(args: argparse.Namespace):
             ("batch_size", args.batch_size),
             ("lr", args.lr),
             ("seed", args.seed),
+            ("eval_every_steps", args.eval_every_steps),
         )
         if value is not None
     }
-    data = {"num_workers": args.workers} if args.workers is not None else {}
+    data = {
+        key: value
+        for key, value in (
+            ("num_workers", args.workers),
+            ("train_source", args.train_source),
+            ("stream_scene_reuse", args.scene_reuse),
+            ("curriculum", None if args.curriculum is None else tuple(args.curriculum)),
+            ("image_size", None if args.image_size is None else tuple(args.image_size)),
+        )
+        if value is not None
+    }
     if args.data is not None:
         data["data_dir"] = args.data
     return dataclasses.replace(

@@ -8,12 +8,11 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["generate_dataset", "generate_questions", "AnswerBalancer", "FAMILIES", "paraphrase"]
+__all__ = ["generate_dataset", "generate_questions", "FAMILIES", "paraphrase"]
 
 _LAZY = {
     "generate_dataset": "qgmrn.synth.generate",
     "generate_questions": "qgmrn.synth.questions",
-    "AnswerBalancer": "qgmrn.synth.questions",
     "FAMILIES": "qgmrn.synth.families",
     "paraphrase": "qgmrn.synth.paraphrase",
 }

@@ -534,3 +534,16 @@ def families_by_group() -> dict[str, list[Family]]:
     for fam in FAMILIES:
         out[fam.group].append(fam)
     return out
+
+
+def max_hops(family: Family) -> int:
+    """The relational depth of a family: its `relate` and `same_*` nodes (0 for zero-hop)."""
+    return sum(n.function == "relate" or n.function.startswith("same_") for n in family.template)
+
+
+def families_up_to(hops: int | None) -> tuple[Family, ...]:
+    """The families of relational depth <= `hops` (all of them for None): the curriculum's
+    stages (`qgmrn.data.stream`)."""
+    if hops is None:
+        return FAMILIES
+    return tuple(f for f in FAMILIES if max_hops(f) <= hops)

@@ -1,8 +1,22 @@
 """Instantiate question families on a scene: slot sampling, constraints, balancing, text.
 
-`generate_questions(scene, rng, k, balancer)` returns up to `k` questions about one scene, each a
+`generate_questions(scene, rng, k)` returns up to `k` questions about one scene, each a
 released-dialect entry (``question_family_index, question, answer, program``) without the
-`image_index` / `question_index` that the dataset writer fills in.
+`image_index` / `question_index` that the dataset writer fills in. It is a pure function of the
+scene and the generator's state: no state crosses scenes, so the questions of scene i of a split
+(or of the training stream, `qgmrn.data.stream`) depend on (seed, split, i) alone.
+
+What a scene's questions are (ours, after the real generator's statistics):
+
+- **The type mix.** Each scene's k questions are allotted to the five question types by
+  `allot_types`, so that every split, whatever its size, has CLEVR's mix (`CLEVR_TYPE_MIX`) up to
+  the rare scene where a type cannot be instantiated. The old per-split balancer drifted with the
+  split's size (issue 10: Count 8.5% of a 5k train split, 5.7% of a 30k one).
+- **The family** within a type: uniformly at random among those not yet used on this scene.
+- **Answer balancing** inside a family, stateless: before instantiating, a target answer is drawn
+  (yes/no: each 1/2; counts: uniform over 0..min(objects, `MAX_COUNT_TARGET`)); instantiations
+  are sampled until one gives the target, up to `ATTEMPTS_PER_QUESTION`, else the first valid one
+  is kept. Query answers are not targeted: uniform object sampling already spreads them.
 
 How one family is instantiated (the real CLEVR generator's checks, in our own code):
 
@@ -16,7 +30,7 @@ How one family is instantiated (the real CLEVR generator's checks, in our own co
    requires to differ that do not, a narrowing filter that keeps everything, a union one of
    whose operands adds nothing, and - except for a few (`TRIVIAL_RELATION_KEEP`) - a relation
    that changes nothing (its filter finds the same objects in the whole scene);
-4. ask the `AnswerBalancer` whether the family has already had too many of this answer.
+4. keep it if it gives the slot's target answer (see above).
 """
 
 from __future__ import annotations
@@ -29,7 +43,7 @@ from typing import Any
 import numpy as np
 
 from qgmrn.clevr import AmbiguousReferenceError, execute_program_trace
-from qgmrn.clevr.constants import ATTRIBUTE_VALUES, RELATIONS
+from qgmrn.clevr.constants import ATTRIBUTE_VALUES, RELATIONS, SUBTYPE_TO_TYPE
 
 from .families import ATTR_SLOT, ATTRS, FAMILIES, Family
 
@@ -37,6 +51,20 @@ from .families import ATTR_SLOT, ATTRS, FAMILIES, Family
 # generator keeps a few such "trivial" relate+filter options too).
 TRIVIAL_RELATION_KEEP = 0.1
 ATTEMPTS_PER_FAMILY = 6  # fresh slot samples tried for one family before moving on
+ATTEMPTS_PER_QUESTION = 24  # instantiations tried (over families) to hit a slot's target answer
+MAX_COUNT_TARGET = 6  # count targets are drawn from 0..min(objects, this)
+# CLEVR's question-type mix: the public CLEVR question generator over 500 real CLEVR val scenes,
+# 10 templates per image (measured for issue 10). Shares sum to 1.001 and are renormalised.
+CLEVR_TYPE_MIX: dict[str, float] = {
+    "count": 0.237,
+    "exist": 0.136,
+    "compare_numbers": 0.090,
+    "query_attribute": 0.359,
+    "compare_attribute": 0.179,
+}
+YES_NO_SUBTYPES = frozenset(
+    s for s, t in SUBTYPE_TO_TYPE.items() if t in ("exist", "compare_numbers", "compare_attribute")
+)
 EXTRA_ATTRIBUTE_PROB = 0.25  # chance a unique reference names one attribute more than needed
 RANDOM_FILTER_PROB = 0.35  # chance a non-unique filter names a given attribute
 
@@ -56,32 +84,6 @@ RELATION_PHRASES: dict[str, tuple[str, ...]] = {
     "front": ("in front of",),
     "behind": ("behind",),
 }
-
-
-class AnswerBalancer:
-    """Keeps the answers of each family balanced by rejecting over-represented ones.
-
-    An answer is accepted while its count in the family stays below
-    ``slack + ratio * (mean count of the answers the family has produced so far)``: a family whose
-    answers come out 80/20 on random scenes is pushed towards 50/50. Deterministic: its state is
-    a function of the sequence of `record` calls.
-    """
-
-    def __init__(self, ratio: float = 1.1, slack: int = 2) -> None:
-        self.ratio = ratio
-        self.slack = slack
-        self.counts: dict[int, dict[str, int]] = {}
-
-    def accepts(self, family: int, answer: str) -> bool:
-        counts = self.counts.get(family)
-        if not counts:
-            return True
-        mean = sum(counts.values()) / len(counts)
-        return counts.get(answer, 0) < self.slack + self.ratio * mean
-
-    def record(self, family: int, answer: str) -> None:
-        counts = self.counts.setdefault(family, {})
-        counts[answer] = counts.get(answer, 0) + 1
 
 
 @cache
@@ -143,12 +145,10 @@ def instantiate(
     family: Family,
     scene: Mapping[str, Any],
     rng: np.random.Generator,
-    balancer: AnswerBalancer | None = None,
 ) -> dict | None:
     """One question of `family` about `scene`, or None when this attempt is rejected.
 
-    The returned dict has ``question_family_index, question, answer, program``; the balancer is
-    consulted but not updated (the caller records the questions it keeps).
+    The returned dict has ``question_family_index, question, answer, program``.
     """
     objects = scene["objects"]
     n = len(objects)
@@ -226,8 +226,6 @@ def instantiate(
     if not _acceptable(family, template, out, trace):
         return None
     answer = _answer(trace[-1])
-    if balancer is not None and not balancer.accepts(family.index, answer):
-        return None
     return {
         "question_family_index": family.index,
         "question": render_text(family.texts[rng.integers(len(family.texts))], slots, rng),
@@ -282,37 +280,104 @@ def render_text(text: str, slots: Mapping[str, str | None], rng: np.random.Gener
     return s[0].upper() + s[1:]
 
 
+def allot_types(k: int, mix: Mapping[str, float], rng: np.random.Generator) -> list[str]:
+    """The question types of one scene's `k` questions, in random order, following `mix`.
+
+    Each type gets floor(k * share) questions; the remaining ones go to the types by systematic
+    sampling over the fractional parts, so a type's expected count is exactly k * share and the
+    count varies by at most one from scene to scene: a split of a few hundred scenes already has
+    the mix to within a point.
+    """
+    total = sum(mix.values())
+    types = list(mix)
+    expected = np.array([k * mix[t] / total for t in types])
+    base = np.floor(expected).astype(int)
+    frac = expected - base
+    rest = k - int(base.sum())
+    if rest > 0:  # positions u, u+1, ... on the cumulative fractions (they sum to `rest`)
+        edges = np.cumsum(frac)
+        picks = np.searchsorted(edges, rng.random() + np.arange(rest), side="right")
+        for j in np.minimum(picks, len(types) - 1):
+            base[j] += 1
+    out = [t for t, n in zip(types, base, strict=True) for _ in range(n)]
+    return [out[j] for j in rng.permutation(len(out))]
+
+
+def answer_target(family: Family, scene: Mapping[str, Any], rng: np.random.Generator):
+    """The answer a question slot aims at (stateless balancing), or None for queries."""
+    if family.subtype in YES_NO_SUBTYPES:
+        return "yes" if rng.random() < 0.5 else "no"
+    if family.subtype == "count":
+        return str(rng.integers(min(len(scene["objects"]), MAX_COUNT_TARGET) + 1))
+    return None
+
+
+def _question_of_type(
+    candidates: Sequence[Family],
+    used: set[int],
+    texts: set[str],
+    scene: Mapping[str, Any],
+    rng: np.random.Generator,
+) -> dict | None:
+    """One question from an unused family of `candidates`, aiming at a random target answer."""
+    order = [candidates[j] for j in rng.permutation(len(candidates))]
+    order = [f for f in order if f.index not in used]
+    if not order:
+        return None
+    target = answer_target(order[0], scene, rng)
+    fallback = None
+    tries = 0
+    for family in order:
+        for _ in range(ATTEMPTS_PER_FAMILY):
+            tries += 1
+            q = instantiate(family, scene, rng)
+            if q is not None and q["question"] not in texts:
+                if target is None or q["answer"] == target:
+                    return q
+                fallback = fallback or q
+            if tries >= ATTEMPTS_PER_QUESTION and fallback is not None:
+                return fallback
+    return fallback
+
+
+@cache
+def _families_by_type(families: tuple[Family, ...]) -> dict[str, tuple[Family, ...]]:
+    out: dict[str, list[Family]] = {}
+    for f in families:
+        out.setdefault(SUBTYPE_TO_TYPE[f.subtype], []).append(f)
+    return {t: tuple(fs) for t, fs in out.items()}
+
+
 def generate_questions(
     scene: Mapping[str, Any],
     rng: np.random.Generator,
     k: int,
-    balancer: AnswerBalancer | None = None,
     *,
     families: Sequence[Family] = FAMILIES,
+    type_mix: Mapping[str, float] = CLEVR_TYPE_MIX,
 ) -> list[dict]:
-    """Up to `k` questions about `scene`, from distinct families, in the order generated.
+    """Up to `k` questions about `scene`, from distinct families, in random order.
 
-    Families are tried in a random order, each up to `ATTEMPTS_PER_FAMILY` times; a scene too
-    small for some families (a 3-object scene has no three-hop question) yields fewer. Kept
-    questions are recorded in `balancer`, which persists across scenes.
+    The types follow `type_mix` (`allot_types`, over the types that `families` can ask);
+    within a type the family is random; each question aims at a random answer
+    (`answer_target`). A scene too small for every family of a type (rare) yields fewer.
     """
     if k > len(families):
         raise ValueError(
             f"questions_per_scene={k} exceeds the {len(families)} families (one question per "
             f"family and scene); ask for at most {len(families)}"
         )
+    by_type = _families_by_type(tuple(families))
+    mix = {t: p for t, p in type_mix.items() if t in by_type and p > 0}
+    if not mix:
+        raise ValueError(f"no family of the types {sorted(type_mix)} among the families given")
     questions: list[dict] = []
+    used: set[int] = set()
     texts: set[str] = set()
-    for fi in rng.permutation(len(families)):
-        if len(questions) >= k:
-            break
-        family = families[fi]
-        for _ in range(ATTEMPTS_PER_FAMILY):
-            q = instantiate(family, scene, rng, balancer)
-            if q is not None and q["question"] not in texts:
-                questions.append(q)
-                texts.add(q["question"])
-                if balancer is not None:
-                    balancer.record(family.index, q["answer"])
-                break
+    for qtype in allot_types(k, mix, rng):
+        q = _question_of_type(by_type[qtype], used, texts, scene, rng)
+        if q is not None:
+            questions.append(q)
+            used.add(q["question_family_index"])
+            texts.add(q["question"])
     return questions

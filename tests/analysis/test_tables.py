@@ -110,3 +110,15 @@ def test_table2_block_names_its_budget(tmp_path):
     )  # fmt: skip
     t = tables.build_table2(runs, include_paper=False)
     assert set(t.index.get_level_values("source")) == {"ours (demo, 1 min / 5 min)"}
+
+
+def test_eval_row_gives_nan_for_a_type_without_questions():
+    """A small split may hold no question of some type: eval.json has null there."""
+    import math
+
+    from qgmrn.analysis.tables import TABLE2_COLUMNS, eval_row
+
+    ev = {"overall": 0.5, "by_type": {"count": None, "exist": 0.25}}
+    row = dict(zip(TABLE2_COLUMNS, eval_row(ev), strict=True))
+    assert row["Overall"] == 50.0
+    assert any(math.isnan(v) for v in row.values())

@@ -169,3 +169,26 @@ def test_profile_defaults_come_from_config():
         smoke.render_size,
         smoke.framing,
     )
+
+
+@pytest.mark.slow
+def test_every_split_has_clevrs_question_type_mix(tmp_path):
+    """200 scenes per split (demo objects, 10 questions): each split's type shares within 1.5
+    points of each other and within 3 of real CLEVR's (docs/mini-clevr.md, issue 10)."""
+    from qgmrn.analysis.dataset_stats import type_mix_table
+
+    generate_dataset(
+        tmp_path, train_scenes=200, val_scenes=200, test_scenes=200, image_size=(24, 16),
+        min_objects=3, max_objects=6, framing="close", progress=False,
+    )  # fmt: skip
+    q = tmp_path / "questions"
+    table = type_mix_table(
+        {
+            "train": q / "CLEVR_train_questions.json",
+            "val": q / "CLEVR_val_questions.json",
+            "test": q / "CLEVR_test_answers.json",
+        }
+    )
+    splits = table[["train", "val", "test"]]
+    assert (splits.max(axis=1) - splits.min(axis=1)).max() < 1.5, table
+    assert (splits.sub(table["real CLEVR"], axis=0).abs().max(axis=1)).max() < 3.0, table

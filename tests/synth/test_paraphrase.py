@@ -8,7 +8,7 @@ import pytest
 from qgmrn.clevr import ANSWERS, execute_program
 from qgmrn.synth.families import FAMILIES
 from qgmrn.synth.paraphrase import NEW_WORDS, _tokens, paraphrase, template_vocabulary
-from qgmrn.synth.questions import AnswerBalancer, generate_questions, instantiate
+from qgmrn.synth.questions import generate_questions, instantiate
 
 from .test_questions import random_scenes
 
@@ -17,10 +17,9 @@ from .test_questions import random_scenes
 def pairs() -> list[tuple[dict, dict, str]]:
     """(scene, question, paraphrase) for 60 hand-made scenes, 10 questions each."""
     rng = np.random.default_rng(4)
-    balancer = AnswerBalancer()
     out = []
     for scene in random_scenes(60, seed=4):
-        for q in generate_questions(scene, rng, 10, balancer):
+        for q in generate_questions(scene, rng, 10):
             out.append((scene, q, paraphrase(q["program"], rng)))
     return out
 

@@ -18,7 +18,13 @@ from qgmrn.clevr import (
 )
 from qgmrn.synth import questions as qmod
 from qgmrn.synth.families import FAMILIES, GROUPS, families_by_group
-from qgmrn.synth.questions import AnswerBalancer, generate_questions, instantiate, render_text
+from qgmrn.synth.questions import (
+    CLEVR_TYPE_MIX,
+    allot_types,
+    generate_questions,
+    instantiate,
+    render_text,
+)
 
 
 def random_scene(rng: np.random.Generator, n: int) -> dict:
@@ -41,13 +47,12 @@ def random_scenes(count: int, seed: int = 0, lo: int = 3, hi: int = 10) -> list[
 
 @pytest.fixture(scope="module")
 def sample() -> list[tuple[dict, dict]]:
-    """(scene, question) pairs: 150 hand-made scenes, 12 questions each, one balancer."""
+    """(scene, question) pairs: 150 hand-made scenes, 12 questions each."""
     rng = np.random.default_rng(1)
-    balancer = AnswerBalancer()
     return [
         (scene, q)
         for scene in random_scenes(150, seed=1)
-        for q in generate_questions(scene, rng, 12, balancer)
+        for q in generate_questions(scene, rng, 12)
     ]
 
 
@@ -171,15 +176,37 @@ def test_ambiguous_references_are_rejected(monkeypatch):
     assert all(instantiate(zero_hop_color, scene, rng) is None for _ in range(20))
 
 
-def test_balancer_rejects_over_represented_answers():
-    b = AnswerBalancer(ratio=1.0, slack=1)
-    assert b.accepts(7, "yes")
-    for _ in range(5):
-        b.record(7, "yes")
-    b.record(7, "no")
-    assert not b.accepts(7, "yes")  # 5 >= 1 + mean(5, 1)
-    assert b.accepts(7, "no")
-    assert b.accepts(8, "yes")  # families are balanced separately
+@pytest.mark.parametrize("k", [1, 4, 10, 12])
+def test_allot_types_follows_the_mix_in_expectation_and_per_scene(k):
+    """Each scene gets floor(k * share) or one more of each type; over many scenes the shares
+    are CLEVR's within three standard errors of a multinomial draw (far less for k > 1)."""
+    rng = np.random.default_rng(0)
+    total = Counter()
+    for _ in range(2000):
+        types = allot_types(k, CLEVR_TYPE_MIX, rng)
+        assert len(types) == k
+        c = Counter(types)
+        for t, share in CLEVR_TYPE_MIX.items():
+            assert int(k * share / 1.001) <= c[t] <= int(k * share / 1.001) + 1, (t, c)
+        total.update(c)
+    n = sum(total.values())
+    for t, share in CLEVR_TYPE_MIX.items():
+        assert abs(total[t] / n - share / 1.001) < 3 * np.sqrt(0.25 / n), (t, total[t] / n)
+
+
+def test_every_sample_has_the_clevr_type_mix(sample):
+    """Scenes of 3-10 objects, 12 questions each: every type within 1.5 points of CLEVR's."""
+    c = Counter(SUBTYPE_TO_TYPE[q["program"][-1]["function"]] for _, q in sample)
+    n = sum(c.values())
+    for t, share in CLEVR_TYPE_MIX.items():
+        assert abs(c[t] / n - share) < 0.015, (t, c[t] / n, share)
+
+
+def test_counts_are_balanced_towards_a_flat_answer_distribution(sample):
+    """No count answer takes more than 40% of the count questions (a flat target over 0..6)."""
+    c = Counter(q["answer"] for _, q in sample if q["program"][-1]["function"] == "count")
+    assert max(c.values()) / sum(c.values()) < 0.4, c
+    assert {"0", "1", "2", "3", "4"} <= set(c)
 
 
 def test_balancing_evens_out_yes_no(sample):
@@ -193,8 +220,8 @@ def test_balancing_evens_out_yes_no(sample):
 
 def test_generation_is_deterministic():
     scene = random_scenes(1, seed=5)[0]
-    a = generate_questions(scene, np.random.default_rng(3), 10, AnswerBalancer())
-    b = generate_questions(scene, np.random.default_rng(3), 10, AnswerBalancer())
+    a = generate_questions(scene, np.random.default_rng(3), 10)
+    b = generate_questions(scene, np.random.default_rng(3), 10)
     assert a == b and len(a) == 10
     assert len({q["question_family_index"] for q in a}) == 10  # one question per family
 

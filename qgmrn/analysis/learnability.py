@@ -1,0 +1,213 @@
+"""The learnability study's summary (issue 10; runs made by benchmarks/study_learnability.py).
+
+    python -m qgmrn.analysis.learnability results/learnability
+
+reads `STUDY/runs/<preset>__<arm>/` (metrics.jsonl, config.json) and writes into STUDY:
+`summary.md` (one row per run: budget, samples seen, throughput, loader wait, validation at equal
+sample counts, best and last validation, training accuracy and the memorisation gap),
+`curves.png` (validation accuracy against samples seen, training accuracy faint, the question-type
+prior as a line) and `by_type.png` (the last validation by question type, prior marked).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from qgmrn.analysis._io import save_figure
+from qgmrn.analysis.curves import read_metrics
+from qgmrn.clevr.constants import QUESTION_TYPES, TYPE_LABELS
+from qgmrn.fileio import atomic_write_text
+
+PathLike = str | os.PathLike
+CHECKPOINTS = (100_000, 200_000, 400_000)  # samples at which runs are compared side by side
+
+
+def study_runs(study_dir: PathLike) -> dict[str, Path]:
+    """`<preset>__<arm>` -> run folder, for the runs that have logged anything."""
+    runs = Path(study_dir) / "runs"
+    return {p.name: p for p in sorted(runs.glob("*__*")) if (p / "metrics.jsonl").exists()}
+
+
+def _val_at(val: pd.DataFrame, samples: int) -> float | None:
+    """Validation accuracy of the last validation at or before `samples` (None if none, or if
+    the run has not reached `samples`)."""
+    if val.empty or val["samples"].max() < samples:
+        return None
+    return float(val[val["samples"] <= samples]["overall"].iloc[-1])
+
+
+def run_frame(run_dir: PathLike) -> dict:
+    """One row of the summary for a run folder."""
+    run_dir = Path(run_dir)
+    cfg = json.loads((run_dir / "config.json").read_text())
+    train, val = read_metrics(run_dir)
+    batch = cfg["train"]["batch_size"]
+    train = train.assign(samples=train["step"] * batch)
+    val = val.assign(samples=val["step"] * batch) if not val.empty else val
+    preset, arm = run_dir.name.split("__", 1)
+    last = train.tail(max(len(train) // 10, 1))  # the last tenth of the logged steps
+    row = {
+        "preset": preset,
+        "arm": arm,
+        "source": cfg["data"].get("train_source", "fixed"),
+        "input HxW": "x".join(map(str, cfg["data"]["image_size"])),
+        "minutes": float(cfg["train"].get("max_minutes") or 0.0),
+        "samples seen": int(train["samples"].max()) if len(train) else 0,
+        "samples/s": float(train["samples_per_s"].median()) if len(train) else None,
+        "loader wait %": 100 * float(train["data_wait_frac"].mean())
+        if "data_wait_frac" in train
+        else None,
+    }
+    for n in CHECKPOINTS:
+        v = _val_at(val, n)
+        row[f"val @{n // 1000}k"] = None if v is None else 100 * v
+    if not val.empty:
+        row["val best"] = 100 * float(val["overall"].max())
+        row["val last"] = 100 * float(val["overall"].iloc[-1])
+    row["train last"] = 100 * float(last["acc"].mean()) if len(train) else None
+    if row.get("val last") is not None and row["train last"] is not None:
+        row["gap"] = row["train last"] - row["val last"]
+    if (run_dir / "eval.json").exists():
+        ev = json.loads((run_dir / "eval.json").read_text())
+        row["train minutes"] = ev["train"]["train_minutes"]
+    return row
+
+
+def summary_frame(runs: Mapping[str, PathLike]) -> pd.DataFrame:
+    return pd.DataFrame([run_frame(p) for p in runs.values()]).set_index(["preset", "arm"])
+
+
+def plot_curves(runs: Mapping[str, PathLike], prior: float | None) -> Figure:
+    """Validation accuracy (solid) and training accuracy (faint) against samples seen, one panel
+    per preset, the question-type prior dashed."""
+    presets = sorted({name.split("__")[0] for name in runs})
+    fig, axes = plt.subplots(1, len(presets), figsize=(6.5 * len(presets), 4.2), squeeze=False)
+    for ax, preset in zip(axes[0], presets, strict=True):
+        for i, (name, path) in enumerate(sorted(runs.items())):
+            if not name.startswith(preset + "__"):
+                continue
+            batch = json.loads((Path(path) / "config.json").read_text())["train"]["batch_size"]
+            train, val = read_metrics(path)
+            color = f"C{i % 10}"
+            arm = name.split("__", 1)[1]
+            if len(train):
+                smooth = train["acc"].rolling(10, min_periods=1).mean()
+                ax.plot(train["step"] * batch, 100 * smooth, color=color, alpha=0.3, lw=1)
+            if not val.empty:
+                ax.plot(val["step"] * batch, 100 * val["overall"], "o-", color=color, label=arm)
+        if prior is not None:
+            ax.axhline(100 * prior, color="k", ls="--", lw=1, label="question-type prior")
+        ax.set_title(f"{preset}: validation (solid) and training (faint) accuracy")
+        ax.set_xlabel("training samples seen")
+        ax.set_ylabel("accuracy (%)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_by_type(runs: Mapping[str, PathLike], prior: Mapping | None) -> Figure:
+    """The last validation accuracy by question type of every run; prior as black ticks."""
+    rows = {}
+    for name, path in sorted(runs.items()):
+        _, val = read_metrics(path)
+        if not val.empty:
+            rows[name] = {
+                TYPE_LABELS[t]: 100 * (val["by_type"].iloc[-1][t] or 0) for t in QUESTION_TYPES
+            }
+    labels = [TYPE_LABELS[t] for t in QUESTION_TYPES]
+    frame = pd.DataFrame(rows, index=labels).T
+    fig, ax = plt.subplots(figsize=(11, 4))
+    width = 0.8 / max(len(frame), 1)
+    x = np.arange(len(labels))
+    for i, (name, row) in enumerate(frame.iterrows()):
+        ax.bar(x + i * width, row.to_numpy(), width, label=name)
+    if prior is not None:
+        ys = [100 * (prior["by_type"][t] or 0) for t in QUESTION_TYPES]
+        ax.hlines(ys, x - 0.05, x + 0.85, colors="k", lw=2, label="question-type prior")
+    ax.set_xticks(x + 0.4 - width / 2)
+    ax.set_xticklabels(labels)
+    ax.set_ylabel("last validation accuracy (%)")
+    ax.set_ylim(0, 100)
+    ax.legend(fontsize=7, ncol=3)
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def _markdown(frame: pd.DataFrame) -> str:
+    frame = frame.reset_index()
+    head = list(map(str, frame.columns))
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for row in frame.itertuples(index=False):
+        cells = []
+        for v in row:
+            if isinstance(v, float):
+                cells.append("" if np.isnan(v) else f"{v:.1f}")
+            else:
+                cells.append("" if v is None else str(v))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def write_summary(study_dir: PathLike, data_dir: PathLike = "data/mini-clevr") -> Path:
+    """Write summary.md, curves.png and by_type.png into `study_dir`; returns summary.md."""
+    from qgmrn.analysis.prior import data_set_prior
+
+    study = Path(study_dir)
+    runs = study_runs(study)
+    if not runs:
+        raise FileNotFoundError(f"{study / 'runs'}: no study runs (<preset>__<arm> folders)")
+    try:
+        prior = data_set_prior(data_dir)
+    except FileNotFoundError:
+        prior = None
+    save_figure(plot_curves(runs, prior["overall"] if prior else None), study / "curves.png")
+    save_figure(plot_by_type(runs, prior), study / "by_type.png")
+    frame = summary_frame(runs)
+    lines = [
+        "# Learnability study (issue 10): tables generated by qgmrn.analysis.learnability",
+        "",
+        "Each run: one demo preset, one thread (`OMP_NUM_THREADS=1`), one DataLoader worker, two",
+        "runs at a time on the 2-core CPU, the wall-clock budget in `minutes`, validated every",
+        "50k samples on the same fixed val split (`data/mini-clevr`, 4,991 questions).",
+        "Accuracies in percent; `train last` is the mean training accuracy (Gumbel noise on)",
+        "over the last tenth of the logged steps and `gap` = train last - val last (memorisation).",
+        "",
+        _markdown(frame),
+        "",
+    ]
+    if prior is not None:
+        by = ", ".join(
+            f"{TYPE_LABELS[t]} {100 * (prior['by_type'][t] or 0):.1f}" for t in QUESTION_TYPES
+        )
+        lines += [
+            f"Question-type prior (majority answer per subtype of the train split, on val): "
+            f"{100 * prior['overall']:.1f} ({by}).",
+            "",
+        ]
+    lines += ["![curves](curves.png)", "", "![by type](by_type.png)", ""]
+    atomic_write_text(study / "summary.md", "\n".join(lines))
+    return study / "summary.md"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("study_dir", nargs="?", default="results/learnability")
+    parser.add_argument("--data", default="data/mini-clevr", help="the data set of the prior")
+    args = parser.parse_args(argv)
+    print(write_summary(args.study_dir, args.data))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,168 @@
+"""The training stream of fresh scenes (qgmrn.data.stream): pure in (seed, step, rank), the
+fixed splits' distribution, disjoint ranks, scene reuse, the curriculum, and `fit` on it."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+import torch
+
+from qgmrn.checkpoint import read_checkpoint
+from qgmrn.clevr import question_subtype
+from qgmrn.config import get_config
+from qgmrn.data.stream import SceneStream, StreamSpec, stream_batches, stream_vocab
+from qgmrn.synth.families import max_hops
+from qgmrn.synth.generate import make_scene
+from qgmrn.train import fit
+
+
+@pytest.fixture(scope="module")
+def spec(mini_clevr_dir) -> StreamSpec:
+    return StreamSpec.from_data_dir(mini_clevr_dir)
+
+
+def _stream(spec, **kw) -> SceneStream:
+    return SceneStream(spec, stream_vocab(), (32, 48), kw.pop("batch", 8), **kw)
+
+
+def _same(a, b) -> bool:
+    return all(torch.equal(getattr(a, f.name), getattr(b, f.name)) for f in dataclasses.fields(a))
+
+
+def test_spec_reads_the_generator_settings(spec, mini_clevr_settings):
+    s = mini_clevr_settings
+    assert spec.render_size == s["image_size"] and spec.seed == s["seed"]
+    assert (spec.min_objects, spec.max_objects) == (s["min_objects"], s["max_objects"])
+    assert spec.questions_per_scene == s["questions_per_scene"]
+
+
+def test_spec_without_summary_says_what_to_do(tmp_path):
+    with pytest.raises(FileNotFoundError, match="train_source='fixed'"):
+        StreamSpec.from_data_dir(tmp_path)
+    (tmp_path / "summary.json").write_text('{"seed": 0}')
+    with pytest.raises(ValueError, match="summary.json.*regenerate"):
+        StreamSpec.from_data_dir(tmp_path)
+
+
+def test_a_batch_is_a_pure_function_of_the_step(spec):
+    a, b = _stream(spec), _stream(spec)
+    first = a[3][0]
+    assert _same(first, b[3][0])  # another object, same batch
+    assert not torch.equal(first.images, a[4][0].images)  # the next step: other scenes
+    assert first.images.shape == (8, 3, 32, 48) and first.images.dtype == torch.uint8
+    assert (first.answers >= 0).all() and (first.subtypes >= 0).all()
+    assert (first.lengths == (first.questions != 0).sum(1)).all()
+
+
+def test_workers_and_start_step_do_not_change_the_sequence(spec):
+    s = _stream(spec)
+    cpu = torch.device("cpu")
+    inline = list(zip(range(5), stream_batches(s, 0, 0, cpu), strict=False))
+    worker = list(zip(range(5), stream_batches(s, 0, 1, cpu), strict=False))
+    later = list(zip(range(2), stream_batches(s, 3, 0, cpu), strict=False))
+    for (_, x), (_, y) in zip(inline, worker, strict=True):
+        assert _same(x, y)
+    assert _same(later[0][1], inline[3][1]) and _same(later[1][1], inline[4][1])
+
+
+def test_scenes_are_rendered_as_the_fixed_splits_render_them(spec):
+    s = _stream(spec)
+    scene, image = s.scenes(0)[0]
+    w, h = spec.render_size
+    again, rgb, _ = make_scene(
+        spec.seed, "stream", 0, width=w, height=h, min_objects=spec.min_objects,
+        max_objects=spec.max_objects, camera=s._camera, questions_per_scene=0,
+    )  # fmt: skip
+    assert scene == again and (image == rgb).all()
+    assert spec.min_objects <= len(scene["objects"]) <= spec.max_objects
+
+
+def test_ranks_draw_disjoint_items_and_scenes(spec):
+    r0, r1 = _stream(spec, batch=4, world=2, rank=0), _stream(spec, batch=4, world=2, rank=1)
+    q0 = {int(i) for step in range(3) for i in r0[step][0].question_index}
+    q1 = {int(i) for step in range(3) for i in r1[step][0].question_index}
+    assert len(q0) == len(q1) == 12 and not q0 & q1
+    scenes0 = [json.dumps(sc, sort_keys=True) for sc, _ in r0.scenes(0)]
+    scenes1 = [json.dumps(sc, sort_keys=True) for sc, _ in r1.scenes(0)]
+    assert not set(scenes0) & set(scenes1)
+
+
+def test_scene_reuse_shares_images_with_new_questions(spec):
+    s = _stream(spec, scene_reuse=2)
+    a, b = s[0]
+    pool = {bytes(im.permute(1, 2, 0).contiguous().numpy()) for im in a.images}
+    assert {bytes(im.permute(1, 2, 0).contiguous().numpy()) for im in b.images} <= pool
+    assert not torch.equal(a.questions, b.questions)
+    assert not set(a.question_index.tolist()) & set(b.question_index.tolist())
+
+
+def test_curriculum_restricts_depth_until_its_thresholds(spec):
+    s = _stream(spec, curriculum=(16, 40))  # 2 steps of 8 at depth 0, then 3 at depth <= 1
+    assert [s.depth_at(step) for step in range(7)] == [0, 0, 1, 1, 1, None, None]
+    for step, limit in ((0, 0), (1, 0), (2, 1), (4, 1)):
+        chosen = s.questions(step, [sc for sc, _ in s.scenes(step)])
+        hops = [sum(n["function"] == "relate" or n["function"].startswith("same_")
+                    for n in q["program"]) for _, q in chosen]  # fmt: skip
+        assert max(hops) <= limit, (step, hops)
+    assert max_hops  # the families' depth is what the stream filters on
+
+
+def test_bad_arguments_are_refused(spec):
+    with pytest.raises(ValueError, match="scene_reuse"):
+        _stream(spec, scene_reuse=0)
+    with pytest.raises(ValueError, match="increasing"):
+        _stream(spec, curriculum=(10, 5))
+    with pytest.raises(ValueError, match="rank 2"):
+        _stream(spec, rank=2, world=2)
+
+
+def test_stream_vocab_reads_every_generated_question(mini_clevr_dir):
+    from qgmrn import clevr
+
+    v = stream_vocab()
+    v.reset_unk_counts()
+    for split in ("train", "val"):
+        for q in clevr.load_questions(
+            mini_clevr_dir / "questions" / f"CLEVR_{split}_questions.json"
+        ):
+            v.encode_question(q["question"])
+            question_subtype(q["program"])
+    assert v.unk_count == 0
+
+
+def _stream_config(**train):
+    cfg = get_config("brn_c8", "smoke")
+    return dataclasses.replace(
+        cfg,
+        data=dataclasses.replace(
+            cfg.data, train_source="stream", stream_epoch_questions=24, num_workers=0,
+            image_size=(32, 48),
+        ),
+        train=dataclasses.replace(cfg.train, epochs=2, checkpoint_every_steps=2, **train),
+    )  # fmt: skip
+
+
+def test_fit_on_the_stream_resumes_bit_identically(mini_clevr_dir, tmp_path):
+    """3 steps an epoch, 2 epochs; stopped after 4 steps and resumed: the same weights."""
+    cfg = _stream_config()
+    full = fit(cfg, mini_clevr_dir, tmp_path / "full", progress=False)
+    assert full["step"] == 6 and full["stop_reason"] == "epochs"
+    cut = fit(cfg, mini_clevr_dir, tmp_path / "cut", progress=False, max_steps=4)
+    assert cut["step"] == 4
+    fit(cfg, mini_clevr_dir, tmp_path / "cut", progress=False, resume=True)
+    a = read_checkpoint(tmp_path / "full" / "checkpoint.pt")
+    b = read_checkpoint(tmp_path / "cut" / "checkpoint.pt")
+    assert a["step"] == b["step"] == 6
+    for key in a["model"]:
+        assert torch.equal(a["model"][key], b["model"][key]), key
+    rows = (tmp_path / "full" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(r)["step"] for r in rows if '"val"' in r] == [3, 6]
+
+
+def test_step_validation_scores_at_the_same_steps_whatever_the_epoch(mini_clevr_dir, tmp_path):
+    cfg = _stream_config(eval_every_steps=2, eval_every_epochs=0)
+    fit(cfg, mini_clevr_dir, tmp_path / "run", progress=False)
+    rows = [json.loads(r) for r in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if r.get("kind") == "val"] == [2, 4, 6]
