@@ -250,7 +250,9 @@ def evaluate_run(
     write: bool = True,
 ) -> dict[str, Any]:
     """Evaluate a run's checkpoint on `split`; writes `eval_<split>_<which>.json` (and its
-    routing paths) into the run directory when `write`."""
+    routing paths) into the run directory when `write`. On the test split of a data set that
+    has `questions/CLEVR_test_answers.json` (mini-CLEVR) the answers are read from there, so the
+    test split is scored; real CLEVR's test questions have no answers (accuracy None)."""
     from qgmrn.data import ClevrQuestions
 
     device = torch.device(device)
@@ -258,6 +260,9 @@ def evaluate_run(
     data_dir = Path(data_dir if data_dir is not None else cfg.data.data_dir)
     size = tuple(cfg.data.image_size)
     ensure_cache(data_dir, split, size, cfg.data.num_workers, progress)
+    answers = data_dir / "questions" / "CLEVR_test_answers.json"
+    if split == "test" and questions_file is None and answers.exists():
+        questions_file = answers  # mini-CLEVR ships its test answers: score them
     ds = ClevrQuestions(data_dir, split, vocab, size, questions_file)
     loader = eval_loader(ds, cfg.train.batch_size * 2, cfg.data.num_workers, device)
     channels_last = use_channels_last(cfg, device)

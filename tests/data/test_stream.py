@@ -166,3 +166,12 @@ def test_step_validation_scores_at_the_same_steps_whatever_the_epoch(mini_clevr_
     fit(cfg, mini_clevr_dir, tmp_path / "run", progress=False)
     rows = [json.loads(r) for r in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows if r.get("kind") == "val"] == [2, 4, 6]
+
+
+def test_the_test_split_of_mini_clevr_is_scored_from_its_answers(mini_clevr_dir, tmp_path):
+    from qgmrn.evaluate import evaluate_run
+
+    fit(_stream_config(), mini_clevr_dir, tmp_path / "run", progress=False, max_steps=1)
+    ev = evaluate_run(tmp_path / "run", split="test", which="latest", progress=False)
+    assert ev["n"] == 3 * 4 and ev["overall"] is not None  # 3 test scenes, 4 questions each
+    assert (tmp_path / "run" / "eval_test_latest.json").exists()
