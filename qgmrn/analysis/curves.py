@@ -121,9 +121,14 @@ def accuracy_frame(run_dirs: Mapping[str, PathLike], *, by: str = "type") -> pd.
 
 
 def plot_accuracy_by_type(
-    run_dirs: Mapping[str, PathLike] | PathLike, *, by: str = "type", chance: bool = True
+    run_dirs: Mapping[str, PathLike] | PathLike,
+    *,
+    by: str = "type",
+    chance: bool = True,
+    prior: Mapping | None = None,
 ) -> Figure:
-    """Grouped bars of accuracy per question type (or subtype), one bar per run."""
+    """Grouped bars of accuracy per question type (or subtype), one bar per run; `prior` (the
+    scores of `qgmrn.analysis.prior`) draws the question-type prior as a black line per group."""
     if not isinstance(run_dirs, Mapping):
         run_dirs = {Path(run_dirs).name: run_dirs}
     df = accuracy_frame(run_dirs, by=by)
@@ -133,6 +138,12 @@ def plot_accuracy_by_type(
     for i, label in enumerate(df.columns):
         overall = read_eval(run_dirs[label])["overall"]
         ax.bar(x + i * width, df[label], width, label=f"{label} (overall {overall:.1%})")
+    if prior is not None:
+        keys = QUESTION_TYPES if by == "type" else SUBTYPES
+        ys = [prior[f"by_{by}"].get(k) for k in keys]
+        ys = [np.nan if y is None else y for y in ys]
+        label = f"question-type prior (overall {prior['overall']:.1%})"
+        ax.hlines(ys, x - 0.05, x + 0.75 + 0.05, colors="k", lw=2, label=label)
     ax.set_xticks(x + width * (df.shape[1] - 1) / 2)
     ax.set_xticklabels(df.index, rotation=30 if by == "subtype" else 0, ha="right", fontsize=8)
     ax.set_ylim(0, 1)

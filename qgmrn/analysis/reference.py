@@ -10,6 +10,7 @@ and `by_type.png` (accuracy by question type), from the runs' eval.json and metr
 from __future__ import annotations
 
 import argparse
+import json
 import os
 from pathlib import Path
 
@@ -43,6 +44,23 @@ def routed_static_gap(routed: PathLike, static: PathLike) -> pd.DataFrame:
     return frame
 
 
+def _prior_of(run_dirs) -> dict | None:
+    """The question-type prior of the data set the runs trained on (their config.json), or None
+    when that data set is not on this machine."""
+    from qgmrn.analysis.prior import data_set_prior
+
+    for run_dir in run_dirs:
+        cfg = json.loads((Path(run_dir) / "config.json").read_text())
+        data_dir = cfg.get("data", {}).get("data_dir")
+        if data_dir is None:
+            continue
+        try:
+            return {**data_set_prior(data_dir), "data_dir": data_dir}
+        except FileNotFoundError:
+            return None
+    return None
+
+
 def summarize(reference_dir: PathLike, *, routed: str = "brn_c16") -> dict[str, Path]:
     """Write summary.md, curves.png and by_type.png into `reference_dir`; returns their paths."""
     ref = Path(reference_dir)
@@ -60,9 +78,12 @@ def summarize(reference_dir: PathLike, *, routed: str = "brn_c16") -> dict[str, 
         curves.plot_validation_curves(run_dirs, title="reference runs: validation accuracy"),
         out["curves"],
     )
+    prior = _prior_of(run_dirs.values())
     if finished:
-        save_figure(curves.plot_accuracy_by_type(finished), out["by_type"])
+        save_figure(curves.plot_accuracy_by_type(finished, prior=prior), out["by_type"])
     table = tables.table1_from_dirs({"reference": runs_dir}, include_paper=False)
+    if prior is not None:
+        table = tables.with_prior(table, prior["data_dir"])
     lines = [
         "# Reference runs",
         "",

@@ -322,6 +322,26 @@ def build_table2(
     return pd.concat([paper_table2(), ours]) if include_paper else ours
 
 
+PRIOR_LABEL = "question-type prior"
+
+
+def with_prior(table: pd.DataFrame, data_dir: PathLike, split: str = "val") -> pd.DataFrame:
+    """`table` (the Table 1 or Table 2 layout) with the question-type prior of `data_dir` as its
+    last row: the majority answer of each subtype among the train questions, scored on `split`
+    (`qgmrn.analysis.prior`), the floor a model that ignores the image reaches."""
+    from qgmrn.analysis.prior import data_set_prior
+
+    ev = data_set_prior(data_dir, split)
+    values = dict(zip(TABLE2_COLUMNS, eval_row(ev, TABLE2_COLUMNS), strict=True))
+    row = [float(ev["n"]) if c == "n" else values.get(c, math.nan) for c in table.columns]
+    source = f"prior ({Path(data_dir).name}, {split})"
+    middle = ("all",) * (table.index.nlevels - 2)
+    key = (source, *middle, PRIOR_LABEL)
+    prior = pd.DataFrame([row], columns=table.columns, index=pd.MultiIndex.from_tuples([key]))
+    prior.index.names = table.index.names
+    return pd.concat([table, prior])
+
+
 def side_by_side(table: pd.DataFrame, column: str = "Overall") -> pd.DataFrame:
     """One metric with one column per source (paper, ours ...), rows = model labels."""
     df = table[column].reset_index()

@@ -122,3 +122,14 @@ def test_eval_row_gives_nan_for_a_type_without_questions():
     row = dict(zip(TABLE2_COLUMNS, eval_row(ev), strict=True))
     assert row["Overall"] == 50.0
     assert any(math.isnan(v) for v in row.values())
+
+
+def test_with_prior_appends_the_question_type_prior(mini_clevr_dir, tmp_path):
+    from qgmrn.analysis.prior import data_set_prior
+    from qgmrn.analysis.tables import PRIOR_LABEL, paper_table1, paper_table2, with_prior
+
+    ev = data_set_prior(mini_clevr_dir)
+    for table in (paper_table1(), paper_table2()):
+        out = with_prior(table, mini_clevr_dir)
+        assert len(out) == len(table) + 1 and out.index[-1][-1] == PRIOR_LABEL
+        assert out.iloc[-1]["Overall"] == pytest.approx(100 * ev["overall"])
