@@ -238,6 +238,27 @@ def load_run(run_dir: str | os.PathLike, which: str = "best", device: str | torc
     return cfg, vocab, model, c
 
 
+def output_stem(
+    run_data_dir: str | os.PathLike,
+    data_dir: str | os.PathLike,
+    split: str,
+    questions_file: str | os.PathLike | None,
+    which: str,
+) -> str:
+    """The name of an evaluation's files, saying what was scored: ``eval_<split>_<which>`` on
+    the run's own data set, ``eval_<data set>_<split>_<which>`` on another, with the question
+    file's stem before `which` when one was given (CLEVR-Humans, say). The run's own eval.json
+    (written by training) is never among them."""
+    parts = []
+    if Path(run_data_dir).resolve() != Path(data_dir).resolve():
+        parts.append(Path(data_dir).resolve().name)
+    parts.append(split)
+    if questions_file is not None:
+        parts.append(Path(questions_file).stem)
+    parts.append(which)
+    return "eval_" + "_".join(parts)
+
+
 def evaluate_run(
     run_dir: str | os.PathLike,
     *,
@@ -249,15 +270,16 @@ def evaluate_run(
     progress: bool = True,
     write: bool = True,
 ) -> dict[str, Any]:
-    """Evaluate a run's checkpoint on `split`; writes `eval_<split>_<which>.json` (and its
-    routing paths) into the run directory when `write`. On the test split of a data set that
-    has `questions/CLEVR_test_answers.json` (mini-CLEVR) the answers are read from there, so the
-    test split is scored; real CLEVR's test questions have no answers (accuracy None)."""
+    """Evaluate a run's checkpoint on `split`; writes `<output_stem>.json` and its routing paths
+    (`routing_paths_...npz`) into the run directory when `write`. On the test split of a data
+    set that has `questions/CLEVR_test_answers.json` (mini-CLEVR) the answers are read from
+    there, so the test split is scored; real CLEVR's test questions have no answers."""
     from qgmrn.data import ClevrQuestions
 
     device = torch.device(device)
     cfg, vocab, model, c = load_run(run_dir, which, device)
     data_dir = Path(data_dir if data_dir is not None else cfg.data.data_dir)
+    stem = output_stem(cfg.data.data_dir, data_dir, split, questions_file, which)
     size = tuple(cfg.data.image_size)
     ensure_cache(data_dir, split, size, cfg.data.num_workers, progress)
     answers = data_dir / "questions" / "CLEVR_test_answers.json"
@@ -278,17 +300,23 @@ def evaluate_run(
         progress=progress,
     )
     result = scores(pred, split)
-    result.update(checkpoint=f"{which}", checkpoint_step=c["step"])
+    result.update(
+        checkpoint=f"{which}",
+        checkpoint_step=c["step"],
+        data_dir=str(data_dir),
+        questions_file=str(ds.questions_file),
+    )
     if write:
         run_dir = Path(run_dir)
         atomic_write_json(
-            run_dir / f"eval_{split}_{which}.json",
+            run_dir / f"{stem}.json",
             result,
             indent=2,
             trailing_newline=True,
             fsync=False,
         )
         save_routing_paths(
-            run_dir / f"routing_paths_{split}_{which}.npz", routing_arrays(model, pred)
+            run_dir / f"{stem.replace('eval_', 'routing_paths_', 1)}.npz",
+            routing_arrays(model, pred),
         )
     return result

@@ -1,7 +1,8 @@
 """`qgmrn evaluate RUN_DIR`: accuracy of a run's checkpoint on a split.
 
-Writes `eval_<split>_<best|latest>.json` and `routing_paths_<split>_<best|latest>.npz` into the
-run folder and prints the overall and per-type accuracies.
+Writes `eval_[<data set>_]<split>[_<questions>]_<best|latest>.json` and the matching
+`routing_paths_...npz` into the run folder (named by what was scored: another data set's name,
+another question file's stem; `qgmrn.evaluate.output_stem`) and prints the accuracies.
 """
 
 from __future__ import annotations

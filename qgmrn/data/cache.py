@@ -4,6 +4,9 @@ Decoding a 480x320 PNG costs milliseconds; a training epoch reads every image ab
 has ~10 questions per image), so we decode once: `build_cache` writes
 `DATA_DIR/cache/{split}_{H}x{W}.npy`, an `.npy` file holding an array `(N, H, W, 3)` uint8 whose
 row `i` is image `CLEVR_{split}_{i:06d}.png` (row == `image_index`), plus a JSON index beside it.
+A folder holding a subset of the indices (every tenth CLEVR image, say) gets N = largest index + 1
+rows of which only the present ones are written (the file is sparse on disk); the index lists
+them (`indices`), and a question about an absent image is refused by the dataset.
 `open_cache` maps it read-only; the data loader then gathers a batch with one fancy index.
 
 Resumable: the `.npy` is allocated first; images are written in chunks, each chunk flushed to disk
@@ -59,10 +62,11 @@ def cache_paths(
     return root / f"{stem}.npy", root / f"{stem}.json", root / f"{stem}.progress.json"
 
 
-def list_images(data_dir: str | os.PathLike, split: str) -> list[Path]:
-    """The PNGs of `DATA_DIR/images/{split}/`, ordered by the image_index in their name.
+def list_images(data_dir: str | os.PathLike, split: str) -> dict[int, Path]:
+    """image_index -> PNG of `DATA_DIR/images/{split}/`, in index order.
 
-    Indices must run 0..N-1; a gap is reported as the missing file.
+    The indices need not be contiguous: a subset of CLEVR (every tenth image, a published
+    sample) keeps its own indices, and the cache maps exactly those (`build_cache`).
     """
     folder = Path(data_dir) / "images" / split
     if not folder.is_dir():
@@ -75,13 +79,7 @@ def list_images(data_dir: str | os.PathLike, split: str) -> list[Path]:
             found[int(m.group(1))] = Path(entry.path)
     if not found:
         raise FileNotFoundError(f"no CLEVR_{split}_NNNNNN.png images in {folder}")
-    for i in range(len(found)):
-        if i not in found:
-            raise FileNotFoundError(
-                f"missing image {folder / f'CLEVR_{split}_{i:06d}.png'} (image_index {i}; "
-                f"the folder holds {len(found)} images up to index {max(found)})"
-            )
-    return [found[i] for i in range(len(found))]
+    return {i: found[i] for i in sorted(found)}
 
 
 def _fingerprint(paths: Sequence[Path]) -> str:
@@ -108,13 +106,14 @@ def load_image(path: str | os.PathLike, size: Sequence[int]) -> np.ndarray:
         raise ImageCacheError(f"cannot decode image {path}: {e}") from None
 
 
-def _fill_chunk(job: tuple[str, int, list[str], int, int]) -> int:
-    """Decode a chunk of images into rows `start...` of the .npy, flush, return the chunk id."""
-    npy, chunk_id, paths, start, _chunk = job
+def _fill_chunk(job: tuple[str, int, list[str], list[int]]) -> int:
+    """Decode a chunk of images into their rows (row == image_index) of the .npy, flush,
+    return the chunk id."""
+    npy, chunk_id, paths, rows = job
     arr = np.load(npy, mmap_mode="r+")
     h, w = arr.shape[1:3]
-    for k, p in enumerate(paths):
-        arr[start + k] = load_image(p, (h, w))
+    for row, p in zip(rows, paths, strict=True):
+        arr[row] = load_image(p, (h, w))
     arr.flush()  # on disk before the parent records the chunk as done
     del arr
     return chunk_id
@@ -143,8 +142,9 @@ def build_cache(
     """
     h, w = (int(s) for s in size)
     npy, index_path, progress_path = cache_paths(data_dir, split, (h, w), cache_dir)
-    paths = list_images(data_dir, split)
-    n = len(paths)
+    found = list_images(data_dir, split)
+    indices, paths = list(found), list(found.values())
+    n = indices[-1] + 1  # rows: row == image_index; absent rows stay zero (a sparse file)
     index = {
         "format": FORMAT,
         "version": VERSION,
@@ -152,11 +152,13 @@ def build_cache(
         "size": [h, w],
         "shape": [n, h, w, 3],
         "dtype": "uint8",
-        "count": n,
+        "count": len(paths),
         "chunk_size": int(chunk_size),
         "fingerprint": _fingerprint(paths),
         "filenames": [p.name for p in paths],
     }
+    if len(paths) != n:  # a subset: name the rows that hold images
+        index["indices"] = indices
     old = _read_json(index_path)
     same = isinstance(old, dict) and {k: old.get(k) for k in index} == index and npy.exists()
     if same and old.get("complete"):
@@ -182,15 +184,16 @@ def build_cache(
         arr = np.lib.format.open_memmap(npy, mode="w+", dtype=np.uint8, shape=(n, h, w, 3))
         del arr
 
-    chunks = [(c, c * chunk_size) for c in range((n + chunk_size - 1) // chunk_size)]
+    count = len(paths)
+    chunks = [(c, c * chunk_size) for c in range((count + chunk_size - 1) // chunk_size)]
     jobs = [
-        (str(npy), c, [str(p) for p in paths[s : s + chunk_size]], s, chunk_size)
+        (str(npy), c, [str(p) for p in paths[s : s + chunk_size]], indices[s : s + chunk_size])
         for c, s in chunks
         if c not in done
     ]
-    done_images = sum(min(chunk_size, n - c * chunk_size) for c in done)
+    done_images = sum(min(chunk_size, count - c * chunk_size) for c in done)
     bar = tqdm(
-        total=n,
+        total=count,
         initial=done_images,
         unit="img",
         desc=f"cache {split} {h}x{w}",
@@ -202,7 +205,7 @@ def build_cache(
         atomic_write_json(
             progress_path, {"fingerprint": index["fingerprint"], "done": sorted(done)}, fsync=False
         )
-        bar.update(min(chunk_size, n - chunk_id * chunk_size))
+        bar.update(min(chunk_size, count - chunk_id * chunk_size))
 
     try:
         if workers <= 1 or len(jobs) <= 1:
@@ -240,7 +243,8 @@ def open_cache(
         raise ImageCacheError(f"image cache {npy} is incomplete (interrupted build?); {hint}")
     if verify and (Path(data_dir) / "images" / split).is_dir():
         try:
-            fresh = _fingerprint(list_images(data_dir, split)) == index.get("fingerprint")
+            paths = list(list_images(data_dir, split).values())
+            fresh = _fingerprint(paths) == index.get("fingerprint")
         except FileNotFoundError:
             fresh = False
         if not fresh:
@@ -252,3 +256,17 @@ def open_cache(
     if arr.shape != tuple(index["shape"]) or arr.dtype != np.uint8:
         raise ImageCacheError(f"image cache {npy} has shape {arr.shape}, not {index['shape']}")
     return arr
+
+
+def cached_image_indices(
+    data_dir: str | os.PathLike,
+    split: str,
+    size: Sequence[int],
+    cache_dir: str | os.PathLike | None = None,
+) -> np.ndarray | None:
+    """The image indices a complete cache holds, or None when it holds every row 0..N-1."""
+    _, index_path, _ = cache_paths(data_dir, split, size, cache_dir)
+    index = _read_json(index_path)
+    if not isinstance(index, dict) or "indices" not in index:
+        return None
+    return np.asarray(index["indices"], dtype=np.int64)

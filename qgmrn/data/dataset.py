@@ -25,7 +25,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from qgmrn.data.cache import open_cache
+from qgmrn.data.cache import cached_image_indices, open_cache
 from qgmrn.data.vocab import Vocab
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -144,6 +144,19 @@ class ClevrQuestions(Dataset):
                 f"{path}: question {i} refers to image_index {self.image_index[i]}, but the "
                 f"{split} image cache holds {len(images)} images"
             )
+        present = cached_image_indices(self.data_dir, split, self.image_size, cache_dir)
+        if n and present is not None:  # a subset of the split's images: every one asked about?
+            absent = ~np.isin(self.image_index, present)
+            if absent.any():
+                i = int(np.argmax(absent))
+                k = int(self.image_index[i])
+                folder = self.data_dir / "images" / split
+                raise ValueError(
+                    f"{path}: question {i} is about image CLEVR_{split}_{k:06d}.png (image_index "
+                    f"{k}), which is not in {folder} (it holds {len(present)} images, indices "
+                    f"{present[0]}..{present[-1]}); {int(absent.sum())} questions are about absent "
+                    "images"
+                )
 
     @property
     def images(self) -> np.ndarray:

@@ -70,11 +70,32 @@ def test_interrupted_build_resumes_to_byte_identical_cache(clevr_dir, tmp_path, 
     assert calls == []  # a complete, fresh cache is not rebuilt
 
 
-def test_missing_image_is_named(tmp_path):
+def test_a_subset_of_indices_is_cached_at_its_own_rows(tmp_path):
+    """A CLEVR subset (here images 0, 3, 6, 9 of 10) keeps its indices: row == image_index."""
+    root = make_clevr_dir(tmp_path, n_images=10)
+    folder = root / "images" / "train"
+    for i in range(10):
+        if i % 3:
+            (folder / f"CLEVR_train_{i:06d}.png").unlink()
+    build_cache(root, "train", SIZE, workers=2, progress=False, chunk_size=2)
+    arr = open_cache(root, "train", SIZE)
+    assert arr.shape == (10, 16, 24, 3)
+    for i in (0, 3, 6, 9):
+        np.testing.assert_array_equal(arr[i], load_image(folder / f"CLEVR_train_{i:06d}.png", SIZE))
+    assert not arr[1].any()  # an absent image's row stays zero
+    assert list(cache_mod.cached_image_indices(root, "train", SIZE)) == [0, 3, 6, 9]
+
+
+def test_a_question_about_an_absent_image_is_named(tmp_path):
+    from qgmrn.data import ClevrQuestions, Vocab
+
     root = make_clevr_dir(tmp_path, n_images=4)
     (root / "images" / "train" / "CLEVR_train_000002.png").unlink()
-    with pytest.raises(FileNotFoundError, match="CLEVR_train_000002.png"):
-        build_cache(root, "train", SIZE, workers=0, progress=False)
+    build_cache(root, "train", SIZE, workers=0, progress=False)  # the subset itself is fine
+    questions = json.loads((root / "questions" / "CLEVR_train_questions.json").read_text())
+    vocab = Vocab.build(questions["questions"])
+    with pytest.raises(ValueError, match=r"question 4 is about image CLEVR_train_000002\.png"):
+        ClevrQuestions(root, "train", vocab, SIZE)
 
 
 def test_corrupt_image_is_named(clevr_dir):

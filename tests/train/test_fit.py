@@ -163,3 +163,38 @@ def test_train_command_and_refused_resume(data_dir, tmp_path, capsys):
              "--out", str(out), "--resume", "--no-progress"]  # fmt: skip
     assert cli.main(other) == 1
     assert "model.arch" in capsys.readouterr().out
+
+
+def test_fit_and_evaluate_on_a_subset_of_image_indices(tmp_path):
+    """A CLEVR subset (every other image, with its questions) trains and evaluates as it is."""
+    root = make_tiny_clevr(tmp_path / "clevr", n_images={"train": 12, "val": 6})
+    for split in ("train", "val"):
+        path = root / "questions" / f"CLEVR_{split}_questions.json"
+        data = json.loads(path.read_text())
+        data["questions"] = [q for q in data["questions"] if q["image_index"] % 2 == 0]
+        path.write_text(json.dumps(data))
+        for img in (root / "images" / split).glob("*.png"):
+            if int(img.stem.rsplit("_", 1)[1]) % 2:
+                img.unlink()
+    result = fit(tiny_config("lstm", epochs=1), root, tmp_path / "run", progress=False)
+    assert result["eval"]["n"] == 3 * 4  # val images 0, 2, 4
+    assert cli.main(["evaluate", str(tmp_path / "run"), "--no-progress"]) == 0
+
+
+def test_evaluation_files_are_named_by_what_they_scored(trained, data_dir, tmp_path):
+    import shutil as _shutil
+
+    from qgmrn.evaluate import output_stem
+
+    _, out, _ = trained
+    other = tmp_path / "other-set"
+    _shutil.copytree(data_dir, other, ignore=_shutil.ignore_patterns("cache"))
+    assert cli.main(["evaluate", str(out), "--data", str(other), "--no-progress"]) == 0
+    ev = json.loads((out / "eval_other-set_val_best.json").read_text())
+    assert ev["data_dir"] == str(other) and ev["n"] == 16
+    assert (out / "routing_paths_other-set_val_best.npz").exists()
+    humans = data_dir / "questions" / "CLEVR-Humans-val.json"
+    assert (
+        output_stem(data_dir, data_dir, "val", humans, "best") == "eval_val_CLEVR-Humans-val_best"
+    )
+    assert output_stem(data_dir, data_dir, "val", None, "latest") == "eval_val_latest"
