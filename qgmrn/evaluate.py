@@ -1,10 +1,10 @@
 """Evaluation and routing-path collection: deterministic predictions, accuracy, eval.json.
 
 `predict` runs a model in eval mode over a loader (optionally keeping each question's routing
-path); `scores` turns its arrays into the `eval.json` dict; `evaluate` is the two together.
-Under torchrun each rank predicts its `ShardSampler` share and `gather_predictions` puts the
-shares back in data-set order. `collect_routing_paths` / `routing_arrays` give the
-`routing_paths.npz` schema. `load_run` and `evaluate_run` evaluate a finished run directory.
+path); `scores` turns its arrays into the `eval.json` dict. Under torchrun each rank predicts its
+`ShardSampler` share and `gather_predictions` puts the shares back in data-set order.
+`routing_arrays` gives the `routing_paths.npz` schema. `load_run` and `evaluate_run` evaluate a
+finished run directory.
 """
 
 from __future__ import annotations
@@ -135,38 +135,17 @@ def scores(pred: Mapping[str, np.ndarray], split: str) -> dict[str, Any]:
     return result
 
 
-def evaluate(
-    model: nn.Module,
-    loader: Iterable,
-    device: torch.device | str = "cpu",
-    *,
-    split: str = "val",
-    amp: bool = False,
-    channels_last: bool = False,
-    progress: bool = False,
-) -> dict[str, Any]:
-    """Accuracy of `model` on `loader` in the `eval.json` layout:
-    ``{"split", "n", "overall", "by_type", "by_subtype", "count_by_type", "count_by_subtype"}``."""
-    pred = predict(model, loader, device, amp=amp, channels_last=channels_last, progress=progress)
-    return scores(pred, split)
-
-
 # --------------------------------------------------------------------------------------------
 # routing paths
 
 
 def stage_of_layer(model: nn.Module, num_layers: int) -> np.ndarray:
-    """The backbone stage of each routed layer, from the model when it says (-1 otherwise)."""
-    model = ckpt.unwrap(model)
-    for name in ("stage_of_layer", "layer_stages"):
-        value = getattr(model, name, None)
-        if callable(value):
-            value = value()
-        if value is not None:
-            arr = np.asarray(list(value), dtype=np.int64)
-            if len(arr) == num_layers:
-                return arr
-    return np.full(num_layers, -1, dtype=np.int64)
+    """The backbone stage of each routed layer (`QGMRN.stage_of_layer`); -1 for a model without
+    stages (the baselines)."""
+    stages = getattr(ckpt.unwrap(model), "stage_of_layer", None)
+    if stages is None or len(stages) != num_layers:
+        return np.full(num_layers, -1, dtype=np.int64)
+    return np.asarray(stages, dtype=np.int64)
 
 
 def routing_arrays(model: nn.Module, pred: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -181,31 +160,6 @@ def routing_arrays(model: nn.Module, pred: Mapping[str, np.ndarray]) -> dict[str
         "answers": pred["answers"],
         "predictions": pred["predictions"],
     }
-
-
-def collect_routing_paths(
-    model: nn.Module,
-    loader: Iterable,
-    device: torch.device | str = "cpu",
-    *,
-    amp: bool = False,
-    channels_last: bool = False,
-    progress: bool = False,
-) -> dict[str, np.ndarray]:
-    """Deterministic routing path of every question of `loader` (the `routing_paths.npz` schema:
-    `paths` uint8 (N, G), `layer_sizes` (L,), `stage_of_layer` (L,), `subtypes`,
-    `question_index`, `answers`, `predictions` (N,))."""
-    pred = predict(
-        model,
-        loader,
-        device,
-        amp=amp,
-        channels_last=channels_last,
-        collect_paths=True,
-        progress=progress,
-        desc="routing paths",
-    )
-    return routing_arrays(model, pred)
 
 
 def save_routing_paths(path: str | os.PathLike, arrays: Mapping[str, np.ndarray]) -> None:

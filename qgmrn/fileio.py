@@ -141,3 +141,9 @@ def atomic_write_json(
         if trailing_newline:
             f.write("\n")
     return Path(path)
+
+
+def project_root() -> Path:
+    """The checkout the package is imported from (the folder holding ``qgmrn/`` and
+    ``notebooks/``): relative paths in notebooks and commands are read from there."""
+    return Path(__file__).resolve().parents[1]

@@ -46,7 +46,6 @@ def grow_embedding(model: nn.Module, fresh: nn.Module, old_rows: int) -> nn.Modu
     tensor as is, except the word embedding, whose first `old_rows` rows are the old ones and
     whose new rows keep `fresh`'s initialisation (the embedding's own init)."""
     old_sd, new_sd = model.state_dict(), fresh.state_dict()
-    grown = []
     for key, new in new_sd.items():
         old = old_sd[key]
         if old.shape == new.shape:
@@ -55,7 +54,6 @@ def grow_embedding(model: nn.Module, fresh: nn.Module, old_rows: int) -> nn.Modu
             merged = new.clone()
             merged[:old_rows] = old
             new_sd[key] = merged
-            grown.append(key)
         else:
             raise ValueError(f"cannot carry {key}: {tuple(old.shape)} -> {tuple(new.shape)}")
     fresh.load_state_dict(new_sd)

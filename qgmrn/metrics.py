@@ -7,10 +7,7 @@ subtype's type follows `qgmrn.clevr.SUBTYPE_TO_TYPE`. Questions whose answer is 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
-import torch
 from torch import Tensor
 
 from qgmrn.clevr.constants import QUESTION_TYPES, SUBTYPE_TO_TYPE, SUBTYPES
@@ -67,9 +64,3 @@ def accuracy(predictions, answers, subtypes=None) -> dict:
         "count_by_type": count_by_type,
         "count_by_subtype": count_by_subtype,
     }
-
-
-def execution_ratio(gates: Sequence[Tensor]) -> list[float]:
-    """Fraction of executed modules per routed layer: mean of each (B, M_l) gate tensor."""
-    with torch.no_grad():
-        return [float(g.detach().float().mean()) for g in gates]

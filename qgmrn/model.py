@@ -14,6 +14,7 @@ import torchvision
 from torch import Tensor, nn
 
 from qgmrn.config import ModelConfig
+from qgmrn.nn.baselines import BASELINE_ARCHS, build_baseline
 from qgmrn.nn.brn import brn_backbone, group_norm
 from qgmrn.nn.coords import AddCoords
 from qgmrn.nn.frn import frn_backbone
@@ -25,7 +26,6 @@ from qgmrn.nn.router import Router, StaticRouter
 from qgmrn.nn.text import QuestionEncoder
 
 ROUTED_ARCHS = ("brn", "frn")
-BASELINE_ARCHS = ("lstm", "cnn_lstm", "cnn_lstm_sa", "film")
 
 
 class QGMRN(nn.Module):
@@ -125,8 +125,6 @@ def build_model(cfg: ModelConfig, vocab_size: int, num_answers: int) -> nn.Modul
     parameter-free `StaticRouter` that opens every gate.
     """
     if cfg.arch in BASELINE_ARCHS:
-        from qgmrn.nn.baselines import build_baseline
-
         return build_baseline(cfg, vocab_size, num_answers)
     if cfg.arch not in ROUTED_ARCHS:
         raise ValueError(f"unknown arch {cfg.arch!r}; choose from {ROUTED_ARCHS + BASELINE_ARCHS}")

@@ -41,11 +41,18 @@ def test_environment_yml_matches_pyproject():
     assert set(_environment_pip_requirements()) == wanted
 
 
-def test_console_script_points_at_cli_main():
+def test_console_script_points_at_cli_main(capsys):
+    """The script entry is `qgmrn.cli:main`, and main's help lists every sub-command."""
+    import pytest
+
     from qgmrn import cli
 
     assert _pyproject()["project"]["scripts"]["qgmrn"] == "qgmrn.cli:main"
-    assert callable(cli.main)
+    assert cli.main(["--help"]) == 0
+    helptext = capsys.readouterr().out
+    assert all(name in helptext for name in cli.COMMANDS)
+    with pytest.raises(SystemExit):  # an unknown command is a usage error
+        cli.main(["no-such-command"])
 
 
 def test_every_cli_command_module_exists():

@@ -16,14 +16,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-import qgmrn
+from qgmrn.fileio import project_root
 
 PathLike = str | os.PathLike
-
-
-def project_root() -> Path:
-    """The checkout the package is imported from (parent of the ``qgmrn`` package folder)."""
-    return Path(qgmrn.__file__).resolve().parents[1]
 
 
 def resolve_path(path: PathLike) -> Path:

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from qgmrn.config import PROFILES
+from qgmrn.fileio import project_root
 
 # The pipeline, in order (00_overview is prose and is not executed here).
 NOTEBOOKS: tuple[str, ...] = (
@@ -38,11 +39,6 @@ STEP_PARAMETERS: dict[str, dict[str, dict[str, object]]] = {
         "05_clevr_humans": {"max_minutes": 1.5},
     },
 }
-
-
-def project_root() -> Path:
-    """The checkout this package was imported from (the folder holding notebooks/)."""
-    return Path(__file__).resolve().parents[2]
 
 
 def select(only: str | None) -> list[str]:

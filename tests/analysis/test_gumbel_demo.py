@@ -26,8 +26,13 @@ def test_straight_through_gradient_is_the_soft_samples():
     assert (df["gate"] == (df["soft"] > 0.5)).all()
 
 
-def test_plots():
-    freq = gumbel_demo.sample_frequency([0.5], [1.0], samples=100)
-    assert gumbel_demo.plot_frequency_vs_probability(freq).axes
-    assert gumbel_demo.plot_soft_samples(gumbel_demo.soft_samples(0.7, [1.0], samples=100), 0.7)
-    assert gumbel_demo.plot_straight_through(1.0).axes
+def test_plots_draw_what_they_say():
+    freq = gumbel_demo.sample_frequency([0.3, 0.5], [1.0], samples=100)
+    (ax,) = gumbel_demo.plot_frequency_vs_probability(freq).axes
+    assert "hard Gumbel-sigmoid" in ax.get_title() and len(ax.lines) >= 2  # diagonal + taus
+    soft = gumbel_demo.soft_samples(0.7, [0.5, 1.0], samples=100)
+    (ax,) = gumbel_demo.plot_soft_samples(soft, 0.7).axes
+    assert len(ax.patches) == 2  # one step histogram per tau
+    (ax,) = gumbel_demo.plot_straight_through(1.0).axes
+    forward = ax.lines[0].get_ydata()
+    assert set(np.unique(forward)) <= {0.0, 1.0} and forward[0] == 0.0 and forward[-1] == 1.0

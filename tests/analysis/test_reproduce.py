@@ -1,6 +1,7 @@
 import pytest
 
 from qgmrn.commands import reproduce
+from qgmrn.fileio import project_root
 
 
 def test_select_in_pipeline_order():
@@ -11,5 +12,5 @@ def test_select_in_pipeline_order():
 
 
 def test_every_pipeline_notebook_exists():
-    root = reproduce.project_root()
+    root = project_root()
     assert all((root / "notebooks" / f"{n}.ipynb").exists() for n in reproduce.NOTEBOOKS)

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from qgmrn.clevr.constants import QUESTION_TYPES, SUBTYPES
-from qgmrn.metrics import accuracy, execution_ratio
+from qgmrn.metrics import accuracy
 
 S = {name: i for i, name in enumerate(SUBTYPES)}
 
@@ -44,9 +44,3 @@ def test_accuracy_without_subtypes_is_overall_only():
     r = accuracy([1, 2, 3], [1, 2, 0])
     assert r["overall"] == pytest.approx(2 / 3)
     assert all(v is None for v in r["by_type"].values())
-
-
-def test_execution_ratio_per_layer():
-    gates = [torch.tensor([[1.0, 0.0], [1.0, 1.0]]), torch.zeros(2, 3), torch.ones(2, 1)]
-    assert execution_ratio(gates) == [0.75, 0.0, 1.0]
-    assert execution_ratio([]) == []

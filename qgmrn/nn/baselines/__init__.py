@@ -17,9 +17,11 @@ from torch import nn
 from qgmrn.config import ModelConfig
 from qgmrn.nn.baselines.cnn_lstm import CNNLSTM
 from qgmrn.nn.baselines.film import FiLM, FiLMResBlock
-from qgmrn.nn.baselines.layers import ConvFeatures, classifier_mlp, coordinate_maps
+from qgmrn.nn.baselines.layers import ConvFeatures
 from qgmrn.nn.baselines.lstm import LSTMEncoder, QuestionOnlyLSTM
 from qgmrn.nn.baselines.stacked_attention import CNNLSTMStackedAttention, StackedAttention
+from qgmrn.nn.coords import coordinate_maps
+from qgmrn.nn.heads import mlp_classifier
 
 BASELINE_ARCHS: tuple[str, ...] = ("lstm", "cnn_lstm", "cnn_lstm_sa", "film")
 
@@ -83,6 +85,6 @@ __all__ = [
     "QuestionOnlyLSTM",
     "StackedAttention",
     "build_baseline",
-    "classifier_mlp",
+    "mlp_classifier",
     "coordinate_maps",
 ]

@@ -11,8 +11,9 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from qgmrn.nn.baselines.layers import ConvFeatures, classifier_mlp
+from qgmrn.nn.baselines.layers import ConvFeatures
 from qgmrn.nn.baselines.lstm import LSTMEncoder
+from qgmrn.nn.heads import mlp_classifier
 from qgmrn.nn.output import VQAOutput
 
 
@@ -42,7 +43,7 @@ class CNNLSTM(nn.Module):
         self.cnn = ConvFeatures(3, cnn_widths)
         self.pool = nn.AdaptiveMaxPool2d(pool_size)
         image_dim = self.cnn.out_channels * pool_size * pool_size
-        self.classifier = classifier_mlp(image_dim + hidden_dim, mlp_hidden, num_answers, dropout)
+        self.classifier = mlp_classifier(image_dim + hidden_dim, mlp_hidden, num_answers, dropout)
 
     def forward(self, images: Tensor, questions: Tensor, lengths: Tensor) -> VQAOutput:
         q = self.encoder(questions, lengths)  # (B, D)

@@ -16,7 +16,9 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from qgmrn.nn.baselines.layers import ConvFeatures, classifier_mlp, coordinate_maps
+from qgmrn.nn.baselines.layers import ConvFeatures
+from qgmrn.nn.coords import coordinate_maps
+from qgmrn.nn.heads import mlp_classifier
 from qgmrn.nn.output import VQAOutput
 from qgmrn.nn.text import QuestionEncoder
 
@@ -81,7 +83,7 @@ class FiLM(nn.Module):
             nn.BatchNorm2d(classifier_channels),
             nn.ReLU(inplace=True),
         )
-        self.classifier = classifier_mlp(classifier_channels, mlp_hidden, num_answers, dropout)
+        self.classifier = mlp_classifier(classifier_channels, mlp_hidden, num_answers, dropout)
 
     def film_parameters(self, questions: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
         """gamma and beta for every block: each (B, N, C)."""

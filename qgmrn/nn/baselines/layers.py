@@ -1,4 +1,5 @@
-"""Building blocks shared by the Table 1 baselines: a raw-pixel CNN, an MLP, coordinate maps.
+"""The raw-pixel CNN shared by the Table 1 baselines (the MLP classifier is
+`qgmrn.nn.heads.mlp_classifier`, the coordinate maps `qgmrn.nn.coords.coordinate_maps`).
 
 Dimensions: B batch, C channels, H height, W width, D input features, A answers.
 """
@@ -7,8 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import torch
-from torch import Tensor, nn
+from torch import nn
 
 
 class ConvFeatures(nn.Sequential):
@@ -31,30 +31,3 @@ class ConvFeatures(nn.Sequential):
             in_channels = width
         super().__init__(*layers)
         self.out_channels = in_channels
-
-
-def classifier_mlp(
-    in_dim: int, hidden_dim: int, num_answers: int, dropout: float = 0.0
-) -> nn.Sequential:
-    """The answer classifier of every baseline: Linear-ReLU-(Dropout)-Linear, (B, D) -> (B, A).
-
-    Johnson et al. (2017a) use one hidden layer of 1024 units (our `mlp_hidden` at paper size).
-    """
-    return nn.Sequential(
-        nn.Linear(in_dim, hidden_dim),
-        nn.ReLU(inplace=True),
-        nn.Dropout(dropout),
-        nn.Linear(hidden_dim, num_answers),
-    )
-
-
-def coordinate_maps(x: Tensor) -> Tensor:
-    """Two channels holding each position's x and y coordinate, scaled to [-1, 1] (FiLM).
-
-    Shapes: x (B, C, H, W) -> (B, 2, H, W), on x's device and dtype.
-    """
-    B, _, H, W = x.shape
-    ys = torch.linspace(-1.0, 1.0, H, device=x.device, dtype=x.dtype)
-    xs = torch.linspace(-1.0, 1.0, W, device=x.device, dtype=x.dtype)
-    grid_y, grid_x = torch.meshgrid(ys, xs, indexing="ij")  # (H, W) each
-    return torch.stack([grid_x, grid_y]).expand(B, 2, H, W)  # (B, 2, H, W)

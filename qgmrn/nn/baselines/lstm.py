@@ -11,7 +11,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
-from qgmrn.nn.baselines.layers import classifier_mlp
+from qgmrn.nn.heads import mlp_classifier
 from qgmrn.nn.output import VQAOutput
 
 
@@ -58,7 +58,7 @@ class QuestionOnlyLSTM(nn.Module):
     ) -> None:
         super().__init__()
         self.encoder = LSTMEncoder(vocab_size, embed_dim, hidden_dim)
-        self.classifier = classifier_mlp(hidden_dim, mlp_hidden, num_answers, dropout)
+        self.classifier = mlp_classifier(hidden_dim, mlp_hidden, num_answers, dropout)
 
     def forward(self, images: Tensor, questions: Tensor, lengths: Tensor) -> VQAOutput:
         q = self.encoder(questions, lengths)  # (B, D)

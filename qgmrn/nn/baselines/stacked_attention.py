@@ -10,8 +10,9 @@ from collections.abc import Sequence
 
 from torch import Tensor, nn
 
-from qgmrn.nn.baselines.layers import ConvFeatures, classifier_mlp
+from qgmrn.nn.baselines.layers import ConvFeatures
 from qgmrn.nn.baselines.lstm import LSTMEncoder
+from qgmrn.nn.heads import mlp_classifier
 from qgmrn.nn.output import VQAOutput
 
 
@@ -63,7 +64,7 @@ class CNNLSTMStackedAttention(nn.Module):
         self.cnn = ConvFeatures(3, cnn_widths)
         self.image_proj = nn.Conv2d(self.cnn.out_channels, hidden_dim, kernel_size=1)
         self.hops = nn.ModuleList(StackedAttention(hidden_dim, attn_dim) for _ in range(num_hops))
-        self.classifier = classifier_mlp(hidden_dim, mlp_hidden, num_answers, dropout)
+        self.classifier = mlp_classifier(hidden_dim, mlp_hidden, num_answers, dropout)
 
     def attend(
         self, images: Tensor, questions: Tensor, lengths: Tensor
