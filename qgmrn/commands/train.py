@@ -30,6 +30,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--eval-every-steps", type=int, default=None, help="also validate every this many steps"
     )
+    parser.add_argument(
+        "--checkpoint-every-steps", type=int, default=None, help="steps between checkpoints"
+    )
     parser.add_argument("--workers", type=int, default=None, help="DataLoader workers")
     parser.add_argument(
         "--train-source",
@@ -70,6 +73,7 @@ def build_config(args: argparse.Namespace):
             ("lr", args.lr),
             ("seed", args.seed),
             ("eval_every_steps", args.eval_every_steps),
+            ("checkpoint_every_steps", args.checkpoint_every_steps),
         )
         if value is not None
     }
