@@ -27,6 +27,20 @@ def resolve_path(path: PathLike) -> Path:
     return p if p.is_absolute() else project_root() / p
 
 
+def fresh_run_dir(runs_dir: PathLike, name: str, *, resume: bool, overwrite: bool) -> Path:
+    """The folder a training notebook writes to: `runs_dir/name`, unless a run is already there
+    and neither `resume` nor `overwrite` is asked, in which case the first free `name-2`,
+    `name-3`, ... so that stepping through a notebook never replaces a committed run."""
+    runs_dir = Path(runs_dir)
+    run_dir = runs_dir / name
+    if resume or overwrite or not (run_dir / "config.json").exists():
+        return run_dir
+    k = 2
+    while (runs_dir / f"{name}-{k}" / "config.json").exists():
+        k += 1
+    return runs_dir / f"{name}-{k}"
+
+
 @dataclass(frozen=True)
 class ResultDirs:
     """``<results>/<profile>/{runs,notebooks,tables,figures}`` (DESIGN.md, results layout)."""

@@ -100,6 +100,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="training data of 03/04: the train split's files or fresh scenes (default: profile)",
     )
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="04: keep the Table 2 runs that already have an eval.json instead of retraining "
+        "them (by default every run is recomputed)",
+    )
     parser.add_argument("--kernel", default="python3", help="Jupyter kernel (default: python3)")
     parser.add_argument(
         "--update-notebooks",
@@ -140,6 +146,8 @@ def run(args: argparse.Namespace) -> int:
         "results_dir": str(results),
     }
     print(f"qgmrn reproduce: profile={args.profile} device={args.device} -> {results}")
+    if args.reuse:
+        print("qgmrn reproduce: --reuse: 04 keeps Table 2 runs that already have an eval.json")
     timings: list[tuple[str, float]] = []
     for name in names:
         out_nb = out_dir / f"{name}.ipynb"
@@ -149,6 +157,10 @@ def run(args: argparse.Namespace) -> int:
             step_params = {**params, **STEP_PARAMETERS.get(args.profile, {}).get(name, {})}
             if args.train_source and name in ("03_train", "04_ablations"):
                 step_params["train_source"] = args.train_source
+            if name == "03_train":
+                step_params["overwrite"] = True  # reproduce recomputes the run it reports
+            if name == "04_ablations":
+                step_params["reuse"] = bool(args.reuse)
             execute_notebook(name, out_nb, step_params, notebooks_dir=nb_dir, kernel=args.kernel)
         except Exception as e:  # papermill raises PapermillExecutionError with the cell's error
             elapsed = time.perf_counter() - t0
