@@ -60,8 +60,10 @@ def predict(
     collect_paths: bool = False,
     progress: bool = False,
     desc: str = "eval",
+    sparse: bool = False,
 ) -> dict[str, np.ndarray]:
-    """Deterministic (eval-mode) predictions over `loader`.
+    """Deterministic (eval-mode) predictions over `loader`; `sparse`: a routed model skips its
+    closed modules (`qgmrn.nn.sparse`; same predictions up to float ties), a baseline ignores it.
 
     Returns numpy arrays `predictions, answers, subtypes, question_index` (N,), and with
     `collect_paths` also `paths` (N, G) uint8 (the routing paths, layers concatenated) and
@@ -73,11 +75,12 @@ def predict(
     model.eval()
     preds, answers, subtypes, qidx, paths = [], [], [], [], []
     layer_sizes: list[int] = []
+    extra = {"sparse": True} if sparse and getattr(model, "gate_sizes", None) else {}
     try:
         for batch in tqdm(loader, desc=desc, leave=False, disable=not progress):
             images = batch_images(batch, device, channels_last)
             with autocast(device, amp):
-                out = model(images, batch.questions.to(device), batch.lengths.to(device))
+                out = model(images, batch.questions.to(device), batch.lengths.to(device), **extra)
             preds.append(out.logits.argmax(-1).cpu())
             answers.append(batch.answers)
             subtypes.append(batch.subtypes)
@@ -223,6 +226,7 @@ def evaluate_run(
     questions_file: str | os.PathLike | None = None,
     progress: bool = True,
     write: bool = True,
+    sparse: bool = False,
 ) -> dict[str, Any]:
     """Evaluate a run's checkpoint on `split`; writes `<output_stem>.json` and its routing paths
     (`routing_paths_...npz`) into the run directory when `write`. On the test split of a data
@@ -252,9 +256,11 @@ def evaluate_run(
         channels_last=channels_last,
         collect_paths=True,
         progress=progress,
+        sparse=sparse,
     )
     result = scores(pred, split)
     result.update(
+        sparse=sparse,
         checkpoint=f"{which}",
         checkpoint_step=c["step"],
         data_dir=str(data_dir),

@@ -61,10 +61,15 @@ class QGMRN(nn.Module):
     def set_tau(self, tau: float) -> None:
         set_tau(self, tau)
 
-    def forward(self, images: Tensor, questions: Tensor, lengths: Tensor) -> VQAOutput:
+    def forward(
+        self, images: Tensor, questions: Tensor, lengths: Tensor, *, sparse: bool = False
+    ) -> VQAOutput:
+        """`sparse` (eval mode only): skip the closed modules (`RoutedResNet.forward_sparse`);
+        the same logits up to float tolerance."""
         q = self.text(questions, lengths)  # (B, D): eq. 1
         gates, gate_logits = self.router(q)  # L x (B, M_l): eq. 3 and sec. 3.3
-        y = self.coords(self.backbone(images, gates))  # (B, C + 2, h, w): eq. 4, sec. 4.2
+        trunk = self.backbone.forward_sparse if sparse else self.backbone
+        y = self.coords(trunk(images, gates))  # (B, C + 2, h, w): eq. 4, sec. 4.2
         return VQAOutput(self.head(y, q), gates, gate_logits)
 
 

@@ -18,6 +18,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", default=None, help="data set folder (default: the run's)")
     parser.add_argument("--questions", default=None, help="another question file on the split")
     parser.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
+    parser.add_argument(
+        "--sparse", action="store_true", help="skip closed modules (routed models; same answers)"
+    )
     parser.add_argument("--no-progress", action="store_true")
 
 
@@ -34,6 +37,7 @@ def run(args: argparse.Namespace) -> int:
             data_dir=args.data,
             questions_file=args.questions,
             progress=not args.no_progress,
+            sparse=args.sparse,
         )
     except (CheckpointError, FileNotFoundError) as e:
         print(f"qgmrn evaluate: error: {e}")

@@ -14,6 +14,7 @@ from torch import Tensor, nn
 from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
 
 from qgmrn.nn.blocks import FilterRoutedBottleneck, RoutedBasicBlock, RoutedBottleneck
+from qgmrn.nn.sparse import block_sparse
 
 
 class RoutedResNet(nn.Module):
@@ -51,6 +52,16 @@ class RoutedResNet(nn.Module):
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
         for block, g in zip(self.blocks, gates, strict=True):
             x = block(x, g)
+        return x
+
+    def forward_sparse(self, x: Tensor, gates: Sequence[Tensor]) -> Tensor:
+        """`forward` computing only the modules some sample opens (eval mode; `qgmrn.nn.sparse`):
+        the same y_L up to float summation order, faster where many modules are closed."""
+        if len(gates) != len(self.blocks):
+            raise ValueError(f"expected {len(self.blocks)} gate tensors, got {len(gates)}")
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        for block, g in zip(self.blocks, gates, strict=True):
+            x = block_sparse(block, x, g)
         return x
 
 

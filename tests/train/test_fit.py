@@ -198,3 +198,14 @@ def test_evaluation_files_are_named_by_what_they_scored(trained, data_dir, tmp_p
         output_stem(data_dir, data_dir, "val", humans, "best") == "eval_val_CLEVR-Humans-val_best"
     )
     assert output_stem(data_dir, data_dir, "val", None, "latest") == "eval_val_latest"
+
+
+def test_sparse_evaluation_gives_the_dense_answers(trained):
+    from qgmrn.evaluate import evaluate_run
+
+    _, out, _ = trained
+    dense = evaluate_run(out, which="latest", progress=False, write=False)
+    sparse = evaluate_run(out, which="latest", progress=False, write=False, sparse=True)
+    assert sparse["sparse"] and not dense["sparse"]
+    assert sparse["overall"] == dense["overall"] and sparse["by_subtype"] == dense["by_subtype"]
+    assert cli.main(["evaluate", str(out), "--sparse", "--no-progress"]) == 0
