@@ -179,7 +179,7 @@ _PROFILE_DATA: dict[str, DataConfig] = {
 
 # Model sizes per profile. smoke and demo values are ours (chosen for a 2-core CPU: demo trains
 # at about 300 samples/s at 64x64, see results/bench/model.json); paper = the paper's sizes.
-# Demo drops the stem's max pool so that a 64x64 image gives a 4x4 y_L (2x2 with it).
+# Demo drops the stem's max pool so that its 64x96 input gives a 4x6 y_L (2x3 with it).
 _PROFILE_MODEL: dict[str, dict[str, Any]] = {
     "smoke": dict(
         embed_dim=16,
