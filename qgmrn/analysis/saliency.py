@@ -20,7 +20,9 @@ from torch import Tensor, nn
 
 
 def _as_float_image(image: np.ndarray | Tensor, normalize: Callable[[Tensor], Tensor] | None):
-    x = torch.as_tensor(np.asarray(image))
+    # a row of the read-only image cache (a memory map) is copied: torch warns on, and must not
+    # share, non-writable memory
+    x = image if isinstance(image, Tensor) else torch.from_numpy(np.array(image))
     if x.ndim == 3 and x.shape[-1] == 3 and x.shape[0] != 3:
         x = x.permute(2, 0, 1)  # (H, W, 3) -> (3, H, W)
     x = x.unsqueeze(0)  # (1, 3, H, W)

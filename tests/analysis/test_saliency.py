@@ -40,3 +40,19 @@ def test_plot_saliency_grid():
     img = np.zeros((5, 4, 3), np.uint8)
     fig = saliency.plot_saliency_grid(img, np.zeros((2, 5, 4)), ["q1", "q2"], ["yes", "no"])
     assert len(fig.axes) == 3
+
+
+def test_a_read_only_cache_row_is_copied_without_a_warning():
+    """Rows of the image cache are read-only memory maps; torch must not warn about them."""
+    import warnings
+
+    import numpy as np
+
+    from qgmrn.analysis.saliency import _as_float_image
+
+    image = np.zeros((3, 8, 12), dtype=np.uint8)
+    image.flags.writeable = False
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        x = _as_float_image(image, None)
+    assert x.shape == (1, 3, 8, 12) and x.dtype == torch.float32
