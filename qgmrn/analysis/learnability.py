@@ -24,6 +24,7 @@ from matplotlib.figure import Figure
 
 from qgmrn.analysis._io import save_figure
 from qgmrn.analysis.curves import read_metrics
+from qgmrn.analysis.tables import plain_markdown
 from qgmrn.clevr.constants import QUESTION_TYPES, TYPE_LABELS
 from qgmrn.fileio import atomic_write_text
 
@@ -144,21 +145,6 @@ def plot_by_type(runs: Mapping[str, PathLike], prior: Mapping | None) -> Figure:
     return fig
 
 
-def _markdown(frame: pd.DataFrame) -> str:
-    frame = frame.reset_index()
-    head = list(map(str, frame.columns))
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for row in frame.itertuples(index=False):
-        cells = []
-        for v in row:
-            if isinstance(v, float):
-                cells.append("" if np.isnan(v) else f"{v:.1f}")
-            else:
-                cells.append("" if v is None else str(v))
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
 def write_summary(study_dir: PathLike, data_dir: PathLike = "data/mini-clevr") -> Path:
     """Write summary.md, curves.png and by_type.png into `study_dir`; returns summary.md."""
     from qgmrn.analysis.prior import data_set_prior
@@ -183,7 +169,7 @@ def write_summary(study_dir: PathLike, data_dir: PathLike = "data/mini-clevr") -
         "Accuracies in percent; `train last` is the mean training accuracy (Gumbel noise on)",
         "over the last tenth of the logged steps and `gap` = train last - val last (memorisation).",
         "",
-        _markdown(frame),
+        plain_markdown(frame),
         "",
     ]
     if prior is not None:

@@ -23,17 +23,6 @@ from qgmrn.fileio import atomic_write_text
 PathLike = str | os.PathLike
 
 
-def _markdown(frame: pd.DataFrame) -> str:
-    """A plain Markdown table of `frame` (index first), numbers to one decimal."""
-    head = [str(frame.index.name or ""), *map(str, frame.columns)]
-    rows = [
-        [str(key), *(f"{v:.1f}" if isinstance(v, float) else str(v) for v in row)]
-        for key, row in zip(frame.index, frame.itertuples(index=False), strict=True)
-    ]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
-
-
 def routed_static_gap(routed: PathLike, static: PathLike) -> pd.DataFrame:
     """Accuracy by type of a routed run and its static twin, and routed minus static (points)."""
     frame = tables.build_table1(
@@ -106,7 +95,9 @@ def summarize(reference_dir: PathLike, *, routed: str = "brn_c16") -> dict[str, 
         "",
         "## Budgets",
         "",
-        _markdown(tables.budget_frame({"reference": runs_dir})[["budget"]].droplevel(0)),
+        tables.plain_markdown(
+            tables.budget_frame({"reference": runs_dir})[["budget"]].droplevel(0)
+        ),
         "",
     ]
     static = f"{routed}_static"
@@ -115,7 +106,7 @@ def summarize(reference_dir: PathLike, *, routed: str = "brn_c16") -> dict[str, 
         lines += [
             f"## Routed vs static twin ({routed} vs {static})",
             "",
-            _markdown(gap),
+            tables.plain_markdown(gap),
             "",
         ]
     lines += ["![validation curves](curves.png)", ""]

@@ -357,6 +357,17 @@ def _fmt(v: object) -> str:
     return str(v)
 
 
+def plain_markdown(frame: pd.DataFrame) -> str:
+    """A plain Markdown table of any frame: its index level(s) first, numbers as `_fmt` writes
+    them (one decimal, "–" for a missing value)."""
+    flat = frame.reset_index()
+    head = ["" if c == "index" else str(c) for c in flat.columns]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for row in flat.itertuples(index=False):
+        lines.append("| " + " | ".join(_fmt(v) for v in row) + " |")
+    return "\n".join(lines)
+
+
 def to_markdown(table: pd.DataFrame, title: str = "") -> str:
     """A Markdown rendering with one section per source, so paper and ours are never mixed."""
     lines = [f"# {title}", ""] if title else []
