@@ -432,26 +432,9 @@ def _fit(
         resume_ckpt = ckpt.load_checkpoint(
             ckpt_path, config_json=config_json, vocab_json=vocab_json, map_location="cpu"
         )
-    if streamed:
-        train_ds = SceneStream(
-            StreamSpec.from_data_dir(data_dir),
-            vocab,
-            size,
-            per_rank_batch,
-            scene_reuse=cfg.data.stream_scene_reuse,
-            curriculum=cfg.data.curriculum,
-            rank=info.rank,
-            world=info.world_size,
-        )
-    else:
-        train_ds = ClevrQuestions(
-            data_dir,
-            "train",
-            vocab,
-            size,
-            questions_files.get("train"),
-            cfg.data.max_train_questions,
-        )
+    train_ds, steps_per_epoch = _train_data(
+        cfg, data_dir, vocab, per_rank_batch, info, questions_files.get("train")
+    )
     val_ds = ClevrQuestions(
         data_dir,
         eval_split,
@@ -460,17 +443,6 @@ def _fit(
         questions_files.get(eval_split),
         cfg.data.max_val_questions,
     )
-    if streamed:
-        steps_per_epoch = max(cfg.data.stream_epoch_questions // tc.batch_size, 1)
-    else:
-        probe = qdist.ResumableSampler(
-            train_ds, num_replicas=info.world_size, rank=info.rank, seed=tc.seed
-        )
-        steps_per_epoch = probe.num_samples // per_rank_batch
-        if steps_per_epoch == 0:
-            raise ValueError(
-                f"{len(train_ds)} training questions make no full batch of {tc.batch_size}"
-            )
 
     # ---- run directory
     if info.is_main:
@@ -597,6 +569,36 @@ def _fit(
         "train_minutes": state.train_seconds / 60.0,
         "eval": result,
     }
+
+
+def _train_data(cfg, data_dir: Path, vocab, per_rank_batch: int, info, questions_file):
+    """(training data, steps per epoch): the train split's questions, or the stream of fresh
+    scenes, whose "epoch" is `stream_epoch_questions` questions (the validation cadence)."""
+    from qgmrn.data import ClevrQuestions
+
+    size, batch = tuple(cfg.data.image_size), cfg.train.batch_size
+    if cfg.data.train_source == "stream":
+        stream = SceneStream(
+            StreamSpec.from_data_dir(data_dir),
+            vocab,
+            size,
+            per_rank_batch,
+            scene_reuse=cfg.data.stream_scene_reuse,
+            curriculum=cfg.data.curriculum,
+            rank=info.rank,
+            world=info.world_size,
+        )
+        return stream, max(cfg.data.stream_epoch_questions // batch, 1)
+    train_ds = ClevrQuestions(
+        data_dir, "train", vocab, size, questions_file, cfg.data.max_train_questions
+    )
+    probe = qdist.ResumableSampler(
+        train_ds, num_replicas=info.world_size, rank=info.rank, seed=cfg.train.seed
+    )
+    steps_per_epoch = probe.num_samples // per_rank_batch
+    if steps_per_epoch == 0:
+        raise ValueError(f"{len(train_ds)} training questions make no full batch of {batch}")
+    return train_ds, steps_per_epoch
 
 
 def _loop(run: _Run, train_ds, validate) -> str:

@@ -60,34 +60,31 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
+def _given(**values) -> dict:
+    """The options given on the command line (those not left at None)."""
+    return {k: v for k, v in values.items() if v is not None}
+
+
 def build_config(args: argparse.Namespace):
     """The preset's config with the command line's overrides."""
     cfg = PRESETS[args.preset](args.profile)
     name = args.name or args.preset
-    train = {
-        key: value
-        for key, value in (
-            ("epochs", args.epochs),
-            ("max_minutes", args.max_minutes),
-            ("batch_size", args.batch_size),
-            ("lr", args.lr),
-            ("seed", args.seed),
-            ("eval_every_steps", args.eval_every_steps),
-            ("checkpoint_every_steps", args.checkpoint_every_steps),
-        )
-        if value is not None
-    }
-    data = {
-        key: value
-        for key, value in (
-            ("num_workers", args.workers),
-            ("train_source", args.train_source),
-            ("stream_scene_reuse", args.scene_reuse),
-            ("curriculum", None if args.curriculum is None else tuple(args.curriculum)),
-            ("image_size", None if args.image_size is None else tuple(args.image_size)),
-        )
-        if value is not None
-    }
+    train = _given(
+        epochs=args.epochs,
+        max_minutes=args.max_minutes,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        seed=args.seed,
+        eval_every_steps=args.eval_every_steps,
+        checkpoint_every_steps=args.checkpoint_every_steps,
+    )
+    data = _given(
+        num_workers=args.workers,
+        train_source=args.train_source,
+        stream_scene_reuse=args.scene_reuse,
+        curriculum=None if args.curriculum is None else tuple(args.curriculum),
+        image_size=None if args.image_size is None else tuple(args.image_size),
+    )
     if args.data is not None:
         data["data_dir"] = args.data
     return dataclasses.replace(

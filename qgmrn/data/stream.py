@@ -42,10 +42,17 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
+from qgmrn.clevr import SUBTYPES, question_subtype
 from qgmrn.data.dataset import Batch, _empty_for_transfer
 from qgmrn.data.vocab import Vocab
+from qgmrn.synth.camera import Camera
+from qgmrn.synth.families import families_up_to
+from qgmrn.synth.generate import make_scene, scene_rng
+from qgmrn.synth.paraphrase import template_vocabulary
+from qgmrn.synth.questions import generate_questions
 
 STREAM_SPLIT = "stream"
+SUBTYPE_ID = {s: i for i, s in enumerate(SUBTYPES)}
 
 
 @dataclass(frozen=True)
@@ -90,8 +97,6 @@ class StreamSpec:
 def stream_vocab() -> Vocab:
     """The vocabulary of every question the generator can write (a stream has no question file
     to read it from): the template words, each also capitalised (a question's first word)."""
-    from qgmrn.synth.paraphrase import template_vocabulary
-
     words = sorted(template_vocabulary())
     return Vocab.build([" ".join(words + [w[0].upper() + w[1:] for w in words])])
 
@@ -157,9 +162,6 @@ class SceneStream(Dataset):
 
     def scenes(self, chunk: int) -> list[tuple[dict, np.ndarray]]:
         """The (scene, image (H, W, 3) uint8) pairs of this rank's chunk `chunk`."""
-        from qgmrn.synth.camera import Camera
-        from qgmrn.synth.generate import make_scene
-
         if self._camera is None:
             self._camera = Camera.from_framing(self.spec.framing)
         group = chunk * self.world + self.rank
@@ -189,10 +191,6 @@ class SceneStream(Dataset):
 
     def questions(self, step: int, scenes: Sequence[dict]) -> list[tuple[int, dict]]:
         """(scene position, question) pairs of this rank's step `step`, in batch order."""
-        from qgmrn.synth.families import families_up_to
-        from qgmrn.synth.generate import scene_rng
-        from qgmrn.synth.questions import generate_questions
-
         item = self.item_of(step)
         families = families_up_to(self.depth_at(step))
         k = min(self.spec.questions_per_scene, len(families))
@@ -210,22 +208,19 @@ class SceneStream(Dataset):
 
     def batch_of(self, step: int, pairs: Sequence[tuple[dict, np.ndarray]]) -> Batch:
         """Training batch of `step` from its chunk's (scene, image) pairs."""
-        from qgmrn.clevr import SUBTYPES, question_subtype
-
         chosen = self.questions(step, [scene for scene, _ in pairs])
         h, w = self.image_size
         images = _empty_for_transfer((self.batch, h, w, 3), torch.uint8)
         out = images.numpy()
         encoded = [self.vocab.encode_question(q["question"]) for _, q in chosen]
         tokens = np.zeros((self.batch, max(map(len, encoded))), dtype=np.int64)  # (B, T)
-        subtype_ids = {s: i for i, s in enumerate(SUBTYPES)}
         answers = np.empty(self.batch, dtype=np.int64)
         subtypes = np.empty(self.batch, dtype=np.int64)
         for i, ((j, q), e) in enumerate(zip(chosen, encoded, strict=True)):
             out[i] = pairs[j][1]
             tokens[i, : len(e)] = e
             answers[i] = self.vocab.encode_answer(q["answer"])
-            subtypes[i] = subtype_ids[question_subtype(q["program"])]
+            subtypes[i] = SUBTYPE_ID[question_subtype(q["program"])]
         item = self.item_of(step)
         return Batch(
             images=images.permute(0, 3, 1, 2),  # (B, 3, H, W), channels-last in memory
