@@ -1,55 +1,117 @@
 #!/usr/bin/env bash
-# Reference runs on a lent GPU machine (issue 11): the routed BRN c=32, the FRN and the BRN's
-# static twin, with the paper's recipe (bf16 autocast + channels-last on CUDA, Adam, batch 64,
-# lr 3e-4 after warmup: the demo profile's TrainConfig, unchanged), trained on the stream of fresh
-# mini-CLEVR scenes rendered by the device's CPU cores, scored on the same fixed val split as the
-# CPU runs (same generator, seed 0). Run from the repository root:
+# One lease of a GPU machine, one command (issue 11): prove the GPU path, then train reference
+# models side by side on the stream of fresh mini-CLEVR scenes, and pack what they reached.
 #
-#   MINUTES=3 bash benchmarks/reference_gpu.sh                 # brn_c32 frn brn_c32_static
-#   MINUTES=3 bash benchmarks/reference_gpu.sh brn_c32         # or some of them
+#   MINUTES=6 bash benchmarks/reference_gpu.sh                        # the default presets
+#   MINUTES=6 bash benchmarks/reference_gpu.sh brn_c16 brn_c16_static # or some
+#   CHECK_S=0 DEVICE=cpu MINUTES=0.3 bash benchmarks/reference_gpu.sh brn_c16   # a smoke here
 #
-# Each run goes to $OUT/reference-gpu/runs/<preset>/ (OUT defaults to results) and writes its
-# checkpoint every CKPT steps, so what a run reached comes back even if the machine's time runs
-# out mid-run; a preset whose eval.json exists is skipped and an interrupted one continues
-# (--resume; the budget is summed over resumes). metrics.jsonl holds samples/s and the loader
-# wait of every logged interval (the throughput in the first seconds and after); device.txt
-# records the machine. Uses `python -m qgmrn.cli` (the console script may not be installed).
-set -euo pipefail
+# 1. device.txt: the machine (GPU, driver, torch, cores).
+# 2. The demo profile's val/test splits (train 0: the stream needs none), generated with every
+#    core while 3. runs: identical to the CPU runs' (per-scene pure, seed 0).
+# 3. gpu_check.py throughput (synthetic batches, bf16 autocast + channels-last, no loader),
+#    CHECK_S seconds at most (0: skip).
+# 4. The presets trained at once, one process each (the GPU is launch-bound at batch 64, so
+#    processes share it well), with the paper's recipe (the demo profile's TrainConfig: Adam,
+#    batch 64, lr 3e-4 after warmup, bf16 autocast + channels-last on CUDA), on the stream
+#    (REUSE batches per rendered group of scenes; WORKERS rendering processes per run), each
+#    for MINUTES of training. Checkpoints every CKPT steps, validation every EVAL_EVERY steps.
+#    A run folder that exists is continued (--resume): the budget is summed over resumes.
+#    DEADLINE_S after the start, runs still going are stopped (their last checkpoint stays).
+# 5. Packs each run folder into $OUT/<preset>.tar.gz (at most 16 MiB each: best.pt is left out
+#    when the folder is larger; checkpoint.pt holds the last weights), plus gpu_check.json, the
+#    log and device.txt: the files the device tool brings back (8 at most).
+#
+# OUT defaults to results/reference-gpu; the runs go to $RUNS (default $OUT/runs). Uses
+# `python -m qgmrn.cli` (the console script may not be installed there).
+set -uo pipefail
 
-OUT=${OUT:-results}
-MINUTES=${MINUTES:-3}     # --max-minutes of training per preset (evaluation not counted)
+T0=$(date +%s)
+OUT=${OUT:-results/reference-gpu}
+RUNS=${RUNS:-$OUT/runs}
+MINUTES=${MINUTES:-6}
+DEADLINE_S=${DEADLINE_S:-560}
+CHECK_S=${CHECK_S:-60}
 DATA=${DATA:-data/mini-clevr}
 DEVICE=${DEVICE:-cuda}
-PYTHON=${PYTHON:-python}
-SOURCE=${SOURCE:-stream}  # stream (fresh scenes) | fixed (needs the train split: TRAIN_SCENES)
-REUSE=${REUSE:-1}         # stream: batches per group of rendered scenes
+PYTHON=${PYTHON:-python3}
+REUSE=${REUSE:-4}
 EVAL_EVERY=${EVAL_EVERY:-2000}  # steps between validations (2000 x 64 = 128k samples)
-CKPT=${CKPT:-500}         # steps between checkpoints
-TRAIN_SCENES=${TRAIN_SCENES:-0}  # the stream needs no train split; fixed needs e.g. 5000
-export PYTHONPATH=".${PYTHONPATH:+:$PYTHONPATH}"
+CKPT=${CKPT:-1000}              # steps between checkpoints
+export PYTHONPATH=".${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 PRESETS=("$@")
-[ ${#PRESETS[@]} -gt 0 ] || PRESETS=(brn_c32 frn brn_c32_static)
+[ ${#PRESETS[@]} -gt 0 ] || PRESETS=(brn_c16 brn_c16_static film)
 CORES=$(nproc)
-WORKERS=${WORKERS:-$(( CORES > 2 ? CORES - 2 : 1 ))}  # rendering workers; 2 cores for the trainer
-RUNS="$OUT/reference-gpu/runs"
-mkdir -p "$RUNS"
+N=${#PRESETS[@]}
+WORKERS=${WORKERS:-$(( (CORES - N) / N > 1 ? (CORES - N) / N : 1 ))}
+mkdir -p "$OUT" "$RUNS"
+elapsed() { echo $(( $(date +%s) - T0 )); }
 
 { date -u; nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
-  echo "cpu cores: $CORES, stream workers: $WORKERS, source: $SOURCE, reuse: $REUSE"
+  echo "cpu cores: $CORES, runs: ${PRESETS[*]}, stream workers per run: $WORKERS, reuse: $REUSE"
   "$PYTHON" -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda)"
-} > "$OUT/reference-gpu/device.txt"
+} > "$OUT/device.txt" 2>&1
+cat "$OUT/device.txt"
 
-# the demo data's val/test splits (identical to the CPU runs': per-scene pure, seed 0), once
 if [ ! -f "$DATA/summary.json" ]; then
-    time "$PYTHON" -m qgmrn.cli generate "$DATA" --profile demo --train-scenes "$TRAIN_SCENES" \
-        --workers "$CORES" --no-progress
+    "$PYTHON" -m qgmrn.cli generate "$DATA" --profile demo --train-scenes 0 \
+        --workers "$CORES" --no-progress > "$OUT/generate.log" 2>&1 &
+    GEN=$!
 fi
+if [ "$CHECK_S" -gt 0 ]; then
+    "$PYTHON" benchmarks/gpu_check.py --device "$DEVICE" --out "$OUT" --skip-train \
+        --presets brn_c16,brn_c16_static,brn_c32,frn,film --budget-s "$CHECK_S" \
+        --warmup 10 --steps 50 || echo "gpu_check failed (rc $?)"
+fi
+[ -z "${GEN:-}" ] || wait "$GEN" || { echo "generate failed:"; cat "$OUT/generate.log"; exit 1; }
+echo "[$(elapsed)s] data ready; training ${PRESETS[*]} for $MINUTES min each"
+
+PIDS=()
+for preset in "${PRESETS[@]}"; do
+    "$PYTHON" -m qgmrn.cli train --preset "$preset" --profile demo --data "$DATA" \
+        --out "$RUNS/$preset" --device "$DEVICE" --max-minutes "$MINUTES" --epochs 100000 \
+        --train-source stream --scene-reuse "$REUSE" --workers "$WORKERS" \
+        --eval-every-steps "$EVAL_EVERY" --checkpoint-every-steps "$CKPT" --resume \
+        --no-progress > "$OUT/train_$preset.log" 2>&1 &
+    PIDS+=($!)
+done
+while :; do
+    alive=0
+    for p in "${PIDS[@]}"; do kill -0 "$p" 2>/dev/null && alive=1; done
+    [ $alive = 1 ] || break
+    if [ "$(elapsed)" -ge "$DEADLINE_S" ]; then
+        echo "[$(elapsed)s] deadline: stopping the runs still going"
+        for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
+        sleep 3
+        break
+    fi
+    sleep 5
+done
+echo "[$(elapsed)s] training done"
 
 for preset in "${PRESETS[@]}"; do
     run="$RUNS/$preset"
-    if [ -f "$run/eval.json" ]; then echo "$preset: done ($run/eval.json)"; continue; fi
-    time "$PYTHON" -m qgmrn.cli train --preset "$preset" --profile demo --data "$DATA" \
-        --out "$run" --device "$DEVICE" --max-minutes "$MINUTES" --epochs 100000 \
-        --train-source "$SOURCE" --scene-reuse "$REUSE" --workers "$WORKERS" \
-        --eval-every-steps "$EVAL_EVERY" --checkpoint-every-steps "$CKPT" --resume --no-progress
+    [ -d "$run" ] || continue
+    cp "$OUT/train_$preset.log" "$run/train.log" 2>/dev/null
+    tgz="$OUT/$preset.tar.gz"
+    tar -czf "$tgz" -C "$RUNS" "$preset"
+    if [ "$(stat -c %s "$tgz")" -gt $(( 16 * 1024 * 1024 - 4096 )) ]; then
+        tar -czf "$tgz" -C "$RUNS" --exclude=best.pt "$preset"
+    fi
+    tail -n 3 "$run/train.log"
+    "$PYTHON" - "$run" <<'EOF'
+import json, sys
+from pathlib import Path
+run = Path(sys.argv[1])
+rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines() if x.strip()]
+train = [r for r in rows if "kind" not in r and "samples_per_s" in r]
+vals = [r for r in rows if r.get("kind") == "val"]
+sps = sorted(r["samples_per_s"] for r in train)
+print(run.name, f"steps {train[-1]['step'] if train else 0}",
+      f"samples/s median {sps[len(sps) // 2]:.0f}" if sps else "",
+      "val", [round(v.get("overall", v.get("acc", 0)), 3) for v in vals][-6:])
+EOF
 done
+rm -f "$OUT"/train_*.log
+ls -la "$OUT"
+echo "[$(elapsed)s] packed"
