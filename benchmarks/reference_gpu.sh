@@ -22,12 +22,12 @@
 #    when the folder is larger; checkpoint.pt holds the last weights), plus gpu_check.json, the
 #    log and device.txt: the files the device tool brings back (8 at most).
 #
-# OUT defaults to results/reference-gpu; the runs go to $RUNS (default $OUT/runs). Uses
+# OUT defaults to results/reference; the runs go to $RUNS (default $OUT/runs). Uses
 # `python -m qgmrn.cli` (the console script may not be installed there).
 set -uo pipefail
 
 T0=$(date +%s)
-OUT=${OUT:-results/reference-gpu}
+OUT=${OUT:-results/reference}
 RUNS=${RUNS:-$OUT/runs}
 MINUTES=${MINUTES:-6}
 DEADLINE_S=${DEADLINE_S:-560}

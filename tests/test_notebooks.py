@@ -35,6 +35,7 @@ EXTRA: dict[str, dict] = {
     "01_data_preparation": {"workers": 1, "num_examples": 2},
     "02_model_walkthrough": {"interactive": False, "reference_dir": ""},
     "04_ablations": {"presets": "brn_c16_noq", "extra_presets": ""},
+    "05_clevr_humans": {"reference_dir": ""},
     "06_figures": {
         "per_subtype": 50,
         "tsne_iter": 250,
