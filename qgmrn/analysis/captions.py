@@ -1,0 +1,148 @@
+"""The numbers behind the paper's figure claims, and whether they hold for a run (issue 12).
+
+A figure shows; a caption measures. Each function here turns a run's routing paths into the
+number that decides the paper's claim about a figure, so that a notebook can print it under the
+figure and say in words whether the claim holds at this budget:
+
+- Figure 2 (sec. 4.4): routing paths of one question subtype gather together, more so in later
+  stages. Measured by `subtype_separation`: per stage, how often a question's nearest routing
+  path (over the stage's gates) belongs to a question of the same subtype, against chance.
+- Figure 3 (sec. 4.4): fewer modules execute in deeper layers. Measured by `execution_trend`:
+  the median execution ratio per layer and its least-squares slope over the layer index.
+
+Dimension letters: N questions, G gates of a stage or of the whole network, L routed layers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from qgmrn.analysis.routing import sample_per_subtype, split_stages
+
+
+def slope(values: Sequence[float]) -> float:
+    """Least-squares slope of `values` against their index 0, 1, ... (0.0 for fewer than 2)."""
+    y = np.asarray(values, dtype=float)
+    if len(y) < 2:
+        return 0.0
+    x = np.arange(len(y), dtype=float)
+    return float(np.polyfit(x, y, 1)[0])
+
+
+def nearest_neighbour_agreement(x: np.ndarray, labels: np.ndarray) -> float:
+    """Leave-one-out nearest-neighbour accuracy of `labels` from the rows of `x` (N, G).
+
+    Distance: squared Euclidean (the Hamming distance on 0/1 gates). Test-time paths are binary,
+    so many are tied; a question's score is the share of its *tied* nearest neighbours that have
+    its label (the expected accuracy of 1-NN with random tie-breaking), so the result does not
+    depend on the order of the rows. Returns the mean over the N questions.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    labels = np.asarray(labels)
+    n = len(x)
+    if n < 2:
+        raise ValueError(f"need at least 2 questions for a nearest neighbour, got {n}")
+    sq = (x * x).sum(1)
+    d = sq[:, None] + sq[None, :] - 2.0 * x @ x.T  # (N, N)
+    np.fill_diagonal(d, np.inf)
+    nearest = d <= d.min(1, keepdims=True) + 1e-9  # (N, N) tied nearest neighbours
+    same = labels[:, None] == labels[None, :]
+    return float(((nearest & same).sum(1) / nearest.sum(1)).mean())
+
+
+def chance_agreement(labels: np.ndarray) -> float:
+    """The nearest-neighbour accuracy of a neighbour drawn at random among the other questions:
+    sum over labels of p_c (n_c - 1) / (N - 1)."""
+    _, counts = np.unique(np.asarray(labels), return_counts=True)
+    n = counts.sum()
+    return float((counts * (counts - 1)).sum() / (n * (n - 1)))
+
+
+def subtype_separation(
+    paths: np.ndarray,
+    layer_sizes: Sequence[int],
+    stage_of_layer: Sequence[int],
+    subtypes: np.ndarray,
+    *,
+    per_subtype: int = 200,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Figure 2's number: per stage, the nearest-neighbour subtype accuracy of the routing paths
+    over that stage's gates (`nearest_neighbour_agreement`) on at most `per_subtype` questions
+    of each subtype, beside chance and their ratio. Index: stage; columns: n, gates, nn_accuracy,
+    chance, lift (accuracy / chance)."""
+    idx = sample_per_subtype(subtypes, per_subtype, seed)
+    labels = np.asarray(subtypes)[idx]
+    stages = split_stages(np.asarray(paths)[idx], layer_sizes, stage_of_layer)
+    chance = chance_agreement(labels)
+    rows = {}
+    for stage, x in stages.items():
+        acc = nearest_neighbour_agreement(x, labels)
+        rows[stage] = {
+            "n": len(labels),
+            "gates": x.shape[1],
+            "nn_accuracy": acc,
+            "chance": chance,
+            "lift": acc / chance,
+        }
+    frame = pd.DataFrame.from_dict(rows, orient="index")
+    frame.index.name = "stage"
+    return frame
+
+
+def execution_trend(ratios: np.ndarray) -> dict[str, object]:
+    """Figure 3's number: from per-question execution ratios (N, L), the median ratio of each
+    layer, its least-squares slope per layer, and the first and last layer's medians."""
+    ratios = np.asarray(ratios, dtype=float)
+    medians = np.median(ratios, axis=0)
+    return {
+        "medians": medians.round(3).tolist(),
+        "slope_per_layer": slope(medians),
+        "first": float(medians[0]),
+        "last": float(medians[-1]),
+    }
+
+
+def separation_caption(frame: pd.DataFrame) -> str:
+    """Figure 2's claim in words, with the numbers of `subtype_separation`."""
+    acc = frame["nn_accuracy"].tolist()
+    trend = slope(acc)
+    per_stage = ", ".join(f"stage {s}: {a:.1%}" for s, a in zip(frame.index, acc, strict=True))
+    grows = trend > 0 and acc[-1] > acc[0]
+    monotone = bool(np.all(np.diff(acc) >= 0))
+    above = bool((frame["lift"] > 1.2).all())
+    if grows and above:
+        verdict = "holds" if monotone else "holds in part"
+    else:
+        verdict = "does not hold"
+    if not grows:
+        growth = "does not grow with the stage"
+    elif monotone:
+        growth = "grows with the stage"
+    else:
+        growth = "rises from the first to the last stage, but not stage by stage,"
+    return (
+        f"Nearest-neighbour subtype accuracy of the routing paths ({per_stage}; chance "
+        f"{frame['chance'].iloc[0]:.1%}), slope {trend:+.3f} per stage. The paper's claim "
+        f"(paths of a subtype gather, more so in later stages) {verdict} for this run: "
+        f"separation {growth} and is "
+        + ("above" if above else "not clearly above")
+        + " chance in every stage."
+    )
+
+
+def execution_caption(trends: Mapping[str, Mapping[str, object]]) -> str:
+    """Figure 3's claim in words, one sentence per model, from `execution_trend`."""
+    parts = []
+    for label, t in trends.items():
+        falls = t["slope_per_layer"] < 0 and t["last"] < t["first"]
+        parts.append(
+            f"{label}: median execution ratio {t['first']:.2f} in the first routed layer, "
+            f"{t['last']:.2f} in the last, slope {t['slope_per_layer']:+.3f} per layer: "
+            + ("falls with depth, as the paper reports" if falls else "does not fall with depth")
+            + "."
+        )
+    return " ".join(parts)

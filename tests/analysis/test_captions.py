@@ -1,0 +1,78 @@
+import numpy as np
+import pytest
+
+from qgmrn.analysis import captions
+
+
+def test_slope():
+    assert captions.slope([1.0, 2.0, 3.0]) == pytest.approx(1.0)
+    assert captions.slope([0.9, 0.7, 0.5, 0.3]) == pytest.approx(-0.2)
+    assert captions.slope([0.5]) == 0.0
+
+
+def test_nearest_neighbour_agreement_perfect_and_chance():
+    labels = np.repeat(np.arange(4), 10)
+    clustered = np.eye(4)[labels]  # every subtype one path: its neighbours are its own
+    assert captions.nearest_neighbour_agreement(clustered, labels) == 1.0
+    same = np.ones((40, 5))  # every question the same path: all tied, accuracy = chance
+    assert captions.nearest_neighbour_agreement(same, labels) == pytest.approx(
+        captions.chance_agreement(labels)
+    )
+    assert captions.chance_agreement(labels) == pytest.approx(4 * 10 * 9 / (40 * 39))
+
+
+def test_nearest_neighbour_does_not_depend_on_row_order():
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 2, (60, 6)).astype(float)  # binary paths: many ties
+    labels = rng.integers(0, 3, 60)
+    perm = rng.permutation(60)
+    a = captions.nearest_neighbour_agreement(x, labels)
+    b = captions.nearest_neighbour_agreement(x[perm], labels[perm])
+    assert a == pytest.approx(b)
+
+
+def _paths_separating_in_later_stages(seed=0):
+    """3 stages of 8 gates; subtype information in the gates grows with the stage."""
+    rng = np.random.default_rng(seed)
+    subtypes = np.repeat(np.arange(5), 40)
+    stages = []
+    for noise in (0.5, 0.25, 0.0):  # probability that a gate is random instead of the code
+        code = rng.integers(0, 2, (5, 8))[subtypes]
+        flip = rng.random(code.shape) < noise
+        stages.append(np.where(flip, rng.integers(0, 2, code.shape), code))
+    paths = np.concatenate(stages, axis=1).astype(np.float32)
+    return paths, [8, 8, 8], [1, 2, 3], subtypes
+
+
+def test_subtype_separation_grows_when_the_paths_do():
+    paths, sizes, stages, subtypes = _paths_separating_in_later_stages()
+    frame = captions.subtype_separation(paths, sizes, stages, subtypes, per_subtype=40)
+    assert list(frame.index) == [1, 2, 3]
+    acc = frame["nn_accuracy"].to_numpy()
+    assert acc[0] < acc[1] < acc[2]
+    assert acc[2] == pytest.approx(1.0, abs=0.05)
+    assert (frame["lift"] > 1).all()
+    text = captions.separation_caption(frame)
+    assert "holds" in text and "does not hold" not in text
+
+
+def test_subtype_separation_of_unrelated_paths_is_chance():
+    rng = np.random.default_rng(1)
+    subtypes = np.repeat(np.arange(5), 40)
+    paths = rng.integers(0, 2, (200, 16)).astype(np.float32)
+    frame = captions.subtype_separation(paths, [8, 8], [1, 2], subtypes, per_subtype=40)
+    assert (frame["lift"] < 1.6).all()
+    assert "does not hold" in captions.separation_caption(frame)
+
+
+def test_execution_trend_and_caption():
+    n = 50
+    falling = np.tile(np.array([0.9, 0.8, 0.6, 0.4]), (n, 1))
+    flat = np.full((n, 4), 0.7)
+    t_fall, t_flat = captions.execution_trend(falling), captions.execution_trend(flat)
+    assert t_fall["medians"] == [0.9, 0.8, 0.6, 0.4]
+    assert t_fall["slope_per_layer"] < 0 and t_flat["slope_per_layer"] == pytest.approx(0.0)
+    text = captions.execution_caption({"FRN": t_fall, "BRN": t_flat})
+    assert "FRN: median execution ratio 0.90" in text
+    assert "falls with depth, as the paper reports" in text
+    assert "BRN" in text and "does not fall with depth" in text
