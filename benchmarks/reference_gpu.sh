@@ -4,6 +4,8 @@
 #
 #   MINUTES=6 bash benchmarks/reference_gpu.sh                        # the default presets
 #   MINUTES=6 bash benchmarks/reference_gpu.sh brn_c16 brn_c16_static # or some
+#   MINUTES=3 bash benchmarks/reference_gpu.sh brn_c16@1 brn_c16@2 brn_c16_static@1 ...
+#       # PRESET@SEED: another seed (--seed), into the run folder PRESET_sSEED
 #   CHECK_S=0 DEVICE=cpu MINUTES=0.3 bash benchmarks/reference_gpu.sh brn_c16   # a smoke here
 #
 # 1. device.txt: the machine (GPU, driver, torch, cores).
@@ -18,9 +20,9 @@
 #    for MINUTES of training. Checkpoints every CKPT steps, validation every EVAL_EVERY steps.
 #    A run folder that exists is continued (--resume): the budget is summed over resumes.
 #    DEADLINE_S after the start, runs still going are stopped (their last checkpoint stays).
-# 5. Packs each run folder into $OUT/<preset>.tar.gz (at most 16 MiB each: best.pt is left out
-#    when the folder is larger; checkpoint.pt holds the last weights), plus gpu_check.json, the
-#    log and device.txt: the files the device tool brings back (8 at most).
+# 5. Packs the run folders into one archive in 15 MiB parts ($OUT/runs.tar.gz.partNN), plus
+#    gpu_check.json, the training logs and device.txt: the files the device tool brings back
+#    (8 at most, 16 MiB each).
 #
 # OUT defaults to results/reference; the runs go to $RUNS (default $OUT/runs). Uses
 # `python -m qgmrn.cli` (the console script may not be installed there).
@@ -67,12 +69,18 @@ fi
 echo "[$(elapsed)s] data ready; training ${PRESETS[*]} for $MINUTES min each"
 
 PIDS=()
-for preset in "${PRESETS[@]}"; do
+NAMES=()
+for spec in "${PRESETS[@]}"; do
+    preset=${spec%@*}
+    name=$preset
+    seed_args=()
+    if [ "$spec" != "$preset" ]; then name="${preset}_s${spec#*@}"; seed_args=(--seed "${spec#*@}"); fi
+    NAMES+=("$name")
     "$PYTHON" -m qgmrn.cli train --preset "$preset" --profile demo --data "$DATA" \
-        --out "$RUNS/$preset" --device "$DEVICE" --max-minutes "$MINUTES" --epochs 100000 \
-        --train-source stream --scene-reuse "$REUSE" --workers "$WORKERS" \
+        --out "$RUNS/$name" --device "$DEVICE" --max-minutes "$MINUTES" --epochs 100000 \
+        --train-source stream --scene-reuse "$REUSE" --workers "$WORKERS" "${seed_args[@]}" \
         --eval-every-steps "$EVAL_EVERY" --checkpoint-every-steps "$CKPT" --resume \
-        --no-progress > "$OUT/train_$preset.log" 2>&1 &
+        --no-progress > "$OUT/train_$name.log" 2>&1 &
     PIDS+=($!)
 done
 while :; do
@@ -89,16 +97,11 @@ while :; do
 done
 echo "[$(elapsed)s] training done"
 
-for preset in "${PRESETS[@]}"; do
+DONE=()
+for preset in "${NAMES[@]}"; do
     run="$RUNS/$preset"
     [ -d "$run" ] || continue
-    cp "$OUT/train_$preset.log" "$run/train.log" 2>/dev/null
-    tgz="$OUT/$preset.tar.gz"
-    tar -czf "$tgz" -C "$RUNS" "$preset"
-    if [ "$(stat -c %s "$tgz")" -gt $(( 16 * 1024 * 1024 - 4096 )) ]; then
-        tar -czf "$tgz" -C "$RUNS" --exclude=best.pt "$preset"
-    fi
-    tail -n 3 "$run/train.log"
+    DONE+=("$preset")
     "$PYTHON" - "$run" <<'EOF'
 import json, sys
 from pathlib import Path
@@ -112,6 +115,14 @@ print(run.name, f"steps {train[-1]['step'] if train else 0}",
       "val", [round(v.get("overall", v.get("acc", 0)), 3) for v in vals][-6:])
 EOF
 done
+# one archive of every run folder, in 15 MiB parts (the device tool returns 8 files of 16 MiB
+# at most): here, `cat runs.tar.gz.part* | tar -xz -C results/reference/runs`
+if [ ${#DONE[@]} -gt 0 ]; then
+    tar -czf "$OUT/runs.tar.gz" -C "$RUNS" "${DONE[@]}"
+    split -b 15M -d "$OUT/runs.tar.gz" "$OUT/runs.tar.gz.part"
+    rm "$OUT/runs.tar.gz"
+fi
+cat "$OUT"/train_*.log > "$OUT/train_logs.txt" 2>/dev/null
 rm -f "$OUT"/train_*.log
 ls -la "$OUT"
 echo "[$(elapsed)s] packed"
