@@ -67,6 +67,19 @@ class Family:
         object.__setattr__(self, "subtype", self.template[-1].function)
 
 
+@dataclass(frozen=True)
+class _Spec:
+    """What a family builder returns: a `Family` before it has its index."""
+
+    group: str
+    name: str
+    template: _Template
+    texts: tuple[str, ...]
+    null: tuple[str, ...] = ()
+    distinct: tuple[tuple[int, int], ...] = ()
+    narrowing: tuple[int, ...] = ()
+
+
 class _Template:
     """Builds a template node by node; every method returns the new node's index."""
 
@@ -135,7 +148,7 @@ def _hop_chain(t: _Template, hops: int) -> tuple[int, str, str]:
     return node, text, suffix
 
 
-def _hop_families(group: str, hops: int) -> list[tuple]:
+def _hop_families(group: str, hops: int) -> list[_Spec]:
     """count, exist and the four queries over the things `hops` relations from an anchor."""
     out = []
 
@@ -151,7 +164,7 @@ def _hop_families(group: str, hops: int) -> list[tuple]:
     t.add("count", node)
     where_sp = f" {where}" if where else ""
     out.append(
-        (
+        _Spec(
             group,
             "count",
             t,
@@ -167,7 +180,7 @@ def _hop_families(group: str, hops: int) -> list[tuple]:
     t, node, s, where = target()
     t.add("exist", node)
     out.append(
-        (
+        _Spec(
             group,
             "exist",
             t,
@@ -186,7 +199,7 @@ def _hop_families(group: str, hops: int) -> list[tuple]:
         x = f"the {_np(s)} that is {where}" if where else f"the {_np(s)}"
         intro = f"a {_np(s)} {where}" if where else None
         out.append(
-            (
+            _Spec(
                 group,
                 f"query_{attr}",
                 t,
@@ -198,7 +211,7 @@ def _hop_families(group: str, hops: int) -> list[tuple]:
     return out
 
 
-def _single_and() -> list[tuple]:
+def _single_and() -> list[_Spec]:
     """Things that are both <R> one object and <R2> another: count and the four queries."""
     out = []
 
@@ -212,7 +225,7 @@ def _single_and() -> list[tuple]:
     t, node, a, b = target()
     t.add("count", node)
     out.append(
-        (
+        _Spec(
             "single_and",
             "count",
             t,
@@ -230,7 +243,7 @@ def _single_and() -> list[tuple]:
         t.add(f"query_{attr}", t.add("unique", node))
         x = f"the {_np('3')} that is both {both_text}"
         out.append(
-            (
+            _Spec(
                 "single_and",
                 f"query_{attr}",
                 t,
@@ -242,7 +255,7 @@ def _single_and() -> list[tuple]:
     return out
 
 
-def _single_or() -> list[tuple]:
+def _single_or() -> list[_Spec]:
     """Counts of a union of two sets, each plain or through a relation, optionally narrowed."""
     out = []
     # operand kinds: (plain, plain), (related, plain), (plain, related), (related, related)
@@ -289,7 +302,7 @@ def _single_or() -> list[tuple]:
                 + "count_"
                 + "".join("r" if rel else "p" for rel in (left_rel, right_rel))
             )
-            out.append(("single_or", name, t, texts, null, ((ops[0], ops[1]),), narrowing))
+            out.append(_Spec("single_or", name, t, texts, null, ((ops[0], ops[1]),), narrowing))
     return out
 
 
@@ -302,7 +315,7 @@ _SAME_TEXTS: dict[str, tuple[str, str]] = {
 }
 
 
-def _same_relate() -> list[tuple]:
+def _same_relate() -> list[_Spec]:
     """Objects sharing an attribute with a reference object (same_*): 7 families per attribute."""
     out = []
     ref = f"the {_np('')}"
@@ -318,7 +331,7 @@ def _same_relate() -> list[tuple]:
         t, node = start(False)
         t.add("exist", node)
         out.append(
-            (
+            _Spec(
                 "same_relate",
                 f"same_{attr}.exist",
                 t,
@@ -334,7 +347,7 @@ def _same_relate() -> list[tuple]:
         t, node = start(True)
         t.add("exist", node)
         out.append(
-            (
+            _Spec(
                 "same_relate",
                 f"same_{attr}.exist_filtered",
                 t,
@@ -350,7 +363,7 @@ def _same_relate() -> list[tuple]:
         t, node = start(False)
         t.add("count", node)
         out.append(
-            (
+            _Spec(
                 "same_relate",
                 f"same_{attr}.count",
                 t,
@@ -366,7 +379,7 @@ def _same_relate() -> list[tuple]:
         t, node = start(True)
         t.add("count", node)
         out.append(
-            (
+            _Spec(
                 "same_relate",
                 f"same_{attr}.count_filtered",
                 t,
@@ -386,7 +399,7 @@ def _same_relate() -> list[tuple]:
             t.add(f"query_{other}", t.add("unique", node))
             x = f"the other {_np('2')} that is {adj} {ref}"
             out.append(
-                (
+                _Spec(
                     "same_relate",
                     f"same_{attr}.query_{other}",
                     t,
@@ -428,7 +441,7 @@ _EQUAL_IT: dict[str, str] = {
 }
 
 
-def _comparison() -> list[tuple]:
+def _comparison() -> list[_Spec]:
     """equal_<attr> of two uniquely described objects, each directly or through a relation."""
     out = []
     for attr in ATTRS:
@@ -458,7 +471,7 @@ def _comparison() -> list[tuple]:
             texts = tuple(x.format(a=a, b=b) for x in _EQUAL_TEXTS[attr])
             texts += (f"There is {a_intro}; " + _EQUAL_IT[attr].format(b=b),)
             name = f"equal_{attr}_" + "".join("r" if x else "p" for x in (left_rel, right_rel))
-            out.append(("comparison", name, t, texts, tuple(null), ((objs[0], objs[1]),)))
+            out.append(_Spec("comparison", name, t, texts, tuple(null), ((objs[0], objs[1]),)))
     return out
 
 
@@ -481,7 +494,7 @@ _INTEGER_TEXTS: dict[str, tuple[str, ...]] = {
 }
 
 
-def _compare_integer() -> list[tuple]:
+def _compare_integer() -> list[_Spec]:
     """equal_integer / less_than / greater_than of two counts, plain or through relations."""
     out = []
     for function, variants in _INTEGER_TEXTS.items():
@@ -498,31 +511,28 @@ def _compare_integer() -> list[tuple]:
             t.add(function, t.add("count", sets[0]), t.add("count", sets[1]))
             texts = tuple(x.format(a=descs[0], b=descs[1]) for x in variants)
             name = f"{function}_" + "".join("r" if x else "p" for x in (left_rel, right_rel))
-            out.append(("compare_integer", name, t, texts, (), ((sets[0], sets[1]),)))
+            out.append(_Spec("compare_integer", name, t, texts, (), ((sets[0], sets[1]),)))
     return out
 
 
 def _build() -> tuple[Family, ...]:
-    specs: list[tuple] = []
+    specs: list[_Spec] = []
     for hops, group in enumerate(GROUPS[:4]):
         specs += _hop_families(group, hops)
     specs += _single_and() + _single_or() + _same_relate() + _comparison() + _compare_integer()
-    families = []
-    for index, spec in enumerate(specs):
-        group, name, t, texts, null, distinct, *rest = spec
-        families.append(
-            Family(
-                index=index,
-                group=group,
-                name=f"{group}.{name}",
-                template=tuple(t.nodes),
-                texts=tuple(texts),
-                null=frozenset(null),
-                distinct=tuple(distinct),
-                narrowing=tuple(rest[0]) if rest else (),
-            )
+    return tuple(
+        Family(
+            index=index,
+            group=spec.group,
+            name=f"{spec.group}.{spec.name}",
+            template=tuple(spec.template.nodes),
+            texts=tuple(spec.texts),
+            null=frozenset(spec.null),
+            distinct=tuple(spec.distinct),
+            narrowing=tuple(spec.narrowing),
         )
-    return tuple(families)
+        for index, spec in enumerate(specs)
+    )
 
 
 FAMILIES: tuple[Family, ...] = _build()
