@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from torch import nn
 
 from qgmrn.nn.blocks import NormLayer, RoutedBottleneck
-from qgmrn.nn.routable import RoutedResNet, init_like_torchvision
+from qgmrn.nn.routable import RoutedResNet, build_trunk
 
 
 def branch_width(width: int, cardinality: int, bottleneck_ratio: int) -> int:
@@ -53,35 +53,17 @@ def brn_backbone(
     third_norm_layer: NormLayer | None = None,
 ) -> RoutedResNet:
     """A routed ResNeXt trunk of `RoutedBottleneck`s with torchvision names and init."""
-    conv1 = nn.Conv2d(3, stem_width, kernel_size=7, stride=2, padding=3, bias=False)
-    maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1) if stem_pool else nn.Identity()
-    stages, inplanes = [], stem_width
-    for i, (depth, outplanes) in enumerate(zip(depths, widths, strict=True)):
-        stride = 1 if i == 0 else 2
-        blocks = []
-        for j in range(depth):
-            s = stride if j == 0 else 1
-            downsample = None
-            if s != 1 or inplanes != outplanes:  # as torchvision: 1x1 conv + norm
-                downsample = nn.Sequential(
-                    nn.Conv2d(inplanes, outplanes, 1, stride=s, bias=False),
-                    norm_layer(outplanes),
-                )
-            width = branch_width(outplanes, cardinality, bottleneck_ratio)
-            blocks.append(
-                RoutedBottleneck(
-                    inplanes,
-                    width,
-                    outplanes,
-                    stride=s,
-                    downsample=downsample,
-                    groups=cardinality,
-                    norm_layer=norm_layer,
-                    third_norm_layer=third_norm_layer,
-                )
-            )
-            inplanes = outplanes
-        stages.append(blocks)
-    trunk = RoutedResNet(conv1, norm_layer(stem_width), maxpool, stages)
-    init_like_torchvision(trunk)
-    return trunk
+
+    def block(inplanes: int, outplanes: int, stride: int, downsample) -> RoutedBottleneck:
+        return RoutedBottleneck(
+            inplanes,
+            branch_width(outplanes, cardinality, bottleneck_ratio),
+            outplanes,
+            stride=stride,
+            downsample=downsample,
+            groups=cardinality,
+            norm_layer=norm_layer,
+            third_norm_layer=third_norm_layer,
+        )
+
+    return build_trunk(depths, widths, stem_width, stem_pool, norm_layer, block)

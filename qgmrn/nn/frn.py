@@ -17,7 +17,7 @@ import torchvision
 from torch import nn
 
 from qgmrn.nn.blocks import NormLayer, RoutedBasicBlock
-from qgmrn.nn.routable import RoutedResNet, init_like_torchvision, make_routable
+from qgmrn.nn.routable import RoutedResNet, build_trunk, make_routable
 
 RESNET34_DEPTHS = (3, 4, 6, 3)
 RESNET34_WIDTHS = (64, 128, 256, 512)
@@ -35,22 +35,8 @@ def frn_backbone(
     is_resnet34 = (depths, widths, stem_width) == (RESNET34_DEPTHS, RESNET34_WIDTHS, 64)
     if is_resnet34 and stem_pool and norm_layer is nn.BatchNorm2d:
         return make_routable(torchvision.models.resnet34(weights=None), "filter")
-    conv1 = nn.Conv2d(3, stem_width, kernel_size=7, stride=2, padding=3, bias=False)
-    maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1) if stem_pool else nn.Identity()
-    stages, inplanes = [], stem_width
-    for i, (depth, planes) in enumerate(zip(depths, widths, strict=True)):
-        stride = 1 if i == 0 else 2
-        blocks = []
-        for j in range(depth):
-            s = stride if j == 0 else 1
-            downsample = None
-            if s != 1 or inplanes != planes:  # as torchvision: 1x1 conv + norm on the shortcut
-                downsample = nn.Sequential(
-                    nn.Conv2d(inplanes, planes, 1, stride=s, bias=False), norm_layer(planes)
-                )
-            blocks.append(RoutedBasicBlock(inplanes, planes, s, downsample, norm_layer))
-            inplanes = planes
-        stages.append(blocks)
-    trunk = RoutedResNet(conv1, norm_layer(stem_width), maxpool, stages)
-    init_like_torchvision(trunk)
-    return trunk
+
+    def block(inplanes: int, planes: int, stride: int, downsample) -> RoutedBasicBlock:
+        return RoutedBasicBlock(inplanes, planes, stride, downsample, norm_layer)
+
+    return build_trunk(depths, widths, stem_width, stem_pool, norm_layer, block)

@@ -8,7 +8,7 @@ Dimensions: B batch, C channels, H height, W width, L routed layers, M_l gates o
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from torch import Tensor, nn
 from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
@@ -91,6 +91,43 @@ def make_routable(model: ResNet, granularity: str = "filter") -> RoutedResNet:
             blocks.append(_ROUTED[key].from_torchvision(block))
         stages.append(blocks)
     return RoutedResNet(model.conv1, model.bn1, model.maxpool, stages)
+
+
+# (inplanes, outplanes, stride, downsample) -> a block
+BlockFactory = Callable[[int, int, int, "nn.Module | None"], nn.Module]
+
+
+def build_trunk(
+    depths: Sequence[int],
+    widths: Sequence[int],
+    stem_width: int,
+    stem_pool: bool,
+    norm_layer: Callable[[int], nn.Module],
+    make_block: BlockFactory,
+) -> RoutedResNet:
+    """torchvision's ResNet layout, shared by the BRN and the FRN trunks: a 7x7/2 stem conv and
+    norm (and a 3x3/2 max pool when `stem_pool`), then one stage per (depth, width) whose first
+    block strides by 2 (but in the first stage) and gets a 1x1 conv + norm shortcut when the
+    shape changes, torchvision's names and init. `make_block` makes each block."""
+    conv1 = nn.Conv2d(3, stem_width, kernel_size=7, stride=2, padding=3, bias=False)
+    maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1) if stem_pool else nn.Identity()
+    stages, inplanes = [], stem_width
+    for i, (depth, outplanes) in enumerate(zip(depths, widths, strict=True)):
+        blocks = []
+        for j in range(depth):
+            stride = 2 if i > 0 and j == 0 else 1
+            downsample = None
+            if stride != 1 or inplanes != outplanes:  # as torchvision: 1x1 conv + norm
+                downsample = nn.Sequential(
+                    nn.Conv2d(inplanes, outplanes, 1, stride=stride, bias=False),
+                    norm_layer(outplanes),
+                )
+            blocks.append(make_block(inplanes, outplanes, stride, downsample))
+            inplanes = outplanes
+        stages.append(blocks)
+    trunk = RoutedResNet(conv1, norm_layer(stem_width), maxpool, stages)
+    init_like_torchvision(trunk)
+    return trunk
 
 
 def init_like_torchvision(module: nn.Module) -> None:
