@@ -12,21 +12,29 @@ pickled code:
 - ``config``: the `ExperimentConfig` as JSON text, ``vocab``: the vocabulary as JSON text
 
 `load_checkpoint` refuses a checkpoint whose model configuration, data preprocessing or
-vocabulary differ from the run's, naming the file and the fields that differ.
+vocabulary differ from the run's, naming the file and the fields that differ. `read_checkpoint`
+refuses, without running any of it, a file holding pickled objects other than tensors and
+primitives (``weights_only=True`` stops at the first unknown global, which the message names),
+a truncated or foreign file, and one whose fields have the wrong types.
+
+A save that fails on a full disk raises `qgmrn.fileio.DiskFullError` naming the file; the
+previous checkpoint is untouched (the write is atomic) and stays loadable.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import pickle
 import random
+import re
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from qgmrn.fileio import atomic_write
+from qgmrn.fileio import DiskFullError, atomic_write
 
 FORMAT = "qgmrn-checkpoint"
 VERSION = 1
@@ -107,10 +115,21 @@ def unwrap(model: torch.nn.Module) -> torch.nn.Module:
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
     """`torch.save` atomically and durably (`qgmrn.fileio.atomic_write`, with fsync).
 
-    A reader (or a run killed mid-write) sees either the old file or the complete new one.
+    A reader (or a run killed mid-write) sees either the old file or the complete new one. A
+    full disk raises `DiskFullError` saying so, with the old file unchanged.
     """
-    with atomic_write(path, "wb") as f:
-        torch.save(obj, f)
+    try:
+        with atomic_write(path, "wb") as f:
+            torch.save(obj, f)
+    except DiskFullError as e:
+        name = Path(path).name
+        raise DiskFullError(
+            path,
+            e.errno,
+            advice=f"The previous {name}, if there was one, is intact and loadable. Free some "
+            f"space on the disk holding {Path(path).parent} (or train into another folder), then "
+            "continue the run with `qgmrn train ... --resume`.",
+        ) from e
 
 
 def vocab_to_json(vocab) -> str:
@@ -208,25 +227,86 @@ def vocab_differences(saved: dict, current: dict) -> list[str]:
     return diffs
 
 
+_USE_OURS = (
+    "use a checkpoint.pt or best.pt written by `qgmrn train` (or train afresh, without --resume)"
+)
+_MISSING = object()
+_MISMATCH_ADVICE = (
+    "Resume with the settings and data the run was started with, or train the new settings into "
+    "another folder (or without --resume, which starts this folder afresh)."
+)
+# field -> the types a checkpoint written by `make_checkpoint` holds there
+_FIELD_TYPES: dict[str, tuple[type, ...]] = {
+    "model": (dict,),
+    "optimizer": (dict, type(None)),
+    "step": (int,),
+    "epoch": (int,),
+    "batch_in_epoch": (int,),
+    "best_val_acc": (float, int, type(None)),
+    "rng": (dict,),
+    "config": (str,),
+    "vocab": (str,),
+    "extra": (dict,),
+}
+
+
+def _refusal(path: Path, e: Exception) -> CheckpointError:
+    """The CheckpointError for a file `torch.load(weights_only=True)` could not read."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(e))  # torch colours part of its message
+    found = re.search(r"GLOBAL ([\w.]+)", text)
+    if found:  # weights_only met a class or function to import: never done, never run
+        return CheckpointError(
+            f"{path}: refused: it holds pickled Python objects (first found: {found.group(1)}) "
+            "besides tensors and plain values. A qgmrn checkpoint never does, so this file was "
+            "not written by qgmrn or has been altered, and unpickling it could run arbitrary "
+            f"code; nothing of it was executed or loaded. {_USE_OURS[0].upper()}{_USE_OURS[1:]}."
+        )
+    if isinstance(e, pickle.UnpicklingError):  # torch's text only says how to bypass the check
+        why = "not a torch zip checkpoint"
+    else:
+        why = f"{type(e).__name__}: {text.splitlines()[0] if text else ''}"
+    return CheckpointError(
+        f"{path}: not a readable qgmrn checkpoint ({why}); the file is truncated, damaged "
+        f"(copied while being written?) or something else: {_USE_OURS}"
+    )
+
+
 def read_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[str, Any]:
-    """Load a checkpoint file safely (weights_only); CheckpointError if it is not one of ours."""
+    """Load a checkpoint file safely (weights_only); CheckpointError if it is not one of ours.
+
+    Refused, with a message saying what to do: a missing, truncated or foreign file, one
+    holding pickled objects (never executed: ``weights_only=True``), another format version,
+    or one whose fields have the wrong types.
+    """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # truncated, garbage, or holding objects weights_only refuses
-        raise CheckpointError(
-            f"{path}: not a readable qgmrn checkpoint ({type(e).__name__}: "
-            f"{str(e).splitlines()[0] if str(e) else ''})"
-        ) from e
+        raise _refusal(path, e) from e
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
-        raise CheckpointError(f"{path}: not a qgmrn checkpoint (no format={FORMAT!r} marker)")
+        raise CheckpointError(
+            f"{path}: not a qgmrn checkpoint (no format={FORMAT!r} marker; a plain torch file?): "
+            f"{_USE_OURS}"
+        )
     if ckpt.get("version") != VERSION:
         raise CheckpointError(
             f"{path}: checkpoint version {ckpt.get('version')} is not supported (expected "
-            f"{VERSION})"
+            f"{VERSION}): {_USE_OURS}"
         )
+    for field, types in _FIELD_TYPES.items():
+        value = ckpt.get(field, _MISSING)
+        ok = value is not _MISSING and isinstance(value, types)
+        ok = ok and not (isinstance(value, bool) and bool not in types)
+        if ok and field == "model":
+            ok = all(isinstance(k, str) and torch.is_tensor(v) for k, v in value.items())
+        if not ok:
+            raise CheckpointError(
+                f"{path}: checkpoint field {field!r} "
+                + ("is missing" if value is _MISSING else f"holds {type(value).__name__}")
+                + f", not what qgmrn writes there (damaged or edited?): {_USE_OURS}"
+            )
     return ckpt
 
 
@@ -250,11 +330,14 @@ def load_checkpoint(
             raise CheckpointError(
                 f"{path}: checkpoint was made with a different configuration:\n  "
                 + "\n  ".join(diffs)
+                + f"\n{_MISMATCH_ADVICE}"
             )
     if vocab_json is not None:
         diffs = vocab_differences(json.loads(ckpt["vocab"]), json.loads(vocab_json))
         if diffs:
             raise CheckpointError(
-                f"{path}: checkpoint was made with a different vocabulary:\n  " + "\n  ".join(diffs)
+                f"{path}: checkpoint was made with a different vocabulary:\n  "
+                + "\n  ".join(diffs)
+                + f"\n{_MISMATCH_ADVICE}"
             )
     return ckpt

@@ -37,7 +37,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from qgmrn import checkpoint as ckpt
-from qgmrn import clevr, losses
+from qgmrn import clevr, losses, runlock
 from qgmrn import distributed as qdist
 from qgmrn.config import ExperimentConfig, config_to_json
 from qgmrn.data.dataset import ClevrQuestions
@@ -51,7 +51,7 @@ from qgmrn.evaluate import (
     save_routing_paths,
     scores,
 )
-from qgmrn.fileio import atomic_write_json
+from qgmrn.fileio import atomic_write_json, atomic_write_text
 from qgmrn.model import build_model, set_tau
 from qgmrn.runtime import (
     autocast,
@@ -123,7 +123,10 @@ def fit(
     t_start = time.monotonic()
     info = qdist.setup(torch.device(device).type)
     threads = torch.get_num_threads()
+    lock = None
     try:
+        if info.is_main:  # one training per run folder: a second one is refused, naming this
+            lock = runlock.acquire(out_dir)
         data_dir = Path(data_dir if data_dir is not None else cfg.data.data_dir)
         # config.json records the data set actually used (not part of the resume check)
         cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, data_dir=str(data_dir)))
@@ -171,6 +174,8 @@ def fit(
             "eval": result,
         }
     finally:
+        if lock is not None:
+            lock.release()
         torch.set_num_threads(threads)
         qdist.teardown(info)
 
@@ -323,7 +328,7 @@ def prepare_run_dir(
     out_dir.mkdir(parents=True, exist_ok=True)
     for tmp in out_dir.glob(".*.tmp*"):  # left by a run killed while writing a file
         tmp.unlink(missing_ok=True)
-    (out_dir / "config.json").write_text(data.config_json + "\n")
+    atomic_write_text(out_dir / "config.json", data.config_json + "\n", fsync=False)
     data.vocab.save(out_dir / "vocab.json")
     if restored is not None:
         _truncate_metrics(out_dir / "metrics.jsonl", restored["step"])
@@ -344,7 +349,7 @@ def _truncate_metrics(path: Path, last_step: int) -> None:
             continue
         if int(row.get("step", 0)) <= last_step:
             keep.append(line)
-    path.write_text("".join(line + "\n" for line in keep))
+    atomic_write_text(path, "".join(line + "\n" for line in keep), fsync=False)
 
 
 # --------------------------------------------------------------------------------------------

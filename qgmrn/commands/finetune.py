@@ -31,7 +31,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from qgmrn.checkpoint import CheckpointError
+    from qgmrn.fileio import DiskFullError
     from qgmrn.finetune import finetune
+    from qgmrn.runlock import RunLockedError
     from qgmrn.train import NonFiniteLossError
 
     try:
@@ -49,7 +51,13 @@ def run(args: argparse.Namespace) -> int:
             resume=args.resume,
             progress=not args.no_progress,
         )
-    except (CheckpointError, NonFiniteLossError, FileNotFoundError) as e:
+    except (
+        CheckpointError,
+        NonFiniteLossError,
+        FileNotFoundError,
+        RunLockedError,
+        DiskFullError,
+    ) as e:
         print(f"qgmrn finetune: error: {e}")
         return 1
     ev = result["eval"]

@@ -97,6 +97,8 @@ def build_config(args: argparse.Namespace):
 
 def run(args: argparse.Namespace) -> int:
     from qgmrn.checkpoint import CheckpointError
+    from qgmrn.fileio import DiskFullError
+    from qgmrn.runlock import RunLockedError
     from qgmrn.train import NonFiniteLossError, fit
 
     cfg = build_config(args)
@@ -111,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
             progress=not args.no_progress,
             max_steps=args.max_steps,
         )
-    except (CheckpointError, NonFiniteLossError) as e:
+    except (CheckpointError, NonFiniteLossError, RunLockedError, DiskFullError) as e:
         print(f"qgmrn train: error: {e}")
         return 1
     ev = result["eval"]

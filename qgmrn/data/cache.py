@@ -14,6 +14,13 @@ before it is recorded in `{split}_{H}x{W}.progress.json`. A killed run skips the
 redoes the rest; decoding is deterministic, so the result is byte-identical to an uninterrupted run.
 The index records a fingerprint of the source files (name, size, mtime); a cache whose images have
 changed since (a regenerated mini-CLEVR) is rebuilt by `build_cache` and refused by `open_cache`.
+A killed build leaves no file that changes the rerun's output: the temporary files of its JSON
+writes and a leftover progress file are removed by the rerun.
+
+`open_cache` checks the index against the request and against itself before mapping the array
+(format, version, split, size, shape, names and indices of the rows), so an index edited by hand
+or a cache copied from elsewhere, or built at another image size and renamed, is refused with a
+message saying to rebuild it (`qgmrn prepare`), instead of feeding the model the wrong pixels.
 
 RGBA -> RGB drops the alpha channel (CLEVR's alpha is opaque); resizing is PIL bilinear, which
 widens its kernel when downscaling (antialiased).
@@ -34,7 +41,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 from tqdm.auto import tqdm
 
-from qgmrn.fileio import atomic_write_json
+from qgmrn.fileio import atomic_write_json, remove_temp_files
 
 FORMAT = "qgmrn-image-cache"
 VERSION = 1
@@ -160,11 +167,20 @@ def build_cache(
     if len(paths) != n:  # a subset: name the rows that hold images
         index["indices"] = indices
     old = _read_json(index_path)
-    same = isinstance(old, dict) and {k: old.get(k) for k in index} == index and npy.exists()
+    same = (  # every field but "complete" as this build would write it (no field added)
+        isinstance(old, dict)
+        and {k: v for k, v in old.items() if k != "complete"} == index
+        and npy.exists()
+    )
+    # what a build killed at any moment can leave: temporary JSON files, a progress file
+    leftovers = [index_path.name, progress_path.name]
     if same and old.get("complete"):
+        progress_path.unlink(missing_ok=True)  # killed after the last index write
+        remove_temp_files(npy.parent, leftovers)
         return npy
 
     npy.parent.mkdir(parents=True, exist_ok=True)
+    remove_temp_files(npy.parent, leftovers)
     done: set[int] = set()
     if same:
         prog = _read_json(progress_path)
@@ -174,7 +190,7 @@ def build_cache(
             arr = np.load(npy, mmap_mode="r")
             ok = arr.shape == (n, h, w, 3) and arr.dtype == np.uint8
             del arr
-        except (OSError, ValueError):
+        except (OSError, ValueError, EOFError):  # EOFError: killed before the header was written
             ok = False
         if not ok:
             same, done = False, set()
@@ -238,7 +254,19 @@ def open_cache(
     hint = f"run `qgmrn prepare {data_dir} --size {h} {w} --splits {split}`"
     index = _read_json(index_path)
     if not isinstance(index, dict) or not npy.exists():
+        if index_path.exists() and npy.exists():
+            raise ImageCacheError(
+                f"image cache index {index_path} is not readable JSON (damaged or edited); "
+                f"{hint} to rebuild the cache"
+            )
         raise ImageCacheError(f"no image cache {npy} for split {split!r} at {h}x{w}; {hint}")
+    problem = index_problem(index, split, (h, w))
+    if problem:
+        raise ImageCacheError(
+            f"image cache index {index_path} does not describe a {h}x{w} cache of split "
+            f"{split!r}: {problem} (edited, damaged, or a cache from elsewhere); {hint} to "
+            "rebuild it"
+        )
     if not index.get("complete"):
         raise ImageCacheError(f"image cache {npy} is incomplete (interrupted build?); {hint}")
     if verify and (Path(data_dir) / "images" / split).is_dir():
@@ -252,10 +280,53 @@ def open_cache(
                 f"image cache {npy} was built from other images than those now in "
                 f"{Path(data_dir) / 'images' / split}; {hint}"
             )
-    arr = np.load(npy, mmap_mode="r")
+    try:
+        arr = np.load(npy, mmap_mode="r")
+    except (OSError, ValueError, EOFError) as e:
+        raise ImageCacheError(f"image cache {npy} is not a readable .npy file ({e}); {hint}") from e
     if arr.shape != tuple(index["shape"]) or arr.dtype != np.uint8:
-        raise ImageCacheError(f"image cache {npy} has shape {arr.shape}, not {index['shape']}")
+        raise ImageCacheError(
+            f"image cache {npy} holds {arr.dtype} {arr.shape}, not the uint8 "
+            f"{tuple(index['shape'])} its index {index_path.name} describes; {hint} to rebuild it"
+        )
     return arr
+
+
+def index_problem(index: dict, split: str, size: Sequence[int]) -> str | None:
+    """What is wrong with a cache index for `split` at `size = (H, W)`, or None.
+
+    Checks the index against the request and against itself (the rows it names and the
+    file names of those rows), as `build_cache` writes it.
+    """
+    h, w = (int(s) for s in size)
+    expect = {"format": FORMAT, "version": VERSION, "split": split, "size": [h, w]}
+    expect["dtype"] = "uint8"
+    for key, want in expect.items():
+        if index.get(key) != want:
+            return f"{key} is {index.get(key)!r}, expected {want!r}"
+    shape, count, names = index.get("shape"), index.get("count"), index.get("filenames")
+    if not (isinstance(shape, list) and len(shape) == 4 and shape[1:] == [h, w, 3]):
+        return f"shape is {shape!r}, expected [N, {h}, {w}, 3]"
+    n = shape[0]
+    if not (isinstance(n, int) and n >= 1 and isinstance(count, int) and 1 <= count <= n):
+        return f"shape {shape!r} and count {count!r} do not agree"
+    if not (isinstance(names, list) and len(names) == count):
+        return f"its file names do not list {count} images"
+    rows = index.get("indices", list(range(n)) if count == n else None)
+    if not (
+        isinstance(rows, list)
+        and len(rows) == count
+        and all(isinstance(i, int) for i in rows)
+        and all(0 <= a < b for a, b in zip(rows, rows[1:], strict=False))
+        and (not rows or (rows[0] >= 0 and rows[-1] < n))
+    ):
+        return f"its row indices do not fit {count} images in {n} rows"
+    pattern = _name_re(split)
+    for name, row in zip(names, rows, strict=True):
+        m = pattern.fullmatch(str(name))
+        if m is None or int(m.group(1)) != row:
+            return f"file {name!r} is listed at row {row}"
+    return None
 
 
 def cached_image_indices(

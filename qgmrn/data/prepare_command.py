@@ -34,6 +34,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from qgmrn.data.cache import ImageCacheError, build_cache
+    from qgmrn.fileio import DiskFullError, disk_full_error
 
     data_dir = Path(args.data_dir)
     splits = args.splits
@@ -56,6 +57,14 @@ def run(args: argparse.Namespace) -> int:
             )
         except (FileNotFoundError, ImageCacheError) as e:
             print(f"qgmrn prepare: {e}", file=sys.stderr)
+            return 1
+        except OSError as e:
+            full = disk_full_error(e)
+            if full is None:
+                raise
+            if not isinstance(e, DiskFullError):
+                e = DiskFullError(full.filename or args.cache_dir or data_dir / "cache", full.errno)
+            print(f"qgmrn prepare: {e} (the rerun continues where it stopped)", file=sys.stderr)
             return 1
         print(f"{split}: {path}")
     return 0

@@ -85,6 +85,20 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"qgmrn generate: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:
+        from qgmrn.fileio import DiskFullError, disk_full_error
+
+        full = disk_full_error(exc)
+        if full is None:
+            raise
+        if not isinstance(exc, DiskFullError):
+            exc = DiskFullError(full.filename or args.out_dir, full.errno)
+        print(
+            f"qgmrn generate: {exc} (the rerun rewrites every file: the result is as if nothing "
+            "had stopped it)",
+            file=sys.stderr,
+        )
+        return 1
     splits = {
         s: {k: v for k, v in e.items() if k != "answers_by_type"}
         for s, e in summary["splits"].items()
