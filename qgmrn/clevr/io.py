@@ -19,9 +19,11 @@ JSON style.
 
 from __future__ import annotations
 
+import codecs
 import json
 import os
 import re
+import sys
 from collections.abc import Iterable, Mapping
 from itertools import chain
 from pathlib import Path
@@ -69,6 +71,8 @@ _JSON_INT = frozenset({int})
 _ATTRIBUTE_ITEMS = tuple(ATTRIBUTE_VALUES.items())
 _MISSING = object()
 _TYPE_NAMES = {int: "an integer", str: "a string"}
+_INDEX_LIMIT = 2**63  # indices are stored in int64 arrays (qgmrn.data.dataset)
+_FLOAT_MAX = sys.float_info.max  # -max <= x <= max is False for NaN, infinities, huge ints
 
 
 class _Bad(Exception):
@@ -129,6 +133,12 @@ def _read_json(path: PathLike) -> Any:
         else:
             problem = f"not valid JSON at {where}: {exc.msg}"
         raise ClevrFormatError(path, problem) from None
+    except RecursionError:
+        problem = "the JSON is nested too deeply to parse; is this a CLEVR file?"
+        raise ClevrFormatError(path, problem) from None
+    except ValueError as exc:  # an integer literal beyond Python's int-string digit limit
+        problem = str(exc).split(";")[0]
+        raise ClevrFormatError(path, f"a number in the file cannot be read ({problem})") from None
 
 
 def _entries(path: PathLike, data: Any, key: str) -> list:
@@ -174,10 +184,19 @@ def _optional(entry: Mapping, key: str, typ: type) -> None:
         raise _Bad(repr(key), f"expected {_TYPE_NAMES[typ]}, found {_kind(value)} {_short(value)}")
 
 
+def _require_index(entry: Mapping, key: str) -> int:
+    """entry[key], which must be an int in 0 .. 2**63 - 1 (it is stored as an int64)."""
+    value = _require(entry, key, int)
+    if value < 0:
+        raise _Bad(repr(key), f"{value} is negative")
+    if value >= _INDEX_LIMIT:
+        raise _Bad(repr(key), f"{_short(value)} is too large for an index (at most 2**63 - 1)")
+    return value
+
+
 def _check_image(entry: Mapping) -> None:
     """`image_index` a non-negative int, `image_filename` a plain file name (no path)."""
-    if _require(entry, "image_index", int) < 0:
-        raise _Bad("'image_index'", f"{entry['image_index']} is negative")
+    _require_index(entry, "image_index")
     name = _require(entry, "image_filename", str)
     if not name or "/" in name or "\\" in name or name in (".", "..") or "\0" in name:
         raise _Bad(
@@ -325,13 +344,13 @@ def _normalise_question(entry: Any) -> dict:
     if not isinstance(entry, dict):
         raise _Bad(None, f"expected an object, found {_kind(entry)}")
     _require(entry, "question", str)
-    _require(entry, "question_index", int)
+    _require_index(entry, "question_index")
     _check_image(entry)
     _optional(entry, "split", str)
     out = entry
     family = entry.get("question_family_index", _MISSING)
     if family is not _MISSING:
-        if type(family) is not int or family < 0:
+        if type(family) is not int or not 0 <= family < _INDEX_LIMIT:
             raise _Bad("'question_family_index'", f"{_short(family)} is not a family index")
         template = entry.get("template_filename")
         if type(template) is str:  # generator dialect: family index is per template file
@@ -358,14 +377,20 @@ def _normalise_question(entry: Any) -> dict:
 
 
 def _check_triple(value: Any, field: str) -> None:
-    """A list of 3 numbers (fast for JSON lists of int/float; tuples and float subclasses ok)."""
+    """A list of 3 finite numbers (fast for JSON lists of int/float; tuples and float subclasses
+    ok). NaN, infinities and 1e400 parse as floats, so finiteness is checked too."""
     if type(value) is list and len(value) == 3 and _JSON_NUMBERS.issuperset(map(type, value)):
-        return
+        x, y, z = value
+        if -_FLOAT_MAX <= x <= _FLOAT_MAX and -_FLOAT_MAX <= y <= _FLOAT_MAX:
+            if -_FLOAT_MAX <= z <= _FLOAT_MAX:
+                return
     if not isinstance(value, _SEQUENCE_TYPES) or len(value) != 3:
         raise _Bad(field, f"expected a list of 3 numbers, found {_short(value)}")
     for x in value:
         if not isinstance(x, _NUMBER_TYPES) or isinstance(x, bool):
             raise _Bad(field, f"expected a list of 3 numbers, found {_short(value)}")
+        if not -_FLOAT_MAX <= x <= _FLOAT_MAX:
+            raise _Bad(field, f"expected a list of 3 finite numbers, found {_short(value)}")
 
 
 def _check_relation(lists: Any, rel: str, n: int) -> None:
@@ -377,9 +402,12 @@ def _check_relation(lists: Any, rel: str, n: int) -> None:
             and min(flat) >= 0
             and max(flat) < n
             and not any(i in related for i, related in enumerate(lists))
+            and sum(map(len, map(set, lists))) == len(flat)  # no object listed twice
         ):
             return
     where = f"'relationships'.{rel}"
+    if lists is _MISSING:
+        raise _Bad(where, "missing")
     if not isinstance(lists, _SEQUENCE_TYPES) or len(lists) != n:
         raise _Bad(where, f"expected one list per object ({n}), found {_short(lists)}")
     for i, related in enumerate(lists):
@@ -388,6 +416,9 @@ def _check_relation(lists: Any, rel: str, n: int) -> None:
         for j in related:
             if type(j) is not int or not 0 <= j < n or j == i:
                 raise _Bad(f"{where}[{i}]", f"{_short(j)} is not another object's index")
+        if len(set(related)) != len(related):  # relate would return (and count) it twice
+            twice = next(j for j in related if related.count(j) > 1)
+            raise _Bad(f"{where}[{i}]", f"object {twice} is listed twice")
 
 
 def _check_scene(scene: Any) -> None:
@@ -414,6 +445,10 @@ def _check_scene(scene: Any) -> None:
         rotation = obj.get("rotation", 0.0)
         if not isinstance(rotation, _NUMBER_TYPES) or isinstance(rotation, bool):
             raise _Bad(f"'objects'[{k}].rotation", f"expected a number, found {_short(rotation)}")
+        if not -_FLOAT_MAX <= rotation <= _FLOAT_MAX:
+            raise _Bad(
+                f"'objects'[{k}].rotation", f"expected a finite number, found {_short(rotation)}"
+            )
     relationships = scene.get("relationships", _MISSING)
     if not isinstance(relationships, dict):
         raise _Bad(
@@ -502,19 +537,25 @@ def read_info(path: PathLike) -> dict:
     the whole (possibly 100 MB) file; other files are parsed whole.
     """
     with open(path, "rb") as f:
-        head = f.read(1 << 16).decode("utf-8", "ignore").lstrip("\ufeff")
+        head = f.read(1 << 16)
+    try:  # strict, but a character cut at the end of the head is left out, not an error
+        head = codecs.getincrementaldecoder("utf-8-sig")().decode(head, final=False)
+    except UnicodeDecodeError:
+        head = ""  # not UTF-8: the whole-file parse below words the problem
     match = _INFO_HEAD.match(head)
     if match:
         try:
             info, _ = json.JSONDecoder().raw_decode(head, match.end())
-        except json.JSONDecodeError:
-            info = _MISSING  # a longer info block, or a broken file: parse it whole below
+        except (ValueError, RecursionError):  # a longer info block, or a broken file
+            info = _MISSING  # parse it whole below
         if isinstance(info, dict):
             return info
     data = _read_json(path)
     if not isinstance(data, dict):
         raise ClevrFormatError(path, f"expected a JSON object at the top, found {_kind(data)}")
-    info = data.get("info", {})
+    info = data.get("info")
+    if info is None:  # absent, or null (which the loaders accept too)
+        return {}
     if not isinstance(info, dict):
         raise ClevrFormatError(path, f"expected an object, found {_kind(info)}", field="'info'")
     return info

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import reprlib
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -179,22 +180,31 @@ class Vocab:
         """
         path = Path(path)
         try:
-            data = json.loads(path.read_text())
+            data = json.loads(path.read_text(encoding="utf-8"))  # `save` writes UTF-8
         except FileNotFoundError:
             raise
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        except RecursionError:
+            raise VocabFormatError(f"{path}: not a vocabulary (JSON nested too deeply)") from None
+        # ValueError: UnicodeDecodeError, JSONDecodeError, an int beyond the 4300-digit limit
+        except (OSError, ValueError) as e:
             raise VocabFormatError(f"{path}: not a readable JSON vocabulary ({e})") from None
         if not isinstance(data, dict) or "question_token_to_idx" not in data:
             raise VocabFormatError(f"{path}: no 'question_token_to_idx' mapping")
         tokens = _tokens_from_index(path, data["question_token_to_idx"])
         if data.get("format") == FORMAT:
-            if data.get("version") != VERSION:
-                raise VocabFormatError(f"{path}: unsupported version {data.get('version')!r}")
+            version = data.get("version")
+            if type(version) is not int or version != VERSION:  # not True, not 1.0
+                raise VocabFormatError(f"{path}: unsupported version {reprlib.repr(version)}")
             answers = data.get("answers")
             if not isinstance(answers, list) or not all(isinstance(a, str) for a in answers):
                 raise VocabFormatError(f"{path}: 'answers' must be a list of strings")
         elif "answer_token_to_idx" in data:  # tbd-nets / clevr-iep
-            names = set(data["answer_token_to_idx"]) - set(SPECIALS)
+            table = data["answer_token_to_idx"]
+            if not isinstance(table, dict) or not all(type(i) is int for i in table.values()):
+                raise VocabFormatError(
+                    f"{path}: 'answer_token_to_idx' must map strings to integers"
+                )
+            names = set(table) - set(SPECIALS)
             if names != set(ANSWERS):
                 extra, missing = sorted(names - set(ANSWERS)), sorted(set(ANSWERS) - names)
                 raise VocabFormatError(
