@@ -7,6 +7,9 @@ copy it first if a test needs to change files.
 
 from __future__ import annotations
 
+import os
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -41,3 +44,15 @@ def mini_clevr_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("mini-clevr")
     generate_dataset(out, workers=1, progress=False, **MINI_CLEVR)
     return out
+
+
+@pytest.fixture
+def scratch(tmp_path) -> Iterator[Path]:
+    """A folder for the files under test: in RAM (/dev/shm) where there is one, since these
+    tests write and read back thousands of small files; tmp_path otherwise."""
+    shm = Path("/dev/shm")
+    if shm.is_dir() and os.access(shm, os.W_OK):
+        with tempfile.TemporaryDirectory(dir=shm, prefix="qgmrn-fuzz-") as folder:
+            yield Path(folder)
+    else:
+        yield tmp_path

@@ -17,11 +17,8 @@ from __future__ import annotations
 import json
 import os
 import sys
-import tempfile
-from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -311,18 +308,6 @@ def check_read(loader, path, raw: bytes, key: str, kind: str, entry_problems) ->
     assert _canon(got) == _canon(expected[1])
     _event("read")
     return got
-
-
-@pytest.fixture
-def scratch(tmp_path) -> Iterator[Path]:
-    """A folder for the files under test: in RAM (/dev/shm) where there is one, since these
-    tests write and read back thousands of small files; tmp_path otherwise."""
-    shm = Path("/dev/shm")
-    if shm.is_dir() and os.access(shm, os.W_OK):
-        with tempfile.TemporaryDirectory(dir=shm, prefix="qgmrn-fuzz-") as folder:
-            yield Path(folder)
-    else:
-        yield tmp_path
 
 
 # ----------------------------------------------------------------------------- base files

@@ -13,14 +13,10 @@ from __future__ import annotations
 import copy
 import json
 import math
-import os
 import sys
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 from hypothesis import HealthCheck, currently_in_test_context, event, given, settings
 from hypothesis import strategies as st
 
@@ -169,18 +165,6 @@ def _check(path: Path, raw: bytes) -> None:
     assert want is not None, "accepted a wrong vocabulary"
     assert [vocab.idx_to_token, list(vocab.answers)] == want
     _event("read")
-
-
-@pytest.fixture
-def scratch(tmp_path) -> Iterator[Path]:
-    """A folder for the files under test: in RAM (/dev/shm) where there is one, since these
-    tests write and read back hundreds of small files; tmp_path otherwise."""
-    shm = Path("/dev/shm")
-    if shm.is_dir() and os.access(shm, os.W_OK):
-        with tempfile.TemporaryDirectory(dir=shm, prefix="qgmrn-fuzz-") as folder:
-            yield Path(folder)
-    else:
-        yield tmp_path
 
 
 def _sweep_paths(doc: dict) -> list[tuple]:
