@@ -9,8 +9,8 @@ from collections.abc import Sequence
 import matplotlib.pyplot as plt
 import numpy as np
 
+from qgmrn.analysis.inspection import TrainedRun, answer
 from qgmrn.analysis.routing import plot_routing_paths
-from qgmrn.analysis.runs import TrainedRun, answer
 from qgmrn.analysis.saliency import plot_saliency_grid
 
 

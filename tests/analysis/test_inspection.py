@@ -1,0 +1,44 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from qgmrn.analysis import inspection, presets
+from qgmrn.clevr import load_questions
+from qgmrn.data import Vocab
+
+
+@pytest.fixture(scope="module")
+def run(mini_clevr_dir):
+    vocab = Vocab.build(load_questions(mini_clevr_dir / "questions" / "CLEVR_train_questions.json"))
+    return inspection.untrained_model("brn_c16", "smoke", vocab, seed=0)
+
+
+def test_answer_gives_one_row_per_question(run):
+    image = np.random.default_rng(0).integers(0, 256, (3, 32, 48), dtype=np.uint8)
+    questions = ["Is there a red cube?", "How many spheres are there?"]
+    table, out = inspection.answer(run, image, questions)
+    assert list(table["question"]) == questions
+    assert set(table["answer"]) <= set(run.vocab.answers)
+    assert out["gates"].shape == (2, sum(run.model.gate_sizes))
+    assert ((table["gates open"] >= 0) & (table["gates open"] <= 1)).all()
+
+
+def test_block_switch_effects_one_row_per_module(run):
+    image = np.random.default_rng(1).integers(0, 256, (3, 32, 48), dtype=np.uint8)
+    effects = inspection.block_switch_effects(run, image, "Is there a red cube?", layer=0)
+    assert len(effects) == run.model.gate_sizes[0]
+    assert set(effects["gate"]) <= {0, 1}
+    # a branch's share of the block's output: never negative, and some branch matters (a tiny
+    # smoke branch can be all zero after its ReLU, so not every one)
+    assert (effects["change"] >= 0).all() and (effects["change"] > 0).any()
+
+
+def test_preset_tables():
+    gates = presets.model_gate_table(["frn", "brn_c16"], "smoke")
+    assert list(gates.index) == ["frn", "brn_c16"]
+    assert (
+        gates.loc["brn_c16", "gates (sum of M_l)"] == 16 * gates.loc["brn_c16", "routed layers L"]
+    )
+    table = presets.preset_table("smoke")
+    assert table.loc["brn_c16_static", "gate"] == "static"
+    assert pd.isna(table.loc["frn", "cardinality"])
