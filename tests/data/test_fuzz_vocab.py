@@ -209,7 +209,7 @@ def test_every_single_fault_is_read_right_or_refused(scratch):
                 except AssertionError as err:
                     raise AssertionError(f"{path} = {bad!r:.30}: {err}") from None
                 cases += 1
-    assert cases > 300
+    assert cases > 120 * len(BASES)  # ours alone: 260; with the TBD vocabulary too: 549
 
 
 @FUZZ
