@@ -1,16 +1,21 @@
 """Sparse inference (qgmrn.nn.sparse) against the dense masked forward: latency at batch 1 and
-throughput at batch 64, for the routed demo presets, at forced execution ratios.
+throughput at batch 64, for the routed presets at demo size (and at the paper's 224 x 224 size,
+batch 1), at forced execution ratios.
 
 The gates are forced: every module of every layer is open with probability `ratio`, drawn per
 sample (batch 64: the union over the batch is what the sparse path computes, so at batch 64 it
 pays only where whole branches stay closed for the batch, e.g. the per-question paths of a
-trained router that agree within a batch) and per run of the benchmark. Only the routed trunk
-(`RoutedResNet.forward` vs `.forward_sparse`) is timed, eval mode, no grad, one thread by
-default; the median of `--repeats` timings of `--iters` calls each. Writes
-results/bench/sparse.json with the load average at the start (the numbers are only comparable
-with each other when the machine is otherwise idle).
+trained router that agree within a batch). Only the routed trunk (`RoutedResNet.forward` vs
+`.forward_sparse`) is timed, eval mode, no grad, one thread by default. Dense and sparse calls
+are interleaved (`--repeats` rounds of `--iters` calls each) and each row reports the medians,
+so a slow spell of a shared machine hits both alike.
 
-    python benchmarks/bench_sparse.py [--presets brn_c32 brn_c16 frn] [--threads 1]
+Ratio 0 is the floor: every module closed, the trunk still runs its stem, its downsampling
+shortcuts and the third norms. It bounds what skipping can buy (Amdahl): at ratio r the sparse
+trunk cannot beat dense / (floor + r * (dense - floor)), written as `bound` in each row.
+Writes results/bench/sparse.json with the load average at the start.
+
+    python benchmarks/bench_sparse.py [--presets brn_c32 brn_c16 frn] [--paper-presets brn_c32]
 """
 
 from __future__ import annotations
@@ -29,73 +34,95 @@ from qgmrn.fileio import atomic_write_json
 from qgmrn.model import build_model
 
 ROOT = Path(__file__).resolve().parents[1]
-RATIOS = (0.3, 0.5, 0.57, 0.7, 1.0)
+RATIOS = (0.0, 0.3, 0.5, 0.57, 0.7, 1.0)
 
 
-def _time(fn, iters: int, repeats: int) -> float:
-    """Median seconds per call."""
-    fn()
-    times = []
+def _time_pair(dense, sparse, iters: int, repeats: int) -> tuple[float, float, float]:
+    """Median seconds per call of each, and the median of the per-round ratios dense / sparse."""
+    dense(), sparse()
+    d, s = [], []
     for _ in range(repeats):
-        t = time.perf_counter()
-        for _ in range(iters):
-            fn()
-        times.append((time.perf_counter() - t) / iters)
-    return statistics.median(times)
+        for fn, out in ((dense, d), (sparse, s)):
+            t = time.perf_counter()
+            for _ in range(iters):
+                fn()
+            out.append((time.perf_counter() - t) / iters)
+    ratios = [a / b for a, b in zip(d, s, strict=True)]
+    return statistics.median(d), statistics.median(s), statistics.median(ratios)
 
 
-def measure(preset: str, batch: int, ratio: float, iters: int, repeats: int) -> dict:
+def measure(preset: str, profile: str, batch: int, ratios, iters: int, repeats: int) -> list:
     torch.manual_seed(0)
-    cfg = get_config(preset, "demo")
+    cfg = get_config(preset, profile)
     model = build_model(cfg.model, 100, 28).eval()
     H, W = cfg.data.image_size
     x = torch.randn(batch, 3, H, W)
-    gen = torch.Generator().manual_seed(1)
-    gates = [(torch.rand(batch, m, generator=gen) < ratio).float() for m in model.gate_sizes]
     trunk = model.backbone
-    with torch.no_grad():
-        dense = _time(lambda: trunk(x, gates), iters, repeats)
-        sparse = _time(lambda: trunk.forward_sparse(x, gates), iters, repeats)
-    union = float(torch.cat([(g.amax(0) > 0).float() for g in gates]).mean())
-    return {
-        "preset": preset,
-        "batch": batch,
-        "ratio": ratio,
-        "union_open": union,
-        "dense_ms": 1000 * dense,
-        "sparse_ms": 1000 * sparse,
-        "speedup": dense / sparse,
-    }
+    rows = []
+    for ratio in ratios:
+        gen = torch.Generator().manual_seed(1)
+        gates = [(torch.rand(batch, m, generator=gen) < ratio).float() for m in model.gate_sizes]
+        with torch.no_grad():
+            dense, sparse, speedup = _time_pair(
+                lambda g=gates: trunk(x, g),
+                lambda g=gates: trunk.forward_sparse(x, g),
+                iters,
+                repeats,
+            )
+        union = float(torch.cat([(g.amax(0) > 0).float() for g in gates]).mean())
+        rows.append(
+            {
+                "preset": preset,
+                "profile": profile,
+                "image_size": [H, W],
+                "batch": batch,
+                "ratio": ratio,
+                "union_open": union,
+                "dense_ms": 1000 * dense,
+                "sparse_ms": 1000 * sparse,
+                "speedup": speedup,
+            }
+        )
+    floor = rows[0]["sparse_ms"] if rows[0]["ratio"] == 0.0 else None
+    for r in rows:  # the Amdahl bound from the measured floor and the dense time
+        if floor is not None:
+            gated = max(r["dense_ms"] - floor, 0.0)
+            r["bound"] = r["dense_ms"] / (floor + r["union_open"] * gated)
+    return rows
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--presets", nargs="+", default=["brn_c32", "brn_c16", "frn"])
+    p.add_argument("--paper-presets", nargs="*", default=["brn_c32"])
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--iters", type=int, default=5)
-    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--iters", type=int, default=10)
+    p.add_argument("--repeats", type=int, default=7)
     p.add_argument("--out", default=str(ROOT / "results" / "bench" / "sparse.json"))
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     load = os.getloadavg()[0]
+    plan = [(pr, "demo", b) for pr in args.presets for b in (1, 64)]
+    plan += [(pr, "paper", 1) for pr in args.paper_presets]
     rows = []
-    for preset in args.presets:
-        for batch in (1, 64):
-            for ratio in RATIOS:
-                iters = args.iters * (8 if batch == 1 else 1)
-                r = measure(preset, batch, ratio, iters, args.repeats)
-                rows.append(r)
-                print(
-                    f"{preset:8s} batch {batch:2d} ratio {ratio:.2f} "
-                    f"(union {r['union_open']:.2f}): dense {r['dense_ms']:7.2f} ms  "
-                    f"sparse {r['sparse_ms']:7.2f} ms  x{r['speedup']:.2f}",
-                    flush=True,
-                )
+    for preset, profile, batch in plan:
+        iters = max(1, args.iters // (1 if batch == 1 else 5))
+        for r in measure(preset, profile, batch, RATIOS, iters, args.repeats):
+            rows.append(r)
+            bound = f"  bound x{r['bound']:.2f}" if "bound" in r else ""
+            print(
+                f"{preset:8s} {profile:5s} batch {batch:2d} ratio {r['ratio']:.2f} "
+                f"(union {r['union_open']:.2f}): dense {r['dense_ms']:7.2f} ms  "
+                f"sparse {r['sparse_ms']:7.2f} ms  x{r['speedup']:.2f}{bound}",
+                flush=True,
+            )
     atomic_write_json(
         args.out,
         {
             "benchmark": "bench_sparse",
             "threads": args.threads,
+            "iters": args.iters,
+            "repeats": args.repeats,
             "load_average_at_start": load,
             "machine": platform.processor() or platform.machine(),
             "torch": torch.__version__,

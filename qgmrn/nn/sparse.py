@@ -16,15 +16,23 @@ block can compute only the modules some sample of the batch opens, as smaller de
 - A layer whose gates are all closed costs its shortcut only: the BRN block adds bn3 applied to
   zeros (a per-channel constant, computed on a 1x1 map), the FRN block adds nothing.
 
-Slicing a norm is exact only for per-channel affine maps, i.e. BatchNorm in eval mode; a block
-whose bn1/bn2 is anything else, or whose modules are all open, runs densely. Training keeps the
-dense path: a closed module's gate still needs its gradient (straight-through, eq. 12).
+Slicing a norm is exact only for per-channel affine maps, i.e. BatchNorm in eval mode, which is
+folded into the conv before it (once per block, cached until a weight changes): one gather of
+folded rows then slices conv1, conv2 and conv3 together. A block whose bn1/bn2 is anything else
+runs densely. Training keeps the dense path: a closed module's gate still needs its gradient
+(straight-through, eq. 12).
+
+Where it pays (benchmarks/bench_sparse.py, results/bench/sparse.json; docs/speed.md): at batch 1
+on a CPU the demo and paper-sized trunks are bound by per-op dispatch and by their ungated parts
+(stem, downsampling shortcuts, third norms), so the sparse trunk is not faster there; it pays
+where whole layers close (ratio 0: 2.5-7.7x) and, with BatchNorm folded, at batch 64.
 
 Dimensions: B batch, C channels, H height, W width, M modules of the block, S open modules.
 """
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
 
 import torch
@@ -43,23 +51,91 @@ def _sliceable(norm: nn.Module) -> bool:
     )
 
 
-def _norm_slice(norm: nn.BatchNorm2d, x: Tensor, idx: Tensor) -> Tensor:
-    """`norm` (eval-mode BatchNorm) restricted to channels `idx`: x (B, S, H, W)."""
-    w = norm.weight[idx] if norm.weight is not None else None
-    b = norm.bias[idx] if norm.bias is not None else None
-    return F.batch_norm(
-        x, norm.running_mean[idx], norm.running_var[idx], w, b, False, 0.0, norm.eps
-    )
+def _fold(conv: nn.Conv2d, norm: nn.BatchNorm2d) -> tuple[Tensor, Tensor]:
+    """conv followed by eval-mode `norm` as one conv: (weight (C_out, ...), bias (C_out,))."""
+    scale = torch.rsqrt(norm.running_var + norm.eps)
+    if norm.weight is not None:
+        scale = scale * norm.weight
+    shift = -norm.running_mean * scale
+    if norm.bias is not None:
+        shift = shift + norm.bias
+    if conv.bias is not None:
+        shift = shift + conv.bias * scale
+    return conv.weight * scale.view(-1, *[1] * (conv.weight.dim() - 1)), shift
 
 
-def _conv(conv: nn.Conv2d, x: Tensor, weight: Tensor, groups: int, bias: Tensor | None) -> Tensor:
-    return F.conv2d(x, weight, bias, conv.stride, conv.padding, conv.dilation, groups)
+# Folded weights per block, rebuilt when any of its tensors changes (their `_version` counts
+# in-place writes, as `load_state_dict` and optimiser steps make). Folding is done once, not per
+# call: slicing one folded matrix per block replaces the dozen small index ops (weights, biases,
+# running statistics) that otherwise cost as much as the skipped convolutions at batch 1.
+_PLANS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _plan(block: nn.Module, tensors: list[Tensor], build: Callable[[], dict]) -> dict:
+    key = tuple((id(t), t._version) for t in tensors)
+    cached = _PLANS.get(block)
+    if cached is None or cached[0] != key:
+        with torch.no_grad():
+            cached = (key, build())
+        _PLANS[block] = cached
+    return cached[1]
+
+
+def _block_tensors(block: nn.Module, names: tuple[str, ...]) -> list[Tensor]:
+    """The tensors a plan is folded from: the named modules' parameters and buffers."""
+    out = []
+    for name in names:
+        m = getattr(block, name)
+        out += [t for t in (*m._parameters.values(), *m._buffers.values()) if t is not None]
+    return out
+
+
+_BOTTLENECK_FOLDED = ("conv1", "bn1", "conv2", "bn2", "conv3")
+_BASIC_FOLDED = ("conv1", "bn1", "conv2", "bn2")
+
+
+def _bottleneck_plan(block: RoutedBottleneck) -> dict:
+    """Per branch channel c of the block's width: one row [w1 | b1 | w2 | b2 | w3^T] (bn1 and bn2
+    folded into conv1 and conv2), so that one row gather slices all three convolutions."""
+    w1, b1 = _fold(block.conv1, block.bn1)  # (Cw, C_in, 1, 1), (Cw,)
+    w2, b2 = _fold(block.conv2, block.bn2)  # (Cw, cpg, 3, 3), (Cw,)
+    width = w1.shape[0]
+    w3t = block.conv3.weight.flatten(1).t()  # (Cw, C_out)
+    rows = torch.cat([w1.flatten(1), b1[:, None], w2.flatten(1), b2[:, None], w3t], dim=1)
+    c_in, k2 = w1.shape[1], w2[0].numel()
+    splits = (c_in, 1, k2, 1, w3t.shape[1])
+    return {"rows": rows.contiguous(), "splits": splits, "w2_shape": w2.shape[1:], "width": width}
+
+
+def _conv1x1(weight: Tensor, bias: Tensor | None, x: Tensor) -> Tensor:
+    """A stride-1 1x1 convolution as one matrix product: weight (C_out, C_in), x (B, C_in, H, W)
+    -> (B, C_out, H, W). At the small maps and batches of inference this skips the convolution
+    dispatch (im2col, layout conversion) that dominates a 1x1 conv's cost; at batch 1 the bias
+    is fused into the product (addmm)."""
+    B, C, H, W = x.shape
+    if B == 1 and bias is not None:
+        return torch.addmm(bias[:, None], weight, x.reshape(C, H * W)).view(1, -1, H, W)
+    out = torch.matmul(weight, x.reshape(B, C, H * W))  # (B, C_out, H * W)
+    if bias is not None:
+        out = out + bias[:, None]
+    return out.view(B, -1, H, W)  # (B, C_out, H, W)
 
 
 def _zeros_through(norm: nn.Module, like: Tensor) -> Tensor:
     """norm(0) for a (B, C, H, W) map of zeros, computed on a (1, C, 1, 1) one: a per-channel
     constant for eval-mode BatchNorm and for GroupNorm (whose statistics over zeros are 0)."""
     return norm(like.new_zeros(1, like.shape[1], 1, 1))  # (1, C, 1, 1), broadcast by the caller
+
+
+def _gated(out: Tensor, gates: Tensor, modules: int) -> Tensor:
+    """Zero, per sample, the open-for-the-batch modules the sample itself closes: out
+    (B, S * k, H, W) viewed as S modules of k channels, gates (B, S). Skipped when every sample
+    opens every one of them (always so at batch 1), since multiplying by 1 changes nothing."""
+    if gates.shape[0] == 1 or bool((gates == 1).all()):  # batch 1: the open set is its own
+        return out
+    B, C, H, W = out.shape
+    g = gates.to(out.dtype).view(B, modules, 1, 1, 1)
+    return (out.view(B, modules, C // modules, H, W) * g).view(B, C, H, W)  # (B, C, H, W)
 
 
 def bottleneck_sparse(block: RoutedBottleneck, x: Tensor, gates: Tensor) -> Tensor:
@@ -70,22 +146,33 @@ def bottleneck_sparse(block: RoutedBottleneck, x: Tensor, gates: Tensor) -> Tens
     n = int(open_.sum())
     if n == 0:
         return block.relu(_zeros_through(block.bn3, identity) + identity)
-    if n == block.groups or not (_sliceable(block.bn1) and _sliceable(block.bn2)):
+    if not (_sliceable(block.bn1) and _sliceable(block.bn2)):
         return block(x, gates)
-    cpg = block.conv2.out_channels // block.groups  # channels per branch
-    branches = open_.nonzero().flatten()  # (S,)
-    ch = (branches[:, None] * cpg + torch.arange(cpg, device=x.device)).flatten()  # (S * cpg,)
-    b1 = block.conv1.bias[ch] if block.conv1.bias is not None else None
-    out = _conv(block.conv1, x, block.conv1.weight[ch], 1, b1)  # (B, S * cpg, H, W)
-    out = block.relu(_norm_slice(block.bn1, out, ch))
-    b2 = block.conv2.bias[ch] if block.conv2.bias is not None else None
-    out = _conv(block.conv2, out, block.conv2.weight[ch], n, b2)  # grouped: one group a branch
-    out = block.relu(_norm_slice(block.bn2, out, ch))
-    B, _, H, W = out.shape
-    g = gates[:, branches].to(out.dtype).view(B, n, 1, 1, 1)
-    out = (out.view(B, n, cpg, H, W) * g).view(B, n * cpg, H, W)  # (B, S * cpg, H, W)
-    out = block.bn3(_conv(block.conv3, out, block.conv3.weight[:, ch], 1, block.conv3.bias))
+    plan = _plan(block, _block_tensors(block, _BOTTLENECK_FOLDED), lambda: _bottleneck_plan(block))
+    cpg = plan["width"] // block.groups  # channels per branch
+    if n == block.groups:
+        rows, branches = plan["rows"], None
+    else:
+        branches = open_.nonzero().flatten()  # (S,)
+        ch = (branches[:, None] * cpg + torch.arange(cpg, device=x.device)).flatten()  # (S*cpg,)
+        rows = plan["rows"].index_select(0, ch)  # (S * cpg, row)
+    w1, b1, w2, b2, w3t = rows.split(plan["splits"], dim=1)
+    out = block.relu(_conv1x1(w1, b1[:, 0], x))  # (B, S * cpg, H, W)
+    w2 = w2.reshape(-1, *plan["w2_shape"])  # (S * cpg, cpg, 3, 3)
+    c2 = block.conv2
+    out = F.conv2d(out, w2, b2[:, 0], c2.stride, c2.padding, c2.dilation, n)  # one group a branch
+    out = block.relu(out)
+    out = _gated(out, gates if branches is None else gates[:, branches], n)
+    out = block.bn3(_conv1x1(w3t.t(), block.conv3.bias, out))  # (B, C_out, H / s, W / s)
     return block.relu(out + identity)
+
+
+def _basic_plan(block: RoutedBasicBlock) -> dict:
+    """conv1 with bn1 folded; per output filter of conv2 one row [w2 | b2] with bn2 folded."""
+    w1, b1 = _fold(block.conv1, block.bn1)
+    w2, b2 = _fold(block.conv2, block.bn2)  # (M, C, 3, 3), (M,)
+    rows = torch.cat([w2.flatten(1), b2[:, None]], dim=1).contiguous()
+    return {"w1": w1.contiguous(), "b1": b1, "rows": rows, "w2_shape": w2.shape[1:]}
 
 
 def basic_block_sparse(block: RoutedBasicBlock, x: Tensor, gates: Tensor) -> Tensor:
@@ -96,13 +183,22 @@ def basic_block_sparse(block: RoutedBasicBlock, x: Tensor, gates: Tensor) -> Ten
     n = int(open_.sum())
     if n == 0:
         return block.relu(identity)
-    if n == block.num_gates or not _sliceable(block.bn2):
+    if not (_sliceable(block.bn1) and _sliceable(block.bn2)):
         return block(x, gates)
-    idx = open_.nonzero().flatten()  # (S,)
-    out = block.relu(block.bn1(block.conv1(x)))
-    b2 = block.conv2.bias[idx] if block.conv2.bias is not None else None
-    out = _norm_slice(block.bn2, _conv(block.conv2, out, block.conv2.weight[idx], 1, b2), idx)
-    out = out * gates[:, idx, None, None].to(out.dtype)  # (B, S, H, W)
+    plan = _plan(block, _block_tensors(block, _BASIC_FOLDED), lambda: _basic_plan(block))
+    c1, c2 = block.conv1, block.conv2
+    out = F.conv2d(x, plan["w1"], plan["b1"], c1.stride, c1.padding, c1.dilation, c1.groups)
+    out = block.relu(out)
+    if n == block.num_gates:
+        rows, idx = plan["rows"], None
+    else:
+        idx = open_.nonzero().flatten()  # (S,)
+        rows = plan["rows"].index_select(0, idx)  # (S, row)
+    w2, b2 = rows[:, :-1].reshape(-1, *plan["w2_shape"]), rows[:, -1]
+    out = F.conv2d(out, w2, b2, c2.stride, c2.padding, c2.dilation, c2.groups)  # (B, S, H, W)
+    out = _gated(out, gates if idx is None else gates[:, idx], n)
+    if idx is None:
+        return block.relu(out + identity)
     return block.relu(identity.index_add(1, idx, out))
 
 

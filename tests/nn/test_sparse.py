@@ -102,3 +102,21 @@ def test_sparse_is_refused_in_training_mode():
     with pytest.raises(RuntimeError, match="eval mode"):
         model(torch.randn(1, 3, H, W), torch.ones(1, 3, dtype=torch.long), torch.tensor([3]),
               sparse=True)  # fmt: skip
+
+
+def test_sparse_refolds_after_the_weights_change():
+    """The folded weights are cached per block; an in-place change (load_state_dict, an optimiser
+    step, new running statistics) must be seen by the next sparse call."""
+    cfg, model = _model("brn_c16")
+    gen = torch.Generator().manual_seed(3)
+    H, W = cfg.data.image_size
+    x = torch.randn(2, 3, H, W, generator=gen)
+    gates = _gates(model.gate_sizes, 2, 0.5, gen)
+    with torch.no_grad():
+        model.backbone.forward_sparse(x, gates)  # builds the cache
+        state = {k: v + 0.1 * torch.randn_like(v) if v.is_floating_point() else v
+                 for k, v in model.state_dict().items()}  # fmt: skip
+        model.load_state_dict(state)
+        dense = model.backbone(x, gates)
+        sparse = model.backbone.forward_sparse(x, gates)
+    torch.testing.assert_close(sparse, dense, rtol=1e-5, atol=1e-5)
