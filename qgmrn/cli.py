@@ -1,7 +1,8 @@
 """The `qgmrn` command line: one sub-command per pipeline step.
 
-Each sub-command lives next to the code it drives and exposes `configure(parser)` and
-`run(args) -> int`; this file only dispatches, importing a command's module lazily so that
+Each sub-command is one module of `qgmrn/commands/` (its name is the command's) exposing
+`configure(parser)` and `run(args) -> int`, a thin layer over the library function it drives;
+this file only dispatches, importing a command's module lazily so that
 `qgmrn generate` does not pay for importing torch.
 """
 
@@ -13,12 +14,15 @@ import sys
 
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "generate": ("qgmrn.synth.command", "generate a mini-CLEVR data set in the CLEVR v1.0 layout"),
+    "generate": (
+        "qgmrn.commands.generate",
+        "generate a mini-CLEVR data set in the CLEVR v1.0 layout",
+    ),
     "prepare": (
-        "qgmrn.data.prepare_command",
+        "qgmrn.commands.prepare",
         "decode and resize images into a memory-mapped cache",
     ),
-    "download": ("qgmrn.data.download_command", "download CLEVR v1.0 or CLEVR-Humans"),
+    "download": ("qgmrn.commands.download", "download CLEVR v1.0 or CLEVR-Humans"),
     "train": ("qgmrn.commands.train", "train a preset on a data set"),
     "evaluate": ("qgmrn.commands.evaluate", "evaluate a trained run"),
     "finetune": ("qgmrn.commands.finetune", "fine-tune a run on CLEVR-Humans-style questions"),

@@ -1,4 +1,4 @@
-"""The data set writer and `qgmrn generate` (qgmrn.synth.generate / qgmrn.synth.command)."""
+"""The data set writer and `qgmrn generate` (qgmrn.synth.generate / qgmrn.commands.generate)."""
 
 from __future__ import annotations
 
@@ -17,8 +17,8 @@ from qgmrn.clevr import (
     read_info,
 )
 from qgmrn.cli import main as cli_main
+from qgmrn.commands.generate import _defaults
 from qgmrn.config import get_config
-from qgmrn.synth.command import _defaults
 from qgmrn.synth.generate import generate_dataset
 
 
