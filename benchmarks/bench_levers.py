@@ -160,11 +160,11 @@ def fit_rows(fl: FitLevers, preset: str, full_set: bool) -> list[dict]:
             emit("input size", f"{s}x{s}", data(image_size=(s, s)),
                  "cache resized from the demo's 96x64 renders")  # fmt: skip
         if m.arch == "brn":
-            widths = ",".join(map(str, m.stage_widths))
+            widths = ",".join(map(str, m.brn_widths))
             emit("widths", f"demo [{widths}], stem {m.stem_width}, no pool", same_as_base=True)
             emit("widths", f"prototype [{widths}], stem 32 + max pool",
                  model(stem_width=32, stem_pool=True), "y_L 2x2 at 64x64")  # fmt: skip
-            emit("widths", "paper [64,128,256,256]", model(stage_widths=(64, 128, 256, 256)),
+            emit("widths", "paper [64,128,256,256]", model(brn_widths=(64, 128, 256, 256)),
                  f"stage widths only; stem {m.stem_width}, no pool as in demo")  # fmt: skip
     # CPU precision and memory format (ours: TrainConfig.cpu_amp / cpu_channels_last; bf16 only
     # counts where the CPU has it natively, see runtime.cpu_has_native_bf16)

@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from qgmrn.config import upgrade_config_dict
 from qgmrn.fileio import DiskFullError, atomic_write
 
 FORMAT = "qgmrn-checkpoint"
@@ -187,7 +188,9 @@ def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
 
 
 def config_differences(saved: dict, current: dict) -> list[str]:
-    """Fields of the model config and data preprocessing that differ: ``"model.x: a != b"``."""
+    """Fields of the model config and data preprocessing that differ: ``"model.x: a != b"``
+    (an older version's field names upgraded first)."""
+    saved, current = upgrade_config_dict(saved), upgrade_config_dict(current)
     diffs = []
     for section, keys in (("model", None), ("data", PREPROCESSING_FIELDS)):
         a = _flatten(saved.get(section, {}), f"{section}.")

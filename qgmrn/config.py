@@ -69,15 +69,16 @@ class ModelConfig:
     tau: float = 1.0  # Gumbel-sigmoid temperature; the paper keeps 1.0 (sec. 4.2)
     init_exec_prob: float = 0.7  # initial execution probability of each module (sec. 4.2)
     router_init_std: float = 1e-3  # not in the paper: std of the router's initial weights
-    # visual network, shared: the stem is torchvision's (7x7/2 conv, norm, ReLU, 3x3/2 max pool)
+    # visual network of BRN and FRN, shared: the stem is torchvision's (7x7/2 conv, norm, ReLU,
+    # 3x3/2 max pool)
     stem_width: int = 64
     stem_pool: bool = True  # ours: False drops the stem's max pool (2x larger maps, small images)
     # BRN: ResNeXt-26, stages [2,2,2,2] of bottlenecks (sec. 4.2, Table 2). Not in the paper:
     # how "width" maps onto a bottleneck. Ours: a stage's width is its blocks' OUTPUT channels;
     # the grouped 3x3 conv has c * max(1, width // (bottleneck_ratio * c)) channels, i.e.
     # width / bottleneck_ratio whenever that divides by c (every paper-profile preset).
-    stage_depths: tuple[int, ...] = (2, 2, 2, 2)
-    stage_widths: tuple[int, ...] = (64, 128, 256, 256)
+    brn_depths: tuple[int, ...] = (2, 2, 2, 2)
+    brn_widths: tuple[int, ...] = (64, 128, 256, 256)
     cardinality: int = 16  # BRN modules per layer (8/16/32 in the paper)
     bottleneck_ratio: int = 2  # not in the paper: grouped-conv width = width / 2
     third_norm: str = "gn"  # gn (paper) | bn (Table 2 ablation): the bottleneck's third norm
@@ -88,6 +89,10 @@ class ModelConfig:
     frn_backbone: str = "resnet34"
     frn_depths: tuple[int, ...] = (3, 4, 6, 3)
     frn_widths: tuple[int, ...] = (64, 128, 256, 512)
+    # Baselines (CNN+LSTM, CNN+LSTM+SA, FiLM): four stride-2 3x3 conv layers of these widths
+    # (Johnson et al. 2017a / Perez et al. 2018 use 64, 64, 128, 256... at CLEVR's size; ours
+    # at smoke and demo sizes, equal to the BRN's stem and first stages' widths there).
+    cnn_widths: tuple[int, ...] = (64, 64, 128, 256)
     # head (sec. 3.4)
     head: str = "gmp"  # gmp (global max pooling + MLP) | attention
     head_uses_q: bool = True  # concatenate q to the pooled image feature (Table 2: w/ q)
@@ -185,8 +190,9 @@ _PROFILE_MODEL: dict[str, dict[str, Any]] = {
     "smoke": dict(
         embed_dim=16,
         hidden_dim=32,
-        stage_widths=(8, 16, 16, 16),
+        brn_widths=(8, 16, 16, 16),
         stem_width=8,
+        cnn_widths=(8, 8, 16, 16),
         gn_groups=4,
         frn_widths=(8, 8, 16, 16),
         mlp_hidden=32,
@@ -197,8 +203,9 @@ _PROFILE_MODEL: dict[str, dict[str, Any]] = {
     "demo": dict(
         embed_dim=64,
         hidden_dim=128,
-        stage_widths=(32, 64, 128, 128),
+        brn_widths=(32, 64, 128, 128),
         stem_width=16,
+        cnn_widths=(16, 32, 64, 128),
         stem_pool=False,
         gn_groups=16,
         frn_widths=(16, 32, 64, 128),
@@ -237,7 +244,7 @@ _PROFILE_ARCH_TRAIN: dict[tuple[str, str], dict[str, Any]] = {
 
 
 def _widen_last_stage(model: ModelConfig) -> tuple[int, ...]:
-    return (*model.stage_widths[:-1], 2 * model.stage_widths[-1])
+    return (*model.brn_widths[:-1], 2 * model.brn_widths[-1])
 
 
 # Each preset: the ModelConfig fields it sets on top of the profile's model sizes. A callable
@@ -267,10 +274,10 @@ PRESET_OVERRIDES: dict[str, dict[str, Any]] = {
     "brn_c8_bn": dict(arch="brn", cardinality=8, third_norm="bn"),
     "brn_c16_bn": dict(arch="brn", cardinality=16, third_norm="bn"),
     "brn_c32_bn": dict(arch="brn", cardinality=32, third_norm="bn"),
-    "brn_c32_deeper": dict(arch="brn", cardinality=32, stage_depths=(2, 4, 6, 3), third_norm="bn"),
+    "brn_c32_deeper": dict(arch="brn", cardinality=32, brn_depths=(2, 4, 6, 3), third_norm="bn"),
     # wider: the last stage doubled, [64,128,256,256] -> [64,128,256,512] at the paper's sizes
     "brn_c32_wider": dict(
-        arch="brn", cardinality=32, stage_widths=_widen_last_stage, third_norm="bn"
+        arch="brn", cardinality=32, brn_widths=_widen_last_stage, third_norm="bn"
     ),
 }
 
@@ -310,8 +317,34 @@ def config_to_dict(cfg: ExperimentConfig) -> dict[str, Any]:
     return dataclasses.asdict(cfg)
 
 
+# Model config fields renamed since runs were first written (old name -> new name). Reading a
+# run's config.json or a checkpoint's embedded config upgrades it, so committed runs keep loading
+# and resuming (`upgrade_config_dict`).
+LEGACY_MODEL_FIELDS: dict[str, str] = {"stage_depths": "brn_depths", "stage_widths": "brn_widths"}
+
+
+def upgrade_config_dict(d: dict[str, Any]) -> dict[str, Any]:
+    """A config dict written by an older version, in today's field names (a copy; `d` as is
+    when it is current). Before `cnn_widths` existed the baselines sized their CNN from the
+    BRN's stem and first stages, `(stem_width, *stage_widths)[:4]`: an old dict gets exactly that,
+    so an old baseline checkpoint rebuilds the same network."""
+    model = dict(d.get("model", {}))
+    if not any(old in model for old in LEGACY_MODEL_FIELDS):
+        return d
+    for old, new in LEGACY_MODEL_FIELDS.items():
+        if old in model:
+            model[new] = model.pop(old)
+    if "cnn_widths" not in model:
+        defaults = ModelConfig()
+        stem = model.get("stem_width", defaults.stem_width)
+        model["cnn_widths"] = [stem, *model.get("brn_widths", defaults.brn_widths)][:4]
+    return {**d, "model": model}
+
+
 def config_from_dict(d: dict[str, Any]) -> ExperimentConfig:
-    """Inverse of `config_to_dict` (lists become tuples again); unknown keys are an error."""
+    """Inverse of `config_to_dict` (lists become tuples again; an older version's field names are
+    upgraded, `upgrade_config_dict`); unknown keys are an error."""
+    d = upgrade_config_dict(d)
 
     def build(cls: type, values: dict[str, Any]):
         names = {f.name: f for f in dataclasses.fields(cls)}

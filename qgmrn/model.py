@@ -90,8 +90,8 @@ def build_backbone(cfg: ModelConfig) -> RoutedResNet:
     if cfg.arch == "brn":
         third = {"gn": group_norm(cfg.gn_groups), "bn": nn.BatchNorm2d}[cfg.third_norm]
         return brn_backbone(
-            cfg.stage_depths,
-            cfg.stage_widths,
+            cfg.brn_depths,
+            cfg.brn_widths,
             cfg.cardinality,
             cfg.bottleneck_ratio,
             cfg.stem_width,

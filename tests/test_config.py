@@ -1,8 +1,20 @@
 """Presets and profiles: every preset at every profile is a valid ModelConfig."""
 
+import json
+from pathlib import Path
+
 import pytest
 
-from qgmrn.config import PRESETS, PROFILES, config_from_dict, config_to_dict, get_config
+from qgmrn.checkpoint import config_differences
+from qgmrn.config import (
+    PRESETS,
+    PROFILES,
+    config_from_dict,
+    config_to_dict,
+    get_config,
+    upgrade_config_dict,
+)
+from qgmrn.evaluate import load_run
 
 TABLE_ROWS = [
     "brn_c8",
@@ -43,7 +55,7 @@ def test_round_trip(profile):
 def test_paper_profile_has_the_papers_sizes():
     m = get_config("brn_c16", "paper").model
     assert (m.embed_dim, m.hidden_dim, m.init_exec_prob, m.tau) == (200, 512, 0.7, 1.0)
-    assert m.stage_depths == (2, 2, 2, 2) and m.stage_widths == (64, 128, 256, 256)
+    assert m.brn_depths == (2, 2, 2, 2) and m.brn_widths == (64, 128, 256, 256)
     assert m.third_norm == "gn" and m.head_uses_q
     f = get_config("frn", "paper").model
     assert f.frn_depths == (3, 4, 6, 3) and f.frn_widths == (64, 128, 256, 512)
@@ -52,8 +64,8 @@ def test_paper_profile_has_the_papers_sizes():
 
 def test_ablations_change_one_thing():
     base = get_config("brn_c32", "paper").model
-    assert get_config("brn_c32_deeper", "paper").model.stage_depths == (2, 4, 6, 3)
-    assert get_config("brn_c32_wider", "paper").model.stage_widths == (64, 128, 256, 512)
+    assert get_config("brn_c32_deeper", "paper").model.brn_depths == (2, 4, 6, 3)
+    assert get_config("brn_c32_wider", "paper").model.brn_widths == (64, 128, 256, 512)
     assert get_config("brn_c32_bn", "paper").model.third_norm == "bn"
     assert get_config("brn_c16_noq", "paper").model.head_uses_q is False
     assert get_config("brn_c32_static", "paper").model.gate == "static"
@@ -63,8 +75,8 @@ def test_ablations_change_one_thing():
 
 def test_wider_scales_with_the_profile():
     for profile in PROFILES:
-        base = get_config("brn_c32", profile).model.stage_widths
-        wider = get_config("brn_c32_wider", profile).model.stage_widths
+        base = get_config("brn_c32", profile).model.brn_widths
+        wider = get_config("brn_c32_wider", profile).model.brn_widths
         assert wider == (*base[:-1], 2 * base[-1])
 
 
@@ -86,3 +98,42 @@ def test_table2_single_change_ablations_keep_batchnorm():
         assert a.third_norm == "bn"
         diff = [f for f in a.__dataclass_fields__ if getattr(a, f) != getattr(b, f)]
         assert len(diff) == 1, (preset, diff)
+
+
+def test_cnn_widths_equal_what_the_baselines_used_before_they_had_a_field():
+    """Before `cnn_widths`, the baselines sized their CNN as (stem_width, *stage_widths)[:4]: the
+    profiles' values must be those, so no committed baseline changes size."""
+    for profile in PROFILES:
+        m = get_config("cnn_lstm", profile).model
+        assert m.cnn_widths == (m.stem_width, *m.brn_widths)[:4]
+
+
+def test_a_config_written_with_the_old_field_names_is_upgraded():
+    new = json.loads(json.dumps(config_to_dict(get_config("brn_c32_deeper", "demo"))))  # as on disk
+    old = {**new, "model": dict(new["model"])}
+    old["model"]["stage_depths"] = old["model"].pop("brn_depths")
+    old["model"]["stage_widths"] = old["model"].pop("brn_widths")
+    del old["model"]["cnn_widths"]
+    assert upgrade_config_dict(old) == new
+    assert config_from_dict(old) == get_config("brn_c32_deeper", "demo")
+    assert upgrade_config_dict(new) is new  # a current dict is returned as it is
+    assert config_differences(old, new) == []
+
+
+COMMITTED = sorted(Path(__file__).resolve().parents[1].glob("results/*/runs/*/config.json"))
+
+
+@pytest.mark.skipif(not COMMITTED, reason="no committed runs in this checkout")
+def test_every_committed_run_config_still_loads():
+    for path in COMMITTED:
+        config_from_dict(json.loads(path.read_text()))
+
+
+@pytest.mark.parametrize("name", ["cnn_lstm", "film"])
+def test_a_committed_baseline_checkpoint_loads_into_the_upgraded_config(name):
+    """The reference baselines were written before the rename: their weights still fit."""
+    run = Path(__file__).resolve().parents[1] / "results" / "reference" / "runs" / name
+    if not (run / "checkpoint.pt").exists():
+        pytest.skip("no committed reference run")
+    cfg, _vocab, model, _ckpt = load_run(run, "latest")  # strict load_state_dict
+    assert cfg.model.cnn_widths == (16, 32, 64, 128)

@@ -117,4 +117,4 @@ def test_no_coordinate_maps_and_soft_gate_compose():
     model = build_model(mc, VOCAB, ANSWERS)
     out = model(*batch(cfg))
     assert all(((g > 0) & (g < 1)).all() for g in out.gates)
-    assert model.head.classifier[0].in_features == mc.stage_widths[-1] + mc.hidden_dim
+    assert model.head.classifier[0].in_features == mc.brn_widths[-1] + mc.hidden_dim

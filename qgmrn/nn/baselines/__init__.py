@@ -31,11 +31,6 @@ FILM_BLOCKS = 4  # Perez et al. (2018) use four FiLM-ed residual blocks
 CNN_POOL_SIZE = 2  # ours: CNN+LSTM pools its feature map to a 2x2 grid before flattening
 
 
-def _cnn_widths(cfg: ModelConfig) -> tuple[int, ...]:
-    """Four stride-2 conv layers (total stride 16): the stem width, then the first stages'."""
-    return (cfg.stem_width, *cfg.stage_widths)[:4]
-
-
 def build_baseline(cfg: ModelConfig, vocab_size: int, num_answers: int) -> nn.Module:
     """The baseline named by ``cfg.arch``, sized from `cfg`."""
     common = dict(
@@ -48,14 +43,14 @@ def build_baseline(cfg: ModelConfig, vocab_size: int, num_answers: int) -> nn.Mo
         return QuestionOnlyLSTM(vocab_size, num_answers, **common)
     if cfg.arch == "cnn_lstm":
         return CNNLSTM(
-            vocab_size, num_answers, cnn_widths=_cnn_widths(cfg), pool_size=CNN_POOL_SIZE, **common
+            vocab_size, num_answers, cnn_widths=cfg.cnn_widths, pool_size=CNN_POOL_SIZE, **common
         )
     if cfg.arch == "cnn_lstm_sa":
         # Johnson et al.'s attention size (512) equals the question feature size at paper scale.
         return CNNLSTMStackedAttention(
             vocab_size,
             num_answers,
-            cnn_widths=_cnn_widths(cfg),
+            cnn_widths=cfg.cnn_widths,
             attn_dim=cfg.hidden_dim,
             num_hops=SA_HOPS,
             **common,
@@ -65,7 +60,7 @@ def build_baseline(cfg: ModelConfig, vocab_size: int, num_answers: int) -> nn.Mo
         return FiLM(
             vocab_size,
             num_answers,
-            stem_widths=_cnn_widths(cfg),
+            stem_widths=cfg.cnn_widths,
             num_blocks=FILM_BLOCKS,
             classifier_channels=max(1, cfg.mlp_hidden // 2),
             coord_maps=cfg.coord_maps,
