@@ -52,6 +52,29 @@ def read_metrics(run_dir: PathLike) -> tuple[pd.DataFrame, pd.DataFrame]:
     return train, val
 
 
+def throughput(run_dir: PathLike) -> dict:
+    """How fast a run trained, from its own metrics.jsonl: ``steps`` and ``samples`` seen (the
+    last logged step times the batch size from config.json), the median ``samples_per_s`` over
+    the logged intervals (each interval's rate, so pauses for validation do not count), the
+    median ``data_wait_frac`` (share of step time spent waiting for the loader) and the
+    ``minutes`` those samples take at the median rate."""
+    run_dir = Path(run_dir)
+    train, _ = read_metrics(run_dir)
+    if not len(train) or "samples_per_s" not in train:
+        raise ValueError(f"{run_dir / 'metrics.jsonl'}: no training rows with samples_per_s")
+    batch = json.loads((run_dir / "config.json").read_text())["train"]["batch_size"]
+    steps = int(train["step"].max())
+    rate = float(train["samples_per_s"].median())
+    wait = train["data_wait_frac"].median() if "data_wait_frac" in train else float("nan")
+    return {
+        "steps": steps,
+        "samples": steps * batch,
+        "samples_per_s": rate,
+        "data_wait_frac": float(wait),
+        "minutes": steps * batch / rate / 60 if rate > 0 else float("nan"),
+    }
+
+
 def _val_accuracy_column(val: pd.DataFrame) -> str | None:
     # metrics.jsonl mixes train rows (acc) and val rows (overall): a column counts only if
     # the validation rows fill it

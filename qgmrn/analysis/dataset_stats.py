@@ -4,7 +4,7 @@ answers, question types and subtypes (notebook 01)."""
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -50,20 +50,57 @@ def distributions(df: pd.DataFrame) -> dict[str, pd.Series]:
     }
 
 
-def plot_distributions(df: pd.DataFrame, title: str = "") -> Figure:
-    """Bar charts of the answer, type and subtype distributions."""
-    d = distributions(df)
-    fig, axes = plt.subplots(1, 3, figsize=(15, 3.6), gridspec_kw={"width_ratios": [3, 1.2, 2]})
-    for ax, (name, s) in zip(axes, d.items(), strict=True):
-        ax.bar(range(len(s)), s.to_numpy(), color="C0" if name == "answer" else "C1")
+def plot_distributions(
+    frames: pd.DataFrame | Mapping[str, pd.DataFrame], title: str = ""
+) -> Figure:
+    """Bar charts of the answer, type and subtype distributions; with several splits
+    (split -> question frame), their bars side by side in each category."""
+    if isinstance(frames, pd.DataFrame):
+        frames = {"": frames}
+    dists = {split: distributions(df) for split, df in frames.items()}
+    k = len(dists)
+    width = 0.8 / k
+    fig, axes = plt.subplots(1, 3, figsize=(15, 3.8), gridspec_kw={"width_ratios": [3, 1.2, 2]})
+    for ax, name in zip(axes, ("answer", "type", "subtype"), strict=True):
+        for j, (split, d) in enumerate(dists.items()):
+            s = d[name]
+            x = np.arange(len(s)) + (j - (k - 1) / 2) * width
+            label = f"{split} ({len(frames[split])} questions)" if split else None
+            ax.bar(x, s.to_numpy(), width=width, color=f"C{j}", label=label)
         ax.set_xticks(range(len(s)))
         ax.set_xticklabels(s.index, rotation=60, ha="right", fontsize=7)
-        ax.set_title(f"{name} ({len(df)} questions)")
+        ax.set_title(name if k > 1 else f"{name} ({len(frames[''])} questions)")
         ax.set_ylabel("fraction")
+    if k > 1:
+        axes[0].legend(fontsize=8)
     if title:
         fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def split_differences(frames: Mapping[str, pd.DataFrame], reference: str = "train") -> pd.DataFrame:
+    """How far each split's answer, type and subtype distributions are from `reference`'s: the
+    total variation distance (half the L1 distance of the fractions: 0 identical, 1 disjoint)
+    and the category with the largest gap, in percentage points. One row per (split, category)."""
+    ref = distributions(frames[reference])
+    rows = []
+    for split, df in frames.items():
+        if split == reference:
+            continue
+        d = distributions(df)
+        for name in ("answer", "type", "subtype"):
+            gap = d[name] - ref[name]
+            rows.append(
+                {
+                    "split": split,
+                    "category": name,
+                    "total_variation": 0.5 * float(gap.abs().sum()),
+                    "largest_gap_at": str(gap.abs().idxmax()),
+                    "largest_gap_pp": 100 * float(gap[gap.abs().idxmax()]),
+                }
+            )
+    return pd.DataFrame(rows).set_index(["split", "category"])
 
 
 def plot_examples(

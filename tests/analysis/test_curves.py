@@ -1,4 +1,7 @@
+import json
+
 import matplotlib
+import pytest
 
 from qgmrn.analysis import curves
 
@@ -32,3 +35,18 @@ def test_plots(tmp_path):
     assert len(curves.plot_learning_curves(runs).axes) == 2
     assert len(curves.plot_learning_curves(runs["a"]).axes) == 2
     assert len(curves.plot_accuracy_by_type(runs).axes) == 1
+
+
+def test_throughput_reads_the_runs_own_rate(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps({"train": {"batch_size": 64}}))
+    rows = [
+        {"step": 20, "loss": 2.0, "samples_per_s": 100.0, "data_wait_frac": 0.1},
+        {"kind": "val", "step": 20, "overall": 0.4},
+        {"step": 40, "loss": 1.5, "samples_per_s": 300.0, "data_wait_frac": 0.3},
+        {"step": 60, "loss": 1.2, "samples_per_s": 200.0, "data_wait_frac": 0.2},
+    ]
+    (tmp_path / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    t = curves.throughput(tmp_path)
+    assert t["steps"] == 60 and t["samples"] == 60 * 64
+    assert t["samples_per_s"] == 200.0 and t["data_wait_frac"] == 0.2
+    assert t["minutes"] == pytest.approx(60 * 64 / 200 / 60)

@@ -1,0 +1,62 @@
+"""Data set statistics of notebook 01 (qgmrn.analysis.dataset_stats): splits side by side."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt
+import pandas as pd
+import pytest
+
+from qgmrn.analysis.dataset_stats import plot_distributions, split_differences
+
+
+def _frame(answers, types, subtypes):
+    return pd.DataFrame({"answer": answers, "type": types, "subtype": subtypes})
+
+
+# the labels question_frame writes (TYPE_LABELS / SUBTYPE_LABELS)
+TRAIN = _frame(["yes", "no", "2", "red"], ["Exist", "Exist", "Count", "Query Attribute"],
+               ["Exist", "Exist", "Count", "Query Color"])  # fmt: skip
+
+
+def test_identical_splits_do_not_differ():
+    diff = split_differences({"train": TRAIN, "val": TRAIN.copy()})
+    assert list(diff.index) == [("val", "answer"), ("val", "type"), ("val", "subtype")]
+    assert (diff["total_variation"] == 0).all()
+
+
+def test_a_shifted_split_shows_its_total_variation_and_largest_gap():
+    val = _frame(["yes", "yes", "yes", "yes"], ["Exist"] * 4, ["Exist"] * 4)
+    diff = split_differences({"train": TRAIN, "val": val})
+    # answers: train 1/4 each of yes/no/2/red, val all yes: TV = 0.5 * (3/4 + 3 * 1/4) = 0.75
+    assert diff.loc[("val", "answer"), "total_variation"] == pytest.approx(0.75)
+    assert diff.loc[("val", "answer"), "largest_gap_at"] == "yes"
+    assert diff.loc[("val", "answer"), "largest_gap_pp"] == pytest.approx(75.0)
+    # types: exist 1/2 -> 1, count and query 1/4 -> 0: TV = 0.5
+    assert diff.loc[("val", "type"), "total_variation"] == pytest.approx(0.5)
+
+
+def test_two_splits_are_drawn_side_by_side_with_a_legend():
+    fig = plot_distributions({"train": TRAIN, "val": TRAIN.iloc[:2]}, title="t")
+    try:
+        axes = fig.axes
+        assert len(axes) == 3
+        for ax in axes:
+            assert len(ax.containers) == 2  # one bar group per split
+        labels = [t.get_text() for t in axes[0].get_legend().get_texts()]
+        assert labels == ["train (4 questions)", "val (2 questions)"]
+        assert axes[0].get_title() == "answer"
+    finally:
+        plt.close(fig)
+
+
+def test_one_split_keeps_the_count_in_the_titles():
+    fig = plot_distributions(TRAIN)
+    try:
+        assert fig.axes[1].get_title() == "type (4 questions)"
+        assert fig.axes[0].get_legend() is None
+    finally:
+        plt.close(fig)
