@@ -14,6 +14,7 @@ import json
 import os
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from qgmrn.analysis import curves, tables
@@ -21,6 +22,12 @@ from qgmrn.analysis._io import save_figure
 from qgmrn.fileio import atomic_write_text
 
 PathLike = str | os.PathLike
+
+# Common training-sample budgets at which the runs are compared, and the validation accuracies
+# whose sample cost is reported (issue 11: "the samples it took to reach 60/70/80%").
+EQUAL_SAMPLE_BUDGETS: tuple[int, ...] = (100_000, 250_000, 500_000, 1_000_000)
+MILESTONES: tuple[float, ...] = (0.5, 0.6, 0.7, 0.8, 0.9)
+EXTRAPOLATION_LIMIT = 100  # a fit asked for more than this many times the run's samples says so
 
 
 def routed_static_gap(routed: PathLike, static: PathLike) -> pd.DataFrame:
@@ -102,6 +109,81 @@ def honest_frame(run_dirs: dict[str, Path]) -> pd.DataFrame:
     return pd.DataFrame.from_dict(rows, orient="index")
 
 
+def _val_curve(run_dir: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(training samples seen, validation accuracy) at each validation pass, in sample order;
+    repeated passes at one step (a resume re-validating) keep the last."""
+    cfg = json.loads((run_dir / "config.json").read_text())
+    batch = cfg.get("train", {}).get("batch_size", 1)
+    _, val = curves.read_metrics(run_dir)
+    if not len(val) or "overall" not in val:
+        return np.zeros(0), np.zeros(0)
+    val = val.drop_duplicates("step", keep="last").sort_values("step")
+    return val["step"].to_numpy() * batch, val["overall"].to_numpy(dtype=float)
+
+
+def equal_samples_frame(run_dirs: dict[str, Path], budgets=EQUAL_SAMPLE_BUDGETS) -> pd.DataFrame:
+    """Validation accuracy (percent) of each run at common sample budgets: the last validation
+    pass at or before each budget (NaN where the run has not reached it). Runs trained on
+    machines of different speeds for the same time saw different sample counts; this compares
+    them at equal data instead."""
+    rows = {}
+    for name, run_dir in run_dirs.items():
+        samples, acc = _val_curve(run_dir)
+        row = {}
+        for b in budgets:
+            seen = samples <= b
+            reached = len(samples) and samples.max() >= b
+            row[f"{b / 1e6:g}M" if b >= 1e6 else f"{b / 1e3:g}k"] = (
+                100 * acc[seen][-1] if reached and seen.any() else float("nan")
+            )
+        rows[name] = row
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def milestones_frame(run_dirs: dict[str, Path], targets=MILESTONES) -> pd.DataFrame:
+    """Training samples each run took to first reach each validation accuracy in `targets`,
+    and, for a target not reached, a log-linear extrapolation (ours, crude): accuracy = a + b
+    log10(samples) fitted to the validation passes in the later half of the run's samples,
+    solved for the target. Cells: "412k" (measured), "~2.6M (extrapolated)", "not rising"
+    (b <= 0), "> 100x its samples" (a fit that far out means nothing) or "-" (too few passes
+    to fit)."""
+    rows = {}
+    for name, run_dir in run_dirs.items():
+        samples, acc = _val_curve(run_dir)
+        row = {}
+        fit = None
+        late = samples >= samples.max() / 2 if len(samples) else samples.astype(bool)
+        if late.sum() >= 3:
+            b, a = np.polyfit(np.log10(samples[late]), acc[late], 1)
+            fit = (a, b)
+        for t in targets:
+            hit = np.nonzero(acc >= t)[0]
+            if len(hit):
+                row[f"{100 * t:g}%"] = _samples_text(samples[hit[0]])
+            elif fit is None:
+                row[f"{100 * t:g}%"] = "-"
+            elif fit[1] <= 0:
+                row[f"{100 * t:g}%"] = "not rising"
+            else:
+                need = 10 ** ((t - fit[0]) / fit[1])
+                far = need > EXTRAPOLATION_LIMIT * samples.max()
+                row[f"{100 * t:g}%"] = (
+                    f"> {EXTRAPOLATION_LIMIT}x its samples"
+                    if far
+                    else f"~{_samples_text(need)} (extrapolated)"
+                )
+        rows[name] = row
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def _samples_text(n: float) -> str:
+    if n >= 1e9:
+        return f"{n / 1e9:.1f}G"
+    if n >= 1e6:
+        return f"{n / 1e6:.2f}M"
+    return f"{n / 1e3:.0f}k"
+
+
 def summarize(reference_dir: PathLike, *, routed: str = "brn_c16") -> dict[str, Path]:
     """Write summary.md, curves.png and by_type.png into `reference_dir`; returns their paths."""
     ref = Path(reference_dir)
@@ -144,6 +226,23 @@ def summarize(reference_dir: PathLike, *, routed: str = "brn_c16") -> dict[str, 
         "the test split, which nothing was chosen on.",
         "",
         tables.plain_markdown(honest_frame(run_dirs)),
+        "",
+        "## At equal training samples (validation accuracy, percent)",
+        "",
+        "The last validation pass at or before each budget; blank (nan) where the run has not",
+        "reached it. The runs trained for equal time on machines of different speed, so this is",
+        "the fair comparison.",
+        "",
+        tables.plain_markdown(equal_samples_frame(run_dirs).round(1)),
+        "",
+        "## Samples to reach a validation accuracy",
+        "",
+        "Measured where the run got there; otherwise a log-linear fit (accuracy against",
+        "log10 samples, over the later half of the run's validation passes) solved for the",
+        "target: a crude guide, not a result (a curve can bend down, or jump when a skill is",
+        "learned; a long way out it can be wrong either way).",
+        "",
+        tables.plain_markdown(milestones_frame(run_dirs)),
         "",
     ]
     static = f"{routed}_static"

@@ -5,6 +5,9 @@ The run directories are fabricated test data (tests/analysis/_fake_runs.py).
 
 from __future__ import annotations
 
+import json
+import math
+
 import matplotlib
 import pytest
 
@@ -31,3 +34,39 @@ def test_summary_names_budgets_and_the_routed_static_gap(tmp_path):
 def test_summary_without_runs_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="no runs"):
         reference.summarize(tmp_path)
+
+
+def _curve_run(path, points, batch=100):
+    """A run folder whose validation passes are (step, accuracy) `points`."""
+    path.mkdir(parents=True)
+    (path / "config.json").write_text(json.dumps({"train": {"batch_size": batch}}))
+    rows = [{"kind": "val", "step": s, "overall": a} for s, a in points]
+    (path / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    return path
+
+
+def test_equal_samples_takes_the_last_pass_at_or_before_each_budget(tmp_path):
+    # batch 100: steps 1,000 / 2,500 / 5,000 = 100k / 250k / 500k samples
+    run = _curve_run(tmp_path / "a", [(1000, 0.40), (2000, 0.45), (2500, 0.50), (5000, 0.55)])
+    short = _curve_run(tmp_path / "b", [(1000, 0.30), (2000, 0.35)])
+    frame = reference.equal_samples_frame({"a": run, "b": short}, budgets=(100_000, 250_000,
+                                                                           500_000))  # fmt: skip
+    assert list(frame.columns) == ["100k", "250k", "500k"]
+    assert frame.loc["a"].tolist() == pytest.approx([40.0, 50.0, 55.0])
+    assert frame.loc["b", "100k"] == pytest.approx(30.0)
+    assert math.isnan(frame.loc["b", "250k"])  # b stopped at 200k samples
+
+
+def test_milestones_measure_where_reached_and_extrapolate_log_linearly(tmp_path):
+    # accuracy = 0.1 * log10(samples) - 0.1 exactly: 0.4 at 100k, 0.5 at 1M, 0.6 at 10M
+    samples = (10_000, 100_000, 300_000, 600_000, 800_000, 1_000_000)
+    points = [(s // 100, 0.1 * math.log10(s) - 0.1) for s in samples]
+    run = _curve_run(tmp_path / "a", points)
+    flat = _curve_run(
+        tmp_path / "f", [(100, 0.30), (1000, 0.31), (2000, 0.30), (3000, 0.30), (4000, 0.29)]
+    )
+    frame = reference.milestones_frame({"a": run, "f": flat}, targets=(0.4, 0.6, 0.9))
+    assert frame.loc["a", "40%"] == "100k"  # measured: the first pass at or above
+    assert frame.loc["a", "60%"] == "~10.00M (extrapolated)"
+    assert frame.loc["a", "90%"] == "> 100x its samples"  # 10G: far beyond the run
+    assert frame.loc["f", "60%"] == "not rising"
