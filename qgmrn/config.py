@@ -136,6 +136,10 @@ class TrainConfig:
     cpu_amp: bool = False
     cpu_channels_last: bool = False
     threads: int | None = None  # torch.set_num_threads on CPU (None = leave as is)
+    # Ours, a speed lever: torch.compile the training model with this backend ("inductor";
+    # "eager" only traces, for tests), None = eager PyTorch. Shapes are marked dynamic (the
+    # question length varies by batch); validation and checkpoints use the uncompiled module.
+    compile: str | None = None
 
 
 @dataclass(frozen=True)

@@ -152,7 +152,7 @@ def fit(
         model, optimizer, state = build_model_and_optimizer(cfg, data.vocab, device, init_from)
         if restored is not None:
             state = restore(model, optimizer, restored)
-        model = _distribute(model, cfg, device, info)
+        model = _compile(_distribute(model, cfg, device, info), cfg)
         _seed_rng(cfg, info, state, restored)  # last: a resumed run draws what the original drew
 
         run = _Run(cfg, model, optimizer, state, device, info, out_dir, data, max_steps, progress)
@@ -417,6 +417,16 @@ def _distribute(
         device_ids=[device.index] if device.type == "cuda" else None,
         find_unused_parameters=cfg.model.gate == "static",
     )
+
+
+def _compile(model: nn.Module, cfg: ExperimentConfig) -> nn.Module:
+    """`torch.compile` of the training model when `TrainConfig.compile` names a backend (ours; the
+    lever's gain is measured in benchmarks/bench_levers.py). dynamic=True: the padded question
+    length changes from batch to batch, and one graph with a symbolic length avoids a recompile
+    for each. Checkpoints and validation reach the module inside (`checkpoint.unwrap`)."""
+    if not cfg.train.compile:
+        return model
+    return torch.compile(model, backend=cfg.train.compile, dynamic=True)
 
 
 def _seed_rng(

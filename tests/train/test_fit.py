@@ -209,3 +209,16 @@ def test_sparse_evaluation_gives_the_dense_answers(trained):
     assert sparse["sparse"] and not dense["sparse"]
     assert sparse["overall"] == dense["overall"] and sparse["by_subtype"] == dense["by_subtype"]
     assert cli.main(["evaluate", str(out), "--sparse", "--no-progress"]) == 0
+
+
+def test_compiled_training_writes_plain_checkpoints(data_dir, tmp_path):
+    """TrainConfig.compile wraps the training model in torch.compile ("eager" traces without
+    generating code, so the test stays fast); checkpoints hold the plain module's keys (no
+    `_orig_mod.` prefix) and the run trains and evaluates like an uncompiled one."""
+    cfg = tiny_config("brn_c8", epochs=1, compile="eager")
+    result = fit(cfg, data_dir, tmp_path / "compiled", progress=False)
+    assert result["stop_reason"] == "epochs" and result["step"] == STEPS_PER_EPOCH
+    state = read_checkpoint(tmp_path / "compiled" / "checkpoint.pt")["model"]
+    plain = read_checkpoint(tmp_path / "compiled" / "best.pt")["model"]
+    assert state.keys() == plain.keys() and not any(k.startswith("_orig_mod") for k in state)
+    assert 0 <= result["eval"]["overall"] <= 1
