@@ -806,6 +806,9 @@ def final_eval(run: _Run, stop_reason: str, t_start: float) -> dict[str, Any]:
             "steps": state.step,
             "epochs_completed": state.epoch,
             "batch_in_epoch": state.batch_in_epoch,
+            "steps_per_epoch": run.steps_per_epoch,
+            # whole epochs plus the part of the current one: "0.4 epochs", not "0 epochs"
+            "epochs_seen": state.epoch + state.batch_in_epoch / max(1, run.steps_per_epoch),
             "stop_reason": stop_reason,
             "epochs_budget": tc.epochs,
             "max_minutes": tc.max_minutes,

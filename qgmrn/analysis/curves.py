@@ -168,7 +168,9 @@ def plot_accuracy_by_type(
         label = f"question-type prior (overall {prior['overall']:.1%})"
         ax.hlines(ys, x - 0.05, x + 0.75 + 0.05, colors="k", lw=2, label=label)
     ax.set_xticks(x + width * (df.shape[1] - 1) / 2)
-    ax.set_xticklabels(df.index, rotation=30 if by == "subtype" else 0, ha="right", fontsize=8)
+    # one word a line ("Compare\nNumbers"), centred under its group: side by side, the
+    # one-line labels ran into each other ("Exist" into "Compare Numbers")
+    ax.set_xticklabels(["\n".join(str(n).split()) for n in df.index], ha="center", fontsize=8)
     ax.set_ylim(0, 1)
     ax.set_ylabel("accuracy")
     ax.set_title(f"accuracy by question {by}")

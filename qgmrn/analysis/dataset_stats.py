@@ -111,23 +111,45 @@ def plot_examples(
     n: int = 4,
     per_image: int = 3,
     seed: int = 0,
+    wrap_width: int = 48,
 ) -> Figure:
-    """`n` random images of `split` with up to `per_image` of their questions and answers."""
+    """`n` random images of `split` with up to `per_image` of their questions and answers.
+
+    Each question is wrapped at `wrap_width` characters (48: a 4.2-inch panel holds about 75
+    characters of the 7-point title, so every line stays well inside its own panel) and the
+    figure is made tall enough for the images and the longest title.
+    """
+    import textwrap
+
     from PIL import Image
 
+    fontsize = 7
     rng = np.random.default_rng(seed)
     images = sorted(df["image_index"].unique())
     chosen = rng.choice(images, size=min(n, len(images)), replace=False)
-    fig, axes = plt.subplots(1, len(chosen), figsize=(4.2 * len(chosen), 4.6), squeeze=False)
-    for ax, idx in zip(axes.flat, chosen, strict=True):
+    panels = []
+    for idx in chosen:
         qs = df[df["image_index"] == idx].head(per_image)
         path = Path(data_dir) / "images" / split / qs["image_filename"].iloc[0]
-        ax.imshow(np.asarray(Image.open(path).convert("RGB")))
+        img = np.asarray(Image.open(path).convert("RGB"))
+        lines = []
+        for q, a in zip(qs["question"], qs["answer"], strict=True):
+            # wrapped here, not by matplotlib's wrap=True, which lets long questions run into
+            # the neighbouring panel
+            lines += textwrap.wrap(f"Q: {q}", width=wrap_width, subsequent_indent="   ")
+            lines += textwrap.wrap(f"A: {a}", width=wrap_width, subsequent_indent="   ")
+        panels.append((img, "\n".join(lines)))
+    # inches: the tallest image at the panel's width, the longest title, a margin
+    image_height = max((4.0 * img.shape[0] / img.shape[1] for img, _ in panels), default=4.0)
+    max_lines = max((text.count("\n") + 1 for _, text in panels), default=1)
+    height = image_height + max_lines * fontsize * 1.3 / 72 + 0.4
+    fig, axes = plt.subplots(1, len(chosen), figsize=(4.2 * len(chosen), height), squeeze=False)
+    for ax, (img, text) in zip(axes.flat, panels, strict=True):
+        ax.imshow(img)
         ax.axis("off")
-        text = "\n".join(
-            f"Q: {q}\nA: {a}" for q, a in zip(qs["question"], qs["answer"], strict=True)
-        )
-        ax.set_title(text, fontsize=7, loc="left", wrap=True)
+        # image at the top of its slot, so that tight_layout's room for the title is above it
+        ax.set_anchor("N")
+        ax.set_title(text, fontsize=fontsize, loc="left")
     fig.tight_layout()
     return fig
 

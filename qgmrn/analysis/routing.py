@@ -10,6 +10,7 @@ Dimension letters: N questions, G gates in total, L routed layers, M_l modules o
 
 from __future__ import annotations
 
+import colorsys
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -18,9 +19,10 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib import colors as mcolors
 from matplotlib.figure import Figure
 
-from qgmrn.clevr.constants import SUBTYPE_LABELS, SUBTYPES
+from qgmrn.clevr.constants import QUESTION_TYPES, SUBTYPE_LABELS, SUBTYPE_TO_TYPE, SUBTYPES
 
 PathLike = str | os.PathLike
 
@@ -117,9 +119,10 @@ def tsne_by_stage(
 
     At most `per_subtype` instances per subtype are drawn (the paper: 500 per subtype of the
     validation set). Returns a long DataFrame with columns ``stage, x, y, subtype, subtype_name,
-    index, distinct_paths`` (``index`` = row in `paths`; ``distinct_paths`` = how many different
-    paths the stage has among the drawn questions: with one, all points sit at the origin). The
-    perplexity is lowered when there are few points.
+    index, distinct_paths, path_id`` (``index`` = row in `paths`; ``distinct_paths`` = how many
+    different paths the stage has among the drawn questions: with one, all points sit at the
+    origin; ``path_id`` numbers the stage's distinct paths, so questions with the same id took
+    the same path and sit on the same point). The perplexity is lowered when there are few points.
     """
     from sklearn.manifold import TSNE
 
@@ -130,7 +133,8 @@ def tsne_by_stage(
     perp = float(min(perplexity, max(1.0, (len(idx) - 1) / 3)))
     frames = []
     for stage, x in stages.items():
-        distinct = len(np.unique(x, axis=0))
+        uniq, path_id = np.unique(x, axis=0, return_inverse=True)
+        distinct = len(uniq)
         if distinct < 2:  # every question takes the same path: nothing to embed (t-SNE fails)
             emb = np.zeros((len(x), 2))
         else:
@@ -154,41 +158,136 @@ def tsne_by_stage(
                     "subtype_name": [SUBTYPE_LABELS[SUBTYPES[s]] for s in st],
                     "index": idx,
                     "distinct_paths": distinct,
+                    "path_id": np.asarray(path_id).reshape(-1),
                 }
             )
         )
     return pd.concat(frames, ignore_index=True)
 
 
+# One hue per question type (tab10's first five, in QUESTION_TYPES order), and per subtype of a
+# type a shade of that hue and a marker of its own, so the 13 subtypes differ in colour and shape.
+_TYPE_BASE_COLORS = dict(zip(QUESTION_TYPES, plt.get_cmap("tab10").colors[:5], strict=True))
+_SUBTYPE_MARKERS = ("o", "s", "^", "D", "v", "P")
+_SHADE_LIGHTNESS = (0.28, 0.68)  # darkest and lightest shade (HLS lightness) within a type
+_DRAW_ROUNDS = 4  # plot_tsne_stages: interleaved drawing rounds
+
+
+def _subtypes_by_type() -> dict[str, list[str]]:
+    by_type: dict[str, list[str]] = {t: [] for t in QUESTION_TYPES}
+    for s in SUBTYPES:
+        by_type[SUBTYPE_TO_TYPE[s]].append(s)
+    return by_type
+
+
 def subtype_colors() -> dict[str, tuple]:
-    """A fixed colour per subtype display name (13 distinct colours)."""
-    cmap = plt.get_cmap("tab20")
-    return {SUBTYPE_LABELS[s]: cmap(i) for i, s in enumerate(SUBTYPES)}
+    """A fixed colour per subtype display name (13 distinct colours, in SUBTYPES order).
+
+    Each question type has its own hue (tab10: Count blue, Exist orange, Compare Numbers green,
+    Query Attribute red, Compare Attribute purple); the subtypes of a type are shades of it,
+    dark to light. Pair with `subtype_markers` for a second, colour-independent cue.
+    """
+    shades = {}
+    for t, subs in _subtypes_by_type().items():
+        h, light, sat = colorsys.rgb_to_hls(*_TYPE_BASE_COLORS[t])
+        levels = [light] if len(subs) == 1 else np.linspace(*_SHADE_LIGHTNESS, len(subs))
+        for s, level in zip(subs, levels, strict=True):
+            shades[s] = mcolors.to_rgba(colorsys.hls_to_rgb(h, float(level), sat))
+    return {SUBTYPE_LABELS[s]: shades[s] for s in SUBTYPES}
 
 
-def plot_tsne_stages(emb: pd.DataFrame, *, title: str = "", point_size: float = 6.0) -> Figure:
-    """2x2 panels (stage 1 top-left ... stage 4 bottom-right) coloured by the 13 subtypes."""
+def subtype_markers() -> dict[str, str]:
+    """A marker per subtype display name: the subtypes of one question type get different ones
+    (o, s, ^, D in SUBTYPES order), so (colour, marker) tells all 13 apart."""
+    markers = {}
+    for subs in _subtypes_by_type().values():
+        for i, s in enumerate(subs):
+            markers[s] = _SUBTYPE_MARKERS[i % len(_SUBTYPE_MARKERS)]
+    return {SUBTYPE_LABELS[s]: markers[s] for s in SUBTYPES}
+
+
+def jitter_identical_paths(
+    d: pd.DataFrame, *, scale: float = 0.01, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """(x, y) of one stage's points, those that share their point with others moved by a small
+    seeded Gaussian offset (sd = `scale` times the panel's extent), so a point standing for
+    many questions shows as a cloud whose size and colours tell how many and which.
+
+    Points share a point when they have the same ``path_id`` (`tsne_by_stage`) or, in a frame
+    without one, the same coordinates to 1e-6 of the extent. Points alone are not moved.
+    """
+    x = d["x"].to_numpy(dtype=float)
+    y = d["y"].to_numpy(dtype=float)
+    if len(x) == 0 or scale <= 0:
+        return x, y
+    span = max(float(np.ptp(x)), float(np.ptp(y)))
+    span = span if span > 0 else 1.0
+    if "path_id" in d:
+        key = pd.Series(d["path_id"].to_numpy())
+    else:
+        key = pd.Series(list(zip(np.round(x / span * 1e6), np.round(y / span * 1e6), strict=True)))
+    shared = (key.map(key.value_counts()) > 1).to_numpy()
+    rng = np.random.default_rng(seed)
+    offsets = rng.normal(0.0, scale * span, size=(len(x), 2))
+    return x + shared * offsets[:, 0], y + shared * offsets[:, 1]
+
+
+def plot_tsne_stages(
+    emb: pd.DataFrame,
+    *,
+    title: str = "",
+    point_size: float = 10.0,
+    jitter: float = 0.015,
+    seed: int = 0,
+) -> Figure:
+    """2x2 panels (stage 1 top-left ... stage 4 bottom-right) coloured by the 13 subtypes.
+
+    A type's subtypes share a hue and differ in shade and marker (`subtype_colors`,
+    `subtype_markers`). Questions whose routing paths are identical sit on one point of the
+    embedding; they are spread by a small seeded jitter (`jitter` = sd as a fraction of the
+    panel's extent, 0 = none; `jitter_identical_paths`), which the legend says.
+    """
     stages = sorted(emb["stage"].unique())
     ncols = 2
     nrows = max(1, int(np.ceil(len(stages) / ncols)))
     fig, axes = plt.subplots(nrows, ncols, figsize=(10, 4.6 * nrows), squeeze=False)
     colors = subtype_colors()
+    markers = subtype_markers()
     for ax in axes.flat[len(stages) :]:
         ax.axis("off")
-    for ax, stage in zip(axes.flat, stages, strict=False):
+    for i, (ax, stage) in enumerate(zip(axes.flat, stages, strict=False)):
         d = emb[emb["stage"] == stage]
-        for name, color in colors.items():
-            pts = d[d["subtype_name"] == name]
-            if len(pts):
-                ax.scatter(pts["x"], pts["y"], s=point_size, color=color, label=name, alpha=0.8)
+        xs, ys = jitter_identical_paths(d, scale=jitter, seed=seed + i)
+        # drawn in a few seeded rounds, each over all subtypes, so that where points overlap no
+        # subtype is always the one on top (one scatter call takes one marker)
+        layer = np.random.default_rng(seed + i).integers(0, _DRAW_ROUNDS, len(d))
+        names = d["subtype_name"].to_numpy()
+        for r in range(_DRAW_ROUNDS):
+            for name, color in colors.items():
+                sel = (names == name) & (layer == r)
+                if sel.any():
+                    ax.scatter(
+                        xs[sel],
+                        ys[sel],
+                        s=point_size,
+                        color=color,
+                        marker=markers[name],
+                        linewidths=0,
+                        alpha=0.8,
+                    )
         name = f"stage {stage + 1}" if min(stages) == 0 else f"stage {stage}"
         ax.set_title(f"{name} ({d['distinct_paths'].iloc[0]} distinct paths)")
         ax.set_xticks([])
         ax.set_yticks([])
+        ax.set_aspect("equal", adjustable="datalim")  # jitter clouds round, distances true
     handles = [
-        plt.Line2D([], [], marker="o", linestyle="", color=c, label=n) for n, c in colors.items()
+        plt.Line2D([], [], marker=markers[n], linestyle="", color=c, label=n)
+        for n, c in colors.items()
     ]
-    fig.legend(handles=handles, loc="center right", title="question subtype", fontsize=8)
+    legend_title = "question subtype"
+    if jitter > 0:
+        legend_title += "\n(identical paths jittered)"
+    fig.legend(handles=handles, loc="center right", title=legend_title, fontsize=8)
     fig.tight_layout(rect=(0, 0, 0.8, 0.95 if title else 1.0))
     if title:
         fig.suptitle(title)

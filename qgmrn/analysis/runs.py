@@ -27,6 +27,16 @@ def resolve_path(path: PathLike) -> Path:
     return p if p.is_absolute() else project_root() / p
 
 
+def shown(path: PathLike) -> str:
+    """`path` as a notebook prints it: relative to the project root when inside it, so that
+    committed outputs carry no machine's absolute paths."""
+    p = Path(path)
+    try:
+        return str(p.resolve().relative_to(project_root()))
+    except ValueError:
+        return str(p)
+
+
 def fresh_run_dir(runs_dir: PathLike, name: str, *, resume: bool, overwrite: bool) -> Path:
     """The folder a training notebook writes to: `runs_dir/name`, unless a run is already there
     and neither `resume` nor `overwrite` is asked, in which case the first free `name-2`,

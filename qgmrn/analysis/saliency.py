@@ -106,32 +106,45 @@ def plot_saliency_grid(
     questions: Sequence[str],
     answers: Sequence[str] | None = None,
     *,
+    truths: Sequence[str] | None = None,
     ncols: int = 3,
     title: str = "",
 ) -> Figure:
-    """The image, then each question's saliency map over a dimmed copy of it (as Fig. 4);
-    `title` goes above the grid (e.g. which run it shows)."""
+    """The image, then each question's saliency map laid over it (as Fig. 4); under each
+    question the predicted answer (`answers`) and, with `truths`, the true one and whether the
+    prediction is right. `title` goes above the grid (e.g. which run it shows).
+
+    The map is drawn with its own value as opacity (a saliency of 0 leaves the image as it is,
+    1 covers it), over a grey copy of the image: the objects stay visible where the map is low,
+    and the map's colours are not mixed with the objects'."""
     suptitle = title
     img = np.asarray(image)
     if img.ndim == 3 and img.shape[0] == 3 and img.shape[-1] != 3:
         img = img.transpose(1, 2, 0)
+    grey = img.astype(np.float32).mean(axis=-1) if img.ndim == 3 else img.astype(np.float32)
     n = len(maps) + 1
     ncols = min(ncols, n)
     nrows = int(np.ceil(n / ncols))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(3.4 * ncols, 3.5 * nrows), squeeze=False)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.4 * ncols, 3.6 * nrows), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     axes.flat[0].imshow(img)
     axes.flat[0].set_title("image", fontsize=9)
+    cmap = plt.get_cmap("inferno")
     for i, (ax, m) in enumerate(zip(axes.flat[1:], maps, strict=False)):
-        ax.imshow(img, alpha=0.35)
-        ax.imshow(m, cmap="inferno", alpha=0.75, vmin=0, vmax=1)
+        ax.imshow(grey, cmap="gray", vmin=0, vmax=255 if grey.max() > 1 else 1)
+        overlay = cmap(np.clip(m, 0, 1))  # (H, W, 4)
+        overlay[..., 3] = np.clip(m, 0, 1) ** 0.5  # opacity grows with saliency
+        ax.imshow(overlay)
         # wrapped here, not by matplotlib's wrap=True, which lets long questions run into the
         # neighbouring panel's title and the figure title
-        title = "\n".join(textwrap.wrap(questions[i], width=44))
-        if answers is not None:
-            title += f"\n-> {answers[i]}"
-        ax.set_title(title, fontsize=8)
+        text = "\n".join(textwrap.wrap(questions[i], width=44))
+        if answers is not None and truths is not None:
+            mark = "right" if answers[i] == truths[i] else "wrong"
+            text += f"\npredicted {answers[i]}, truth {truths[i]} ({mark})"
+        elif answers is not None:
+            text += f"\n-> {answers[i]}"
+        ax.set_title(text, fontsize=8)
     if suptitle:
         fig.suptitle(suptitle, fontsize=10)
     fig.tight_layout()

@@ -427,8 +427,8 @@ def run_budget(run_dir: PathLike) -> dict:
     From the ``train`` block of eval.json (written when training ends; docs/internals.md) and,
     for a run without one (still training, or evaluated by an older version), from config.json.
     Keys: ``profile, finished`` (eval.json exists), ``stop_reason`` (max_minutes | max_steps |
-    epochs | None), ``max_minutes, epochs_budget, train_minutes, steps, epochs_completed``
-    (None where unknown).
+    epochs | None), ``max_minutes, epochs_budget, train_minutes, steps, epochs_completed,
+    epochs_seen`` (the fraction included; None where unknown).
     """
     run_dir = Path(run_dir)
     cfg = _read_json(run_dir / "config.json")
@@ -444,7 +444,19 @@ def run_budget(run_dir: PathLike) -> dict:
         "train_minutes": tr.get("train_minutes"),
         "steps": tr.get("steps"),
         "epochs_completed": tr.get("epochs_completed"),
+        "epochs_seen": _epochs_seen(tr),
     }
+
+
+def _epochs_seen(tr: Mapping) -> float | None:
+    """Epochs trained, fraction included: eval.json's `epochs_seen`, else (older runs) derived
+    from the whole epochs' steps; None where it cannot be known (no whole epoch yet)."""
+    if tr.get("epochs_seen") is not None:
+        return float(tr["epochs_seen"])
+    done, steps, part = tr.get("epochs_completed"), tr.get("steps"), tr.get("batch_in_epoch")
+    if not done or steps is None or part is None:
+        return None
+    return done + part / ((steps - part) / done)
 
 
 def _plural(n: int, word: str) -> str:
@@ -480,7 +492,12 @@ def budget_text(run_dir: PathLike, *, short: bool = True) -> str:
         done.append(f"{float(b['train_minutes']):.1f} min")
     if b["steps"] is not None:
         done.append(_plural(int(b["steps"]), "step"))
-    if b["epochs_completed"] is not None:
+    if b["epochs_seen"] is not None:
+        seen = b["epochs_seen"]
+        done.append(f"{seen:.1f} epochs" if seen < 10 else f"{seen:,.0f} epochs")
+    elif b["epochs_completed"] == 0:
+        done.append("less than an epoch")
+    elif b["epochs_completed"] is not None:
         done.append(_plural(int(b["epochs_completed"]), "epoch"))
     if reason:
         done.append(f"stopped by {reason}")

@@ -1,6 +1,7 @@
 import json
 
 import matplotlib
+import matplotlib.pyplot as plt
 import pytest
 
 from qgmrn.analysis import curves
@@ -50,3 +51,27 @@ def test_throughput_reads_the_runs_own_rate(tmp_path):
     assert t["steps"] == 60 and t["samples"] == 60 * 64
     assert t["samples_per_s"] == 200.0 and t["data_wait_frac"] == 0.2
     assert t["minutes"] == pytest.approx(60 * 64 / 200 / 60)
+
+
+@pytest.mark.parametrize("by", ["type", "subtype"])
+@pytest.mark.parametrize("num_runs", [1, 2])
+def test_accuracy_tick_labels_do_not_run_into_each_other(tmp_path, by, num_runs):
+    """Adjacent x tick labels, as drawn (Agg), are at least 3 points apart: side by side and
+    right-aligned, "Exist" ran into "Compare Numbers" and "Query Attribute" into "Compare
+    Attribute"."""
+    runs = {name: write_fake_run(tmp_path / name) for name in "ab"[:num_runs]}
+    prior = {"overall": 0.3, "by_type": {}, "by_subtype": {}}
+    fig = curves.plot_accuracy_by_type(runs, by=by, prior=prior)
+    try:
+        fig.canvas.draw()
+        renderer = fig.canvas.get_renderer()
+        labels = fig.axes[0].get_xticklabels()
+        assert len(labels) == (5 if by == "type" else 13)
+        assert labels[2].get_text() == ("Compare\nNumbers" if by == "type" else "Equal\nInteger")
+        boxes = sorted((t.get_window_extent(renderer) for t in labels), key=lambda b: b.x0)
+        min_gap = 3 * fig.dpi / 72
+        for left, right in zip(boxes, boxes[1:], strict=False):
+            assert right.x0 - left.x1 >= min_gap, (left, right)
+        assert all(b.x0 >= 0 and b.x1 <= fig.bbox.width and b.y0 >= 0 for b in boxes)
+    finally:
+        plt.close(fig)

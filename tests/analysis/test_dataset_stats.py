@@ -60,3 +60,47 @@ def test_one_split_keeps_the_count_in_the_titles():
         assert fig.axes[0].get_legend() is None
     finally:
         plt.close(fig)
+
+
+def test_example_titles_are_wrapped_inside_their_panels(tmp_path):
+    """Long questions are wrapped at the wrap width, not left to matplotlib's wrap=True (which
+    let them run into the neighbouring panel), and the titles fit in the figure."""
+    import numpy as np
+    from matplotlib.text import Text
+    from PIL import Image
+
+    from qgmrn.analysis.dataset_stats import plot_examples
+
+    (tmp_path / "images" / "train").mkdir(parents=True)
+    long_q = (
+        "Are there any other things that have the same size as the large rubber cylinder that "
+        "is behind the small metal thing on the left side of the purple sphere?"
+    )
+    rows = []
+    for i in range(3):
+        name = f"CLEVR_train_{i:06d}.png"
+        Image.fromarray(np.full((320, 480, 3), 60 * i, np.uint8)).save(
+            tmp_path / "images" / "train" / name
+        )
+        for q in (long_q, "What color is the cube?", long_q.replace(" ", "")[:70]):
+            rows.append({"image_index": i, "image_filename": name, "question": q, "answer": "no"})
+    fig = plot_examples(tmp_path, "train", pd.DataFrame(rows), n=3, wrap_width=44)
+    try:
+        titles = [ax.get_title(loc="left") for ax in fig.axes]
+        assert len(titles) == 3 and all(t.startswith("Q: Are there") for t in titles)
+        for t in titles:
+            assert max(len(line) for line in t.split("\n")) <= 44
+            assert "purple sphere?" in t.replace("\n   ", " ")  # nothing lost in the wrapping
+        fig.canvas.draw()
+        renderer = fig.canvas.get_renderer()
+        boxes = [
+            ax.findobj(lambda a, t=t: isinstance(a, Text) and a.get_text() == t)[
+                0
+            ].get_window_extent(renderer)
+            for ax, t in zip(fig.axes, titles, strict=True)
+        ]
+        for left, right in zip(boxes, boxes[1:], strict=False):
+            assert left.x1 < right.x0  # no title runs into the next panel's
+        assert all(b.y1 <= fig.bbox.height and b.x1 <= fig.bbox.width for b in boxes)
+    finally:
+        plt.close(fig)

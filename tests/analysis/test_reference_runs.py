@@ -217,3 +217,28 @@ def test_validation_column_skips_train_only_columns(tmp_path):
     )
     _, val = curves.read_metrics(run)
     assert curves._val_accuracy_column(val) == "overall"
+
+
+def test_budgets_say_the_fraction_of_an_epoch(tmp_path):
+    """'0.4 epochs', not '0 epochs': from eval.json's epochs_seen, or derived for older runs."""
+    new = {"steps": 300, "epochs_completed": 0, "batch_in_epoch": 300, "epochs_seen": 0.43,
+           "stop_reason": "max_minutes", "max_minutes": 5.0, "train_minutes": 5.0}  # fmt: skip
+    write_fake_run(tmp_path / "new", train_result=new)
+    assert tables.budget_text(tmp_path / "new", short=False) == (
+        "5 min budget: 5.0 min, 300 steps, 0.4 epochs, stopped by max_minutes"
+    )
+    old = {**new, "epochs_seen": None}
+    write_fake_run(tmp_path / "old", train_result=old)  # no whole epoch: cannot say how much
+    assert "300 steps, less than an epoch," in tables.budget_text(tmp_path / "old", short=False)
+    older = {**new, "steps": 2500, "epochs_completed": 2, "batch_in_epoch": 500}
+    del older["epochs_seen"]
+    write_fake_run(tmp_path / "older", train_result=older)  # 1,000 steps an epoch: 2.5
+    assert tables.run_budget(tmp_path / "older")["epochs_seen"] == pytest.approx(2.5)
+    assert "2,500 steps, 2.5 epochs," in tables.budget_text(tmp_path / "older", short=False)
+
+
+def test_paths_are_shown_relative_to_the_project_root(tmp_path):
+    inside = runs.resolve_path("results/demo/runs/brn_c16")
+    assert inside.is_absolute()
+    assert runs.shown(inside) == str(Path("results/demo/runs/brn_c16"))
+    assert runs.shown(tmp_path / "x") == str(tmp_path / "x")  # outside: as it is

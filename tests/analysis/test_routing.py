@@ -1,9 +1,14 @@
+import colorsys
+
 import matplotlib
+import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
 import pytest
 
 from qgmrn.analysis import routing
 from qgmrn.analysis._io import save_figure
+from qgmrn.clevr.constants import SUBTYPE_LABELS, SUBTYPE_TO_TYPE, SUBTYPES
 
 from ._fake_runs import write_fake_run
 
@@ -82,3 +87,69 @@ def test_tsne_when_every_question_takes_the_same_path():
 def test_execution_ratio_summary_of_models_with_different_depths():
     s = routing.execution_ratio_summary({"a": np.ones((3, 2)), "b": np.zeros((3, 4))})
     assert s.loc["a", 1] == 1.0 and np.isnan(s.loc["a", 4]) and s.loc["b", "mean"] == 0.0
+
+
+def _hue_distance(a, b):
+    d = abs(a - b) % 1.0
+    return min(d, 1.0 - d)  # hue is an angle
+
+
+def test_subtype_styles_tell_the_13_subtypes_apart_and_group_them_by_type():
+    colors = routing.subtype_colors()
+    markers = routing.subtype_markers()
+    names = [SUBTYPE_LABELS[s] for s in SUBTYPES]
+    assert list(colors) == names and list(markers) == names
+    assert len({(tuple(np.round(colors[n], 3)), markers[n]) for n in names}) == 13
+    assert len({tuple(np.round(colors[n], 3)) for n in names}) == 13  # colour alone, too
+    type_of = {SUBTYPE_LABELS[s]: SUBTYPE_TO_TYPE[s] for s in SUBTYPES}
+    hue = {n: colorsys.rgb_to_hls(*colors[n][:3])[0] for n in names}
+    for n in names:
+        same = [m for m in names if m != n and type_of[m] == type_of[n]]
+        other = [m for m in names if type_of[m] != type_of[n]]
+        # a type's subtypes differ in marker; its hue family is nearer than any other type's
+        assert len({markers[m] for m in [n, *same]}) == 1 + len(same)
+        nearest_other = min(_hue_distance(hue[n], hue[m]) for m in other)
+        assert all(_hue_distance(hue[n], hue[m]) < nearest_other / 4 for m in same)
+
+
+def test_identical_paths_are_jittered_deterministically_and_others_left_alone():
+    emb = pd.DataFrame(
+        {
+            "x": [0.0, 0.0, 0.0, 5.0, 10.0],
+            "y": [0.0, 0.0, 0.0, 5.0, 10.0],
+            "path_id": [0, 0, 0, 1, 2],
+        }
+    )
+    x, y = routing.jitter_identical_paths(emb, scale=0.01, seed=0)
+    assert len({(a, b) for a, b in zip(x[:3], y[:3], strict=True)}) == 3  # spread apart
+    assert np.abs(np.r_[x[:3], y[:3]]).max() < 0.5  # by a little (sd 0.1 here)
+    np.testing.assert_array_equal(np.r_[x[3:], y[3:]], [5.0, 10.0, 5.0, 10.0])  # alone: kept
+    x2, y2 = routing.jitter_identical_paths(emb, scale=0.01, seed=0)
+    np.testing.assert_array_equal(np.r_[x, y], np.r_[x2, y2])
+    # without path_id (an older frame), coincident coordinates count as one path
+    x3, _ = routing.jitter_identical_paths(emb.drop(columns="path_id"), scale=0.01, seed=0)
+    np.testing.assert_array_equal(x3, x)
+    # every question on one path (all at the origin): still spread
+    same = pd.DataFrame({"x": np.zeros(6), "y": np.zeros(6)})
+    assert len(np.unique(routing.jitter_identical_paths(same)[0])) == 6
+    np.testing.assert_array_equal(routing.jitter_identical_paths(same, scale=0)[0], np.zeros(6))
+
+
+def test_tsne_frame_numbers_the_paths_and_the_figure_uses_the_markers(tmp_path):
+    paths = np.zeros((26, 8), np.uint8)
+    paths[13:, :4] = 1  # stage 0: two distinct paths; stage 1: one
+    emb = routing.tsne_by_stage(paths, [0, 1], np.arange(26) % 13, layer_sizes=[4, 4])
+    s0 = emb[emb["stage"] == 0].sort_values("index")
+    assert list(s0["path_id"]) == [0] * 13 + [1] * 13
+    fig = routing.plot_tsne_stages(emb)
+    try:
+        legend = fig.legends[0]
+        assert "jittered" in legend.get_title().get_text()
+        shown = {h.get_label(): h.get_marker() for h in legend.legend_handles}
+        assert shown == routing.subtype_markers()
+        # the 26 points of each stage are drawn, none hidden on top of another
+        for ax in fig.axes:
+            offsets = np.concatenate([c.get_offsets() for c in ax.collections])
+            assert len(offsets) == 26 and len(np.unique(offsets, axis=0)) == 26
+    finally:
+        plt.close(fig)

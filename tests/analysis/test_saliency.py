@@ -36,10 +36,17 @@ def test_pad_questions():
     assert q.tolist() == [[5, 6, 7], [8, 0, 0]] and lengths.tolist() == [3, 1]
 
 
-def test_plot_saliency_grid():
-    img = np.zeros((5, 4, 3), np.uint8)
-    fig = saliency.plot_saliency_grid(img, np.zeros((2, 5, 4)), ["q1", "q2"], ["yes", "no"])
+def test_plot_saliency_grid_shows_the_image_and_the_truth():
+    img = np.full((5, 4, 3), 200, np.uint8)
+    maps = np.zeros((2, 5, 4))
+    maps[0, 0, 0] = 1.0
+    fig = saliency.plot_saliency_grid(img, maps, ["q1", "q2"], ["yes", "no"],
+                                      truths=["yes", "yes"])  # fmt: skip
     assert len(fig.axes) == 3
+    titles = [ax.get_title() for ax in fig.axes[1:]]
+    assert titles == ["q1\npredicted yes, truth yes (right)", "q2\npredicted no, truth yes (wrong)"]
+    overlay = fig.axes[1].get_images()[1].get_array()  # (H, W, 4): the map over the image
+    assert overlay[0, 0, 3] == 1.0 and overlay[1, 1, 3] == 0.0  # zero saliency leaves the image
 
 
 def test_a_read_only_cache_row_is_copied_without_a_warning():
