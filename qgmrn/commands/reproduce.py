@@ -11,6 +11,8 @@ notebooks come to carry the outputs of a real demo run.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import sys
 import time
 from pathlib import Path
@@ -74,15 +76,35 @@ def execute_notebook(
     nb_dir = Path(notebooks_dir) if notebooks_dir else root / "notebooks"
     Path(output).parent.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    pm.execute_notebook(
-        str(nb_dir / f"{name}.ipynb"),
-        str(output),
-        parameters=parameters,
-        kernel_name=kernel,
-        cwd=str(root),
-        progress_bar=False,
-    )
+    # the kernel's own log lines (e.g. ipykernel's "running over TCP without encryption") go to
+    # a file beside the executed notebook, not into the output of the notebook that called this
+    with stderr_of_children_to(Path(output).with_suffix(".kernel.log")):
+        pm.execute_notebook(
+            str(nb_dir / f"{name}.ipynb"),
+            str(output),
+            parameters=parameters,
+            kernel_name=kernel,
+            cwd=str(root),
+            progress_bar=False,
+        )
     return time.perf_counter() - t0
+
+
+@contextlib.contextmanager
+def stderr_of_children_to(path: str | Path):
+    """Within the block, processes started from here inherit `path` (appended to) as their
+    standard error. File descriptor 2 itself is redirected, since a child writes there directly;
+    Python's `sys.stderr` (inside a Jupyter kernel, the cell's output) is left as it is."""
+    saved = os.dup(2)
+    try:
+        with open(path, "ab") as log:
+            os.dup2(log.fileno(), 2)
+            try:
+                yield Path(path)
+            finally:
+                os.dup2(saved, 2)
+    finally:
+        os.close(saved)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:

@@ -28,3 +28,20 @@ def test_fresh_run_dir_never_replaces_a_run_unless_asked(tmp_path):
     assert fresh_run_dir(tmp_path, "brn", resume=False, overwrite=False) == tmp_path / "brn-3"
     assert fresh_run_dir(tmp_path, "brn", resume=True, overwrite=False) == tmp_path / "brn"
     assert fresh_run_dir(tmp_path, "brn", resume=False, overwrite=True) == tmp_path / "brn"
+
+
+def test_child_processes_write_their_stderr_to_the_log(tmp_path, capfd):
+    """The kernels a notebook starts (04 runs 03 once per row) must not print their log lines
+    into the calling notebook: their standard error goes to a file."""
+    import subprocess
+    import sys
+
+    from qgmrn.commands.reproduce import stderr_of_children_to
+
+    log = tmp_path / "x.kernel.log"
+    with stderr_of_children_to(log):
+        subprocess.run([sys.executable, "-c", "import sys; sys.stderr.write('kernel says hi')"],
+                       check=True)  # fmt: skip
+    subprocess.run([sys.executable, "-c", "import sys; sys.stderr.write('after')"], check=True)
+    assert log.read_text() == "kernel says hi"
+    assert capfd.readouterr().err == "after"  # fd 2 is restored
