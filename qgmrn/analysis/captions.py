@@ -146,3 +146,78 @@ def execution_caption(trends: Mapping[str, Mapping[str, object]]) -> str:
             + "."
         )
     return " ".join(parts)
+
+
+# Table 2's comparisons, by our row labels (`tables.table2_run_names`): modules per layer with
+# GroupNorm as the third norm, and each cardinality with BatchNorm vs GroupNorm.
+CARDINALITY_ROWS: tuple[str, ...] = ("c=8, w/ q, gn", "c=16, w/ q, gn", "c=32, w/ q, gn")
+NORM_PAIRS: tuple[tuple[str, str], ...] = (
+    ("c=8, w/ q", "c=8, w/ q, gn"),
+    ("c=16, w/ q", "c=16, w/ q, gn"),
+    ("c=32, w/ q", "c=32, w/ q, gn"),
+)
+ROUTED_STATIC = ("BRN (c=16)", "BRN (c=16), static twin (ours)")
+
+
+def _ours_blocks(table: pd.DataFrame, column: str) -> dict[str, pd.Series]:
+    """{our group: its rows' `column` by model label}, a label listed once (Table 2 repeats a
+    row in several sections)."""
+    out = {}
+    for group in dict.fromkeys(table.index.get_level_values(0)):
+        if not str(group).startswith("ours"):
+            continue
+        block = table.xs(group, level=0)[column]
+        labels = block.index.get_level_values(-1)
+        out[group] = pd.Series(block.to_numpy(), index=labels).groupby(level=0, sort=False).first()
+    return out
+
+
+def table_caption(table: pd.DataFrame, column: str = "Overall") -> str:
+    """Tables 1 and 2 in words (as built by `qgmrn.analysis.tables`, with the question-type
+    prior as a row, `tables.with_prior`): per block of our runs, the best row and how many rows
+    beat the prior, and where the rows exist, the comparisons the paper makes: the routed BRN
+    against its static twin (ours), c=8 < c=16 < c=32 (gn) and GroupNorm against BatchNorm."""
+    prior_rows = [g for g in table.index.get_level_values(0) if str(g).startswith("prior")]
+    prior = float(table.xs(prior_rows[0], level=0)[column].iloc[0]) if prior_rows else None
+    parts = [f"Question-type prior {prior:.1f}." if prior is not None else "No prior row."]
+    for group, rows in _ours_blocks(table, column).items():
+        rows = rows.dropna()
+        if rows.empty:
+            continue
+        best = rows.idxmax()
+        text = f"{group}: best {best} at {rows[best]:.1f}"
+        if prior is not None:
+            above = int((rows > prior).sum())
+            text += f" ({rows[best] - prior:+.1f} against the prior); {above} of {len(rows)} "
+            text += "rows above the prior"
+        sentences = [text + "."]
+        routed, static = ROUTED_STATIC
+        if routed in rows and static in rows:
+            gap = rows[routed] - rows[static]
+            sentences.append(
+                f"Routed BRN (c=16) {rows[routed]:.1f} vs its static twin {rows[static]:.1f}: "
+                f"{gap:+.1f} points, "
+                + ("routing ahead." if gap > 0 else "routing not ahead at this budget.")
+            )
+        if all(r in rows for r in CARDINALITY_ROWS):
+            vals = [rows[r] for r in CARDINALITY_ROWS]
+            order = vals[0] < vals[1] < vals[2]
+            sentences.append(
+                "Modules per layer (gn) c=8 / 16 / 32: "
+                + " / ".join(f"{v:.1f}" for v in vals)
+                + (
+                    ": more modules, higher, as in the paper."
+                    if order
+                    else ": not in the paper's order (c=8 < c=16 < c=32) at this budget."
+                )  # fmt: skip
+            )
+        pairs = [(rows[b], rows[g]) for b, g in NORM_PAIRS if b in rows and g in rows]
+        if pairs:
+            wins = sum(g > b for b, g in pairs)
+            sentences.append(
+                f"GroupNorm ahead of BatchNorm in {wins} of {len(pairs)} cardinalities ("
+                + ", ".join(f"{g - b:+.1f}" for b, g in pairs)
+                + " points; the paper: gn ahead in all three)."
+            )
+        parts.append(" ".join(sentences))
+    return " ".join(parts)

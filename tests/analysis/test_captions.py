@@ -1,4 +1,5 @@
 import numpy as np
+import pandas as pd
 import pytest
 
 from qgmrn.analysis import captions
@@ -76,3 +77,42 @@ def test_execution_trend_and_caption():
     assert "FRN: median execution ratio 0.90" in text
     assert "falls with depth, as the paper reports" in text
     assert "BRN" in text and "does not fall with depth" in text
+
+
+def _table(rows):
+    """A Table-1/2-shaped frame: (source, model) rows, an Overall column."""
+    index = pd.MultiIndex.from_tuples([(s, m) for s, m, _ in rows], names=["source", "model"])
+    return pd.DataFrame({"Overall": [v for _, _, v in rows]}, index=index)
+
+
+def test_table_caption_compares_with_the_prior_and_the_static_twin():
+    table = _table([
+        ("paper", "BRN (c=16)", 97.0),
+        ("ours (reference, 10 min)", "LSTM", 47.0),
+        ("ours (reference, 10 min)", "BRN (c=16)", 58.0),
+        ("ours (reference, 10 min)", "BRN (c=16), static twin (ours)", 55.0),
+        ("prior (mini-clevr, val)", "question-type prior", 50.0),
+    ])  # fmt: skip
+    text = captions.table_caption(table)
+    assert text.startswith("Question-type prior 50.0.")
+    assert "best BRN (c=16) at 58.0 (+8.0 against the prior); 2 of 3 rows above the prior" in text
+    assert "58.0 vs its static twin 55.0: +3.0 points, routing ahead." in text
+    assert "97.0" not in text  # the paper's rows are not ours
+
+
+def test_table_caption_checks_table2s_orderings():
+    ours = "ours (demo, 1 min)"
+    index = pd.MultiIndex.from_tuples(
+        [
+            (ours, "modules per layer", r)
+            for r in ("c=8, w/ q, gn", "c=16, w/ q, gn", "c=32, w/ q, gn")
+        ]
+        + [(ours, "bn vs gn", r) for r in ("c=8, w/ q", "c=8, w/ q, gn", "c=16, w/ q")]
+        + [("prior (x, val)", "all", "question-type prior")]
+    )
+    table = pd.DataFrame({"Overall": [40.0, 45.0, 44.0, 41.0, 40.0, 46.0, 42.0]}, index=index)
+    text = captions.table_caption(table)
+    assert "c=8 / 16 / 32: 40.0 / 45.0 / 44.0: not in the paper's order" in text
+    # pairs present: c=8 (bn 41, gn 40) and c=16 (bn 46, gn 45); the repeated gn rows count once
+    assert "GroupNorm ahead of BatchNorm in 0 of 2 cardinalities (-1.0, -1.0 points" in text
+    assert "3 of 5 rows above the prior" in text
