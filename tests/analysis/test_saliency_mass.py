@@ -9,6 +9,7 @@ import math
 
 import numpy as np
 import pytest
+from clevr._clevr_fixtures import SAMPLES, make_scene, node  # tests/clevr, a sibling package
 from PIL import Image
 
 from qgmrn.analysis import saliency
@@ -16,7 +17,6 @@ from qgmrn.clevr import AmbiguousReferenceError, load_questions, load_scenes
 from qgmrn.synth.camera import Camera
 from qgmrn.synth.render import render_scene
 from qgmrn.synth.scene import sample_scene
-from tests.clevr._clevr_fixtures import SAMPLES, make_scene, node
 
 # ----------------------------------------------------------------------------- referred_objects
 
