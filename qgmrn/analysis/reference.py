@@ -179,7 +179,7 @@ def milestones_frame(run_dirs: dict[str, Path], targets=MILESTONES) -> pd.DataFr
 def _samples_text(n: float) -> str:
     if n >= 1e9:
         return f"{n / 1e9:.1f}G"
-    if n >= 1e6:
+    if n >= 999_500:  # rounds to a million or more: say so in millions, not "1000k"
         return f"{n / 1e6:.2f}M"
     return f"{n / 1e3:.0f}k"
 
