@@ -81,6 +81,15 @@ class DiskFullError(OSError):
         )
 
 
+def as_disk_full(exc: BaseException, path: str | os.PathLike) -> DiskFullError | None:
+    """`exc` as a `DiskFullError` when a full disk caused it (naming the file the OSError names,
+    else `path`), or None: what a command prints instead of a traceback."""
+    if isinstance(exc, DiskFullError):
+        return exc
+    full = disk_full_error(exc)
+    return None if full is None else DiskFullError(full.filename or path, full.errno)
+
+
 def disk_full_error(exc: BaseException) -> OSError | None:
     """The ENOSPC / EDQUOT `OSError` in `exc` or in its chain of causes, or None.
 

@@ -86,15 +86,13 @@ def run(args: argparse.Namespace) -> int:
         print(f"qgmrn generate: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:
-        from qgmrn.fileio import DiskFullError, disk_full_error
+        from qgmrn.fileio import as_disk_full
 
-        full = disk_full_error(exc)
+        full = as_disk_full(exc, args.out_dir)
         if full is None:
             raise
-        if not isinstance(exc, DiskFullError):
-            exc = DiskFullError(full.filename or args.out_dir, full.errno)
         print(
-            f"qgmrn generate: {exc} (the rerun rewrites every file: the result is as if nothing "
+            f"qgmrn generate: {full} (the rerun rewrites every file: the result is as if nothing "
             "had stopped it)",
             file=sys.stderr,
         )

@@ -34,7 +34,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from qgmrn.data.cache import ImageCacheError, build_cache
-    from qgmrn.fileio import DiskFullError, disk_full_error
+    from qgmrn.fileio import as_disk_full
 
     data_dir = Path(args.data_dir)
     splits = args.splits
@@ -59,12 +59,10 @@ def run(args: argparse.Namespace) -> int:
             print(f"qgmrn prepare: {e}", file=sys.stderr)
             return 1
         except OSError as e:
-            full = disk_full_error(e)
+            full = as_disk_full(e, args.cache_dir or data_dir / "cache")
             if full is None:
                 raise
-            if not isinstance(e, DiskFullError):
-                e = DiskFullError(full.filename or args.cache_dir or data_dir / "cache", full.errno)
-            print(f"qgmrn prepare: {e} (the rerun continues where it stopped)", file=sys.stderr)
+            print(f"qgmrn prepare: {full} (the rerun continues where it stopped)", file=sys.stderr)
             return 1
         print(f"{split}: {path}")
     return 0
