@@ -37,10 +37,10 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from qgmrn import checkpoint as ckpt
-from qgmrn import clevr, losses, runlock
 from qgmrn import distributed as qdist
+from qgmrn import losses, runlock
 from qgmrn.config import ExperimentConfig, config_to_json
-from qgmrn.data.dataset import ClevrQuestions
+from qgmrn.data.dataset import ClevrQuestions, load_question_file
 from qgmrn.data.stream import SceneStream, StreamSpec, stream_batches, stream_vocab
 from qgmrn.data.vocab import Vocab
 from qgmrn.evaluate import (
@@ -159,7 +159,7 @@ def fit(
         try:
             stop_reason = train_loop(run)
             if run.last_val_step != state.step:
-                validate(run)
+                validate(run, collect_paths=True)  # final_eval reuses it if it is the best
             result = final_eval(run, stop_reason, t_start)
         finally:
             run.log.close()
@@ -226,13 +226,16 @@ def prepare_data(
         for split in (eval_split,) if streamed else ("train", eval_split):
             ensure_cache(data_dir, split, size, cfg.data.num_workers, progress)
     qdist.barrier(info)
+    # the training questions, read once: the vocabulary and the training set both need them
+    train_file = questions_files.get("train")
+    train_entries = None if streamed else load_question_file(_train_path(data_dir, train_file))
     if resume_dir is not None:
         vocab = Vocab.load(resume_dir / "vocab.json")
     elif vocab is None:
-        vocab = stream_vocab() if streamed else build_vocab(data_dir, questions_files.get("train"))
+        vocab = stream_vocab() if streamed else Vocab.build(train_entries)
     per_rank_batch = tc.batch_size // info.world_size
     train, steps_per_epoch = _train_data(
-        cfg, data_dir, vocab, per_rank_batch, info, questions_files.get("train")
+        cfg, data_dir, vocab, per_rank_batch, info, train_file, train_entries
     )
     val = ClevrQuestions(
         data_dir,
@@ -254,9 +257,12 @@ def prepare_data(
     )
 
 
-def _train_data(cfg, data_dir: Path, vocab, per_rank_batch: int, info, questions_file):
-    """(training data, steps per epoch): the train split's questions, or the stream of fresh
-    scenes, whose "epoch" is `stream_epoch_questions` questions (the validation cadence)."""
+def _train_data(
+    cfg, data_dir: Path, vocab, per_rank_batch: int, info, questions_file, entries=None
+):
+    """(training data, steps per epoch): the train split's questions (`entries`: the file's,
+    already read), or the stream of fresh scenes, whose "epoch" is `stream_epoch_questions`
+    questions (the validation cadence)."""
     size, batch = tuple(cfg.data.image_size), cfg.train.batch_size
     if cfg.data.train_source == "stream":
         stream = SceneStream(
@@ -271,7 +277,13 @@ def _train_data(cfg, data_dir: Path, vocab, per_rank_batch: int, info, questions
         )
         return stream, max(cfg.data.stream_epoch_questions // batch, 1)
     train_ds = ClevrQuestions(
-        data_dir, "train", vocab, size, questions_file, cfg.data.max_train_questions
+        data_dir,
+        "train",
+        vocab,
+        size,
+        questions_file,
+        cfg.data.max_train_questions,
+        entries=entries,
     )
     probe = qdist.ResumableSampler(
         train_ds, num_replicas=info.world_size, rank=info.rank, seed=cfg.train.seed
@@ -282,18 +294,16 @@ def _train_data(cfg, data_dir: Path, vocab, per_rank_batch: int, info, questions
     return train_ds, steps_per_epoch
 
 
-def _questions_path(data_dir: Path, split: str) -> Path:
-    return data_dir / "questions" / f"CLEVR_{split}_questions.json"
+def _train_path(data_dir: Path, questions_file: str | os.PathLike | None) -> Path:
+    """The training question file: `questions_file`, else the train split's."""
+    if questions_file:
+        return Path(questions_file)
+    return Path(data_dir) / "questions" / "CLEVR_train_questions.json"
 
 
 def build_vocab(data_dir: str | os.PathLike, questions_file: str | os.PathLike | None = None):
     """The vocabulary of the training questions of `data_dir` (or of `questions_file`)."""
-    path = Path(questions_file) if questions_file else _questions_path(Path(data_dir), "train")
-    if "humans" in path.name.lower():
-        questions = clevr.load_humans_questions(path)
-    else:
-        questions = clevr.load_questions(path)
-    return Vocab.build(questions)
+    return Vocab.build(load_question_file(_train_path(Path(data_dir), questions_file)))
 
 
 # --------------------------------------------------------------------------------------------
@@ -482,6 +492,9 @@ class _Run:
         batch = max(data.per_rank_batch, 1) * 2
         self.val_loader = eval_loader(data.val, batch, cfg.data.num_workers, device, info)
         self.last_val_step: int | None = None
+        # the last validation's predictions with routing paths (validate(collect_paths=True)):
+        # final_eval's, when they come from the best weights, so it need not predict again
+        self.last_val_pred: dict[str, np.ndarray] | None = None
 
     @property
     def steps_per_epoch(self) -> int:
@@ -744,9 +757,10 @@ def train_loop(run: _Run) -> str:
 # validate, evaluate at the end
 
 
-def validate(run: _Run) -> dict[str, Any]:
+def validate(run: _Run, *, collect_paths: bool = False) -> dict[str, Any]:
     """Score the current weights on the validation split: a "val" row in metrics.jsonl, and
-    best.pt when they beat the best so far."""
+    best.pt when they beat the best so far. `collect_paths`: keep the predictions with their
+    routing paths in `run.last_val_pred` (the end-of-run validation, for `final_eval`)."""
     state, split = run.state, run.data.eval_split
     pred = predict(
         run.model,
@@ -754,10 +768,13 @@ def validate(run: _Run) -> dict[str, Any]:
         run.device,
         amp=run.amp,
         channels_last=run.channels_last,
+        collect_paths=collect_paths,
         progress=run.progress,
         desc=f"eval {split}",
     )
-    result = scores(gather_predictions(pred, run.info), split)
+    pred = gather_predictions(pred, run.info)
+    run.last_val_pred = pred if collect_paths else None
+    result = scores(pred, split)
     run.log.write(
         {
             "kind": "val",
@@ -785,19 +802,23 @@ def final_eval(run: _Run, stop_reason: str, t_start: float) -> dict[str, Any]:
     qdist.barrier(info)  # best.pt is written by rank 0
     model_eval = ckpt.unwrap(run.model)
     used = "best.pt" if best_path.exists() else "checkpoint.pt"
-    if best_path.exists() and state.best_step != state.step:
+    best_is_current = state.best_step == state.step
+    if best_path.exists() and not best_is_current:
         model_eval.load_state_dict(ckpt.read_checkpoint(best_path)["model"])
-    pred = predict(
-        model_eval,
-        run.val_loader,
-        device,
-        amp=run.amp,
-        channels_last=run.channels_last,
-        collect_paths=True,
-        progress=run.progress,
-        desc="routing paths",
-    )
-    pred = gather_predictions(pred, info)
+    if best_is_current and run.last_val_pred is not None and run.last_val_step == state.step:
+        pred = run.last_val_pred  # the end-of-run validation scored these very weights
+    else:
+        pred = predict(
+            model_eval,
+            run.val_loader,
+            device,
+            amp=run.amp,
+            channels_last=run.channels_last,
+            collect_paths=True,
+            progress=run.progress,
+            desc="routing paths",
+        )
+        pred = gather_predictions(pred, info)
     result = scores(pred, run.data.eval_split)
     result.update(
         checkpoint=used,

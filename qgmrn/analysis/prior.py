@@ -8,6 +8,7 @@ line (issue 11).
 
 from __future__ import annotations
 
+import json
 import os
 from collections import Counter
 from collections.abc import Sequence
@@ -39,12 +40,36 @@ def prior_scores(train: Sequence[dict], questions: Sequence[dict]) -> dict:
     return accuracy(predictions, answers, [SUBTYPES.index(s) for s in subtypes])
 
 
-def data_set_prior(data_dir: PathLike, split: str = "val") -> dict:
+def data_set_prior(data_dir: PathLike, split: str = "val", *, cache: bool = True) -> dict:
     """The prior of a CLEVR-layout data set: fitted on its train questions, scored on `split`
-    (the test split reads its answers from questions/CLEVR_test_answers.json)."""
+    (the test split reads its answers from questions/CLEVR_test_answers.json).
+
+    `cache`: keep the scores in `DATA_DIR/cache/prior_<split>.json` (beside the image caches),
+    keyed by the size and modification time of the two question files, so the notebooks that
+    print the prior under every table and plot do not read the 50k training questions each time
+    (several seconds); a changed file is scored anew, and a data set that cannot be written to
+    is simply scored every time.
+    """
     from qgmrn import clevr
+    from qgmrn.fileio import atomic_write_json
 
     q = Path(data_dir) / "questions"
-    train = clevr.load_questions(q / "CLEVR_train_questions.json")
     name = "CLEVR_test_answers.json" if split == "test" else f"CLEVR_{split}_questions.json"
-    return prior_scores(train, clevr.load_questions(q / name))
+    files = (q / "CLEVR_train_questions.json", q / name)
+    key = [[f.name, st.st_size, st.st_mtime_ns] for f in files for st in (f.stat(),)]
+    cached = Path(data_dir) / "cache" / f"prior_{split}.json"
+    if cache:
+        try:
+            saved = json.loads(cached.read_text())
+            if saved.get("files") == key:
+                return saved["scores"]
+        except (OSError, ValueError, AttributeError):
+            pass  # none yet, or not ours: score anew
+    scores = prior_scores(clevr.load_questions(files[0]), clevr.load_questions(files[1]))
+    if cache:
+        try:
+            cached.parent.mkdir(exist_ok=True)
+            atomic_write_json(cached, {"files": key, "scores": scores}, indent=1, fsync=False)
+        except OSError:
+            pass  # a read-only data set: nothing kept, the scores stand
+    return scores

@@ -60,7 +60,9 @@ class Batch:
         return self.answers.shape[0]
 
 
-def _load(path: Path, humans: bool | None) -> list[dict[str, Any]]:
+def load_question_file(path: Path, humans: bool | None = None) -> list[dict[str, Any]]:
+    """The validated entries of a CLEVR question file, or of a CLEVR-Humans one (`humans`;
+    by default when the file's name contains "humans")."""
     from qgmrn import clevr
 
     if humans is None:  # CLEVR-Humans files are named CLEVR-Humans-{split}.json
@@ -75,7 +77,8 @@ class ClevrQuestions(Dataset):
     `split` names the images too: every question must be about `CLEVR_{split}_NNNNNN.png`.
     `questions_file`: another question file on the same images, e.g. CLEVR-Humans (no programs:
     subtype -1); `humans` forces (True/False) the CLEVR-Humans reader, by default chosen when the
-    file's name contains "humans". Test questions have no answer: answer -1.
+    file's name contains "humans". Test questions have no answer: answer -1. `entries`: the
+    file's validated questions when the caller has read them already (`load_question_file`).
     Item: `(image uint8 (3, H, W), tokens long (T_i,), length, answer, subtype, question_index)`.
     """
 
@@ -90,6 +93,7 @@ class ClevrQuestions(Dataset):
         *,
         humans: bool | None = None,
         cache_dir: str | os.PathLike | None = None,
+        entries: Sequence[dict[str, Any]] | None = None,
     ) -> None:
         from qgmrn.clevr import SUBTYPES, question_subtype
 
@@ -102,7 +106,8 @@ class ClevrQuestions(Dataset):
             else (self.data_dir / "questions" / f"CLEVR_{split}_questions.json")
         )
         self.questions_file = path
-        questions = _load(path, humans)
+        # entries: the file's questions already read (fit builds the vocabulary from them)
+        questions = list(entries) if entries is not None else load_question_file(path, humans)
         if max_questions is not None:
             questions = questions[:max_questions]
         n = len(questions)

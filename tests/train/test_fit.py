@@ -222,3 +222,26 @@ def test_compiled_training_writes_plain_checkpoints(data_dir, tmp_path):
     plain = read_checkpoint(tmp_path / "compiled" / "best.pt")["model"]
     assert state.keys() == plain.keys() and not any(k.startswith("_orig_mod") for k in state)
     assert 0 <= result["eval"]["overall"] <= 1
+
+
+def test_the_end_of_run_validation_is_not_predicted_twice(data_dir, tmp_path, monkeypatch):
+    """A run stopped mid-epoch validates its last weights once: when they are the best, eval.json
+    and routing_paths.npz reuse that pass (one val pass, not two) and say what a separate
+    evaluation of best.pt says."""
+    import qgmrn.train
+    from qgmrn.evaluate import evaluate_run
+
+    calls = []
+    real_predict = qgmrn.train.predict
+    monkeypatch.setattr(
+        qgmrn.train, "predict", lambda *a, **k: calls.append(k) or real_predict(*a, **k)
+    )
+    out = tmp_path / "stopped"
+    result = fit(tiny_config("brn_c8", epochs=1), data_dir, out, progress=False, max_steps=3)
+    assert result["step"] == 3 and result["best_step"] == 3  # one validation: the best
+    assert [k.get("collect_paths") for k in calls] == [True]
+    again = evaluate_run(out, which="best", progress=False, write=False)
+    assert again["overall"] == result["eval"]["overall"]
+    assert again["by_subtype"] == result["eval"]["by_subtype"]
+    paths = np.load(out / "routing_paths.npz")
+    assert paths["paths"].shape == (16, 64)
