@@ -5,6 +5,9 @@
 writes `results/reference/summary.md` (Table 1 rows of the reference runs with their budgets,
 accuracy by type, the routed-vs-static gap), `curves.png` (validation accuracy against the step)
 and `by_type.png` (accuracy by question type), from the runs' eval.json and metrics.jsonl only.
+Where extra-seed runs `PRESET_sN` exist, summary.md adds the routed-vs-static comparison over
+seeds at a common step, and `seeds.png`; they stay out of the tables and curves of the reference
+budget.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +32,86 @@ PathLike = str | os.PathLike
 EQUAL_SAMPLE_BUDGETS: tuple[int, ...] = (100_000, 250_000, 500_000, 1_000_000)
 MILESTONES: tuple[float, ...] = (0.5, 0.6, 0.7, 0.8, 0.9)
 EXTRAPOLATION_LIMIT = 100  # a fit asked for more than this many times the run's samples says so
+# Seed runs (`benchmarks/reference_gpu.sh PRESET@SEED`, or `qgmrn train --seed N --out
+# runs/PRESET_sN`): PRESET_sN is PRESET trained with seed N; PRESET itself is the default seed.
+SEED_RUN = re.compile(r"^(?P<preset>.+)_s(?P<seed>\d+)$")
+
+
+def split_seed_runs(run_dirs: dict[str, Path]) -> tuple[dict[str, Path], dict[str, Path]]:
+    """(the reference runs, the extra-seed runs `PRESET_sN`): the seed runs are shorter and feed
+    the seeds comparison only, not the tables and curves of the reference budget."""
+    seeds = {k: v for k, v in run_dirs.items() if SEED_RUN.match(k)}
+    return {k: v for k, v in run_dirs.items() if k not in seeds}, seeds
+
+
+def _val_rows(run_dir: Path) -> pd.DataFrame:
+    _, val = curves.read_metrics(run_dir)
+    if not len(val) or "overall" not in val:
+        return pd.DataFrame()
+    return val.drop_duplicates("step", keep="last").set_index("step")
+
+
+def seeds_frame(run_dirs: dict[str, Path], arms: dict[str, str]) -> tuple[pd.DataFrame, int]:
+    """Validation accuracy (percent, overall and by type) of every seed of each arm at one common
+    step: the largest step at which every run of the arms has a validation pass (a fixed step,
+    not each run's best: nothing is chosen on val, so val is a fair score here).
+
+    arms: label -> preset (e.g. {"routed": "brn_c16", "static": "brn_c16_static"}); the runs of
+    a preset are the folder named after it (seed of its config) and its `PRESET_sN` folders.
+    Returns (rows indexed by (arm, seed), the common step). Raises ValueError when an arm has no
+    run, or the runs share no validation step.
+    """
+    from qgmrn.clevr.constants import TYPE_LABELS
+
+    found: dict[tuple[str, int], pd.DataFrame] = {}
+    for arm, preset in arms.items():
+        for name, run_dir in run_dirs.items():
+            m = SEED_RUN.match(name)
+            if name != preset and not (m and m["preset"] == preset):
+                continue
+            if m:
+                seed = int(m["seed"])
+            else:
+                cfg = json.loads((run_dir / "config.json").read_text())
+                seed = cfg.get("train", {}).get("seed", 0)  # TrainConfig's default seed
+            val = _val_rows(run_dir)
+            if len(val):
+                found[(arm, seed)] = val
+        if not any(a == arm for a, _ in found):
+            raise ValueError(f"no run of {preset!r} ({arm}) with a validation pass")
+    common = set.intersection(*(set(v.index) for v in found.values()))
+    if not common:
+        raise ValueError(f"the runs {sorted(found)} share no validation step")
+    step = max(common)
+    rows = {}
+    for key, val in sorted(found.items()):
+        row = val.loc[step]
+        rows[key] = {"Overall": 100 * row["overall"]} | {
+            TYPE_LABELS[t]: (100 * a if a is not None else float("nan"))
+            for t, a in (row.get("by_type") or {}).items()
+        }
+    frame = pd.DataFrame.from_dict(rows, orient="index")
+    frame.index = pd.MultiIndex.from_tuples(frame.index, names=["arm", "seed"])
+    return frame, step
+
+
+def seeds_gap(frame: pd.DataFrame, first: str, second: str) -> pd.DataFrame:
+    """Mean and standard deviation (over seeds, ddof=1) of each arm, and `first - second`:
+    the mean of the per-seed differences (seeds run in both arms, paired: a seed fixes the
+    initialisation's random stream and the training stream's scenes) with their spread."""
+    out = {}
+    for arm in (first, second):
+        part = frame.xs(arm, level="arm")
+        out[f"{arm} mean"] = part.mean()
+        out[f"{arm} std"] = part.std(ddof=1)
+    a, b = frame.xs(first, level="arm"), frame.xs(second, level="arm")
+    paired = a.index.intersection(b.index)
+    diff = a.loc[paired] - b.loc[paired]
+    out[f"{first} - {second} mean"] = diff.mean()
+    out[f"{first} - {second} std"] = diff.std(ddof=1)
+    result = pd.DataFrame(out).T
+    result.attrs["seeds"] = {first: list(a.index), second: list(b.index)}
+    return result
 
 
 def routed_static_gap(routed: PathLike, static: PathLike) -> pd.DataFrame:
@@ -188,9 +272,10 @@ def summarize(reference_dir: PathLike, *, routed: str = "brn_c16") -> dict[str, 
     """Write summary.md, curves.png and by_type.png into `reference_dir`; returns their paths."""
     ref = Path(reference_dir)
     runs_dir = ref / "runs"
-    run_dirs = {p.name: p for p in sorted(runs_dir.glob("*")) if (p / "config.json").exists()}
-    if not run_dirs:
+    all_runs = {p.name: p for p in sorted(runs_dir.glob("*")) if (p / "config.json").exists()}
+    if not all_runs:
         raise FileNotFoundError(f"{runs_dir}: no runs (folders with a config.json)")
+    run_dirs, seed_runs = split_seed_runs(all_runs)
     finished = {k: v for k, v in run_dirs.items() if (v / "eval.json").exists()}
     out = {
         "curves": ref / "curves.png",
@@ -254,11 +339,69 @@ def summarize(reference_dir: PathLike, *, routed: str = "brn_c16") -> dict[str, 
             tables.plain_markdown(gap),
             "",
         ]
+    if seed_runs:
+        lines += _seeds_section(all_runs, routed, ref / "seeds.png")
     lines += ["![validation curves](curves.png)", ""]
     if finished:
         lines += ["![accuracy by type](by_type.png)", ""]
     atomic_write_text(out["summary"], "\n".join(lines))
     return out
+
+
+def plot_seeds(frame: pd.DataFrame, step: int | None = None):
+    """Accuracy by type of each arm of `seeds_frame`: one dot per seed, a bar at the mean with
+    the standard deviation as its error bar. Returns the figure."""
+    import matplotlib.pyplot as plt
+
+    arms = list(dict.fromkeys(frame.index.get_level_values("arm")))
+    cols = list(frame.columns)
+    fig, ax = plt.subplots(figsize=(1.3 * len(cols) + 1.5, 3.6))
+    width = 0.8 / len(arms)
+    x = np.arange(len(cols))
+    for i, arm in enumerate(arms):
+        part = frame.xs(arm, level="arm")
+        pos = x - 0.4 + width * (i + 0.5)
+        ax.bar(pos, part.mean(), width * 0.9, yerr=part.std(ddof=1).fillna(0), capsize=3,
+               alpha=0.45, label=f"{arm} (mean, std; {len(part)} seeds)")  # fmt: skip
+        for _, row in part.iterrows():
+            ax.plot(pos, row.to_numpy(), "k.", ms=4)
+    ax.set_xticks(x, [c.replace(" ", "\n") for c in cols])
+    ax.set_ylabel("val accuracy (%)")
+    ax.set_title("routed vs static over seeds" + (f" at step {step:,}" if step else ""))
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    return fig
+
+
+def _seeds_section(run_dirs: dict[str, Path], routed: str, figure: Path) -> list[str]:
+    """summary.md's seeds comparison of `routed` and its static twin, and its `figure`."""
+    arms = {"routed": routed, "static": f"{routed}_static"}
+    try:
+        frame, step = seeds_frame(run_dirs, arms)
+    except ValueError as err:
+        return ["## Routed vs static over seeds", "", f"Not available: {err}.", ""]
+    cfg = json.loads((run_dirs[routed] / "config.json").read_text())
+    batch = cfg.get("train", {}).get("batch_size")
+    samples = f" ({step * batch:,} training samples)" if batch else ""
+    gap = seeds_gap(frame, "routed", "static")
+    seeds = gap.attrs["seeds"]
+    save_figure(plot_seeds(frame, step), figure)
+    return [
+        f"## Routed vs static over seeds ({routed} vs {routed}_static)",
+        "",
+        f"Validation accuracy (percent) of every seed at step {step:,}{samples}, the largest",
+        "step at which every seed run has a validation pass; a fixed step, not each run's best,",
+        f"so nothing here was chosen on val. Seeds: routed {seeds['routed']}, static",
+        f"{seeds['static']}; the gap is the mean of the per-seed differences (routed minus",
+        "static, same seed) and their standard deviation.",
+        "",
+        tables.plain_markdown(frame.round(1)),
+        "",
+        tables.plain_markdown(gap.round(1)),
+        "",
+        f"![routed vs static over seeds]({figure.name})",
+        "",
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:

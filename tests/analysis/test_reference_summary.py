@@ -70,3 +70,61 @@ def test_milestones_measure_where_reached_and_extrapolate_log_linearly(tmp_path)
     assert frame.loc["a", "60%"] == "~10.00M (extrapolated)"
     assert frame.loc["a", "90%"] == "> 100x its samples"  # 10G: far beyond the run
     assert frame.loc["f", "60%"] == "not rising"
+
+
+def _seed_run(path, seed, points, by_type_shift=0.0, batch=64):
+    """A run folder (config seed `seed`) whose validation passes are (step, overall) `points`,
+    each type at overall + `by_type_shift`."""
+    path.mkdir(parents=True)
+    cfg = {"train": {"batch_size": batch, "seed": seed}}
+    (path / "config.json").write_text(json.dumps(cfg))
+    rows = [{"kind": "val", "step": s, "overall": a,
+             "by_type": {"count": a + by_type_shift, "exist": a - by_type_shift}}
+            for s, a in points]  # fmt: skip
+    (path / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    return path
+
+
+def test_seeds_are_compared_at_the_largest_common_step_and_paired_by_seed(tmp_path):
+    runs = {
+        # the default-seed runs go on longer: the common step is the seed runs' last (2,000)
+        "brn_c16": _seed_run(tmp_path / "brn_c16", 0, [(1000, 0.40), (2000, 0.50), (9000, 0.7)]),
+        "brn_c16_s2": _seed_run(tmp_path / "brn_c16_s2", 2, [(1000, 0.41), (2000, 0.54)]),
+        "brn_c16_s3": _seed_run(tmp_path / "brn_c16_s3", 3, [(2000, 0.46)]),
+        "brn_c16_static": _seed_run(tmp_path / "brn_c16_static", 0, [(2000, 0.48), (9000, 0.6)]),
+        "brn_c16_static_s2": _seed_run(tmp_path / "brn_c16_static_s2", 2, [(2000, 0.50)]),
+        "brn_c16_static_s3": _seed_run(tmp_path / "brn_c16_static_s3", 3, [(2000, 0.48)]),
+        "film": _seed_run(tmp_path / "film", 0, [(1500, 0.9)]),  # not an arm: ignored
+    }
+    frame, step = reference.seeds_frame(runs, {"routed": "brn_c16", "static": "brn_c16_static"})
+    assert step == 2000
+    assert frame.loc[("routed", 2), "Overall"] == pytest.approx(54.0)
+    assert frame.loc[("static", 0), "Count"] == pytest.approx(48.0)
+    assert list(frame.xs("routed", level="arm").index) == [0, 2, 3]
+    gap = reference.seeds_gap(frame, "routed", "static")
+    assert gap.loc["routed mean", "Overall"] == pytest.approx(50.0)
+    assert gap.loc["routed std", "Overall"] == pytest.approx(4.0)
+    # paired differences 2, 4, -2: mean 4/3, sample std 3.06
+    assert gap.loc["routed - static mean", "Overall"] == pytest.approx(4 / 3)
+    assert gap.loc["routed - static std", "Overall"] == pytest.approx(3.0551, abs=1e-3)
+    reference.plot_seeds(frame, step)
+    with pytest.raises(ValueError, match="no run of 'brn_c32'"):
+        reference.seeds_frame(runs, {"routed": "brn_c32", "static": "brn_c16_static"})
+    no_common = {"brn_c16": runs["brn_c16"], "brn_c16_static": _seed_run(
+        tmp_path / "other", 0, [(1234, 0.5)])}  # fmt: skip
+    with pytest.raises(ValueError, match="share no validation step"):
+        reference.seeds_frame(no_common, {"routed": "brn_c16", "static": "brn_c16_static"})
+
+
+def test_summary_keeps_seed_runs_out_of_the_reference_tables(tmp_path):
+    ref = tmp_path / "reference"
+    _reference(ref)  # brn_c16 (60%), brn_c16_static (50%), film still training
+    runs = ref / "runs"
+    for name in ("brn_c16_s2", "brn_c16_static_s2"):
+        _seed_run(runs / name, 2, [(5, 0.45)])
+    assert reference.main([str(ref)]) == 0
+    text = (ref / "summary.md").read_text()
+    assert "## Routed vs static over seeds (brn_c16 vs brn_c16_static)" in text
+    assert (ref / "seeds.png").stat().st_size > 0
+    equal = text.split("## At equal training samples")[1].split("##")[0]
+    assert "brn_c16_s2" not in equal
