@@ -15,6 +15,8 @@ relative to the unchanged demo configuration, measured the same way:
   contiguous / channels_last: `TrainConfig.cpu_amp`, `cpu_channels_last`), batch building (the
   dataset's batched `__getitems__` vs per-item `__getitem__` + collate, the latter by hiding
   `__getitems__` from the DataLoader).
+  torch.compile of the model inside fit (`TrainConfig.compile`, ours; `--skip-compile` drops it).
+  `--only LEVER`: brn_c16's baseline and that lever's fit rows, nothing else.
 - level "model": forward + backward + Adam step on one synthetic batch, no data
   (`bench_model.interleaved_samples_per_s`), the variants interleaved step by step with an
   eager contiguous twin: channels_last (fit: `runtime.use_channels_last`) and torch.compile (fit
@@ -127,13 +129,22 @@ class FitLevers:
         return r["samples_per_s"], {**r, "threads": threads}
 
 
-def fit_rows(fl: FitLevers, preset: str, full_set: bool) -> list[dict]:
+def fit_rows(
+    fl: FitLevers,
+    preset: str,
+    full_set: bool,
+    compile_backend: str | None = None,
+    only: str | None = None,
+) -> list[dict]:
+    """`only`: the baseline and that lever's rows (a lever name as in the table)."""
     rows: list[dict] = []
     base_cfg = fl.demo(preset)
     base, base_detail = fl.measure(base_cfg)
     base_threads = base_detail["threads"]
 
     def emit(lever, setting, cfg=None, note="", patch=None, same_as_base=False):
+        if only is not None and lever not in ("baseline", only):
+            return
         if same_as_base:
             sps, detail, note = base, base_detail, note or "the demo setting (= baseline)"
         else:
@@ -180,7 +191,7 @@ def fit_rows(fl: FitLevers, preset: str, full_set: bool) -> list[dict]:
     for t in (1, 2):
         if t == base_threads:
             emit("threads", str(t), same_as_base=True)
-        elif fl.plan.max_threads and t > fl.plan.max_threads:
+        elif fl.plan.max_threads and t > fl.plan.max_threads and only in (None, "threads"):
             rows.append(
                 _row(preset, "threads", str(t), "fit", note="skipped: --quick caps threads")
             )
@@ -192,13 +203,18 @@ def fit_rows(fl: FitLevers, preset: str, full_set: bool) -> list[dict]:
             emit("loader workers", str(nw), same_as_base=True)
         elif full_set or nw == 0:
             emit("loader workers", str(nw), data(num_workers=nw))
+    if compile_backend:  # TrainConfig.compile: torch.compile of the model inside fit (ours)
+        emit("torch.compile", "off", same_as_base=True)
+        emit("torch.compile", compile_backend, train(compile=compile_backend),
+             "TrainConfig.compile in fit (dynamic shapes); compiling falls in the untimed "
+             "first half")  # fmt: skip
     if full_set:
         emit("batch building", "__getitems__ (batched)", same_as_base=True)
         method = torch.multiprocessing.get_start_method()
         if method == "fork" or base_cfg.data.num_workers == 0:
             emit("batch building", "per-item __getitem__ + collate", base_cfg,
                  "__getitems__ hidden from the DataLoader", patch=_hide_getitems())  # fmt: skip
-        else:  # a spawned worker re-imports the class: the patch would not reach it
+        elif only in (None, "batch building"):  # spawned workers re-import the class
             note = f"skipped: start method {method!r}; see the loader-level rows"
             rows.append(_row(preset, "batch building", "per-item", "fit", note=note))
             print(_line(rows[-1]), flush=True)
@@ -332,8 +348,16 @@ def main() -> int:
     parser.add_argument("--skip-compile", action="store_true", help="no torch.compile rows")
     parser.add_argument("--compile-backend", help="inductor (default), eager under --quick")
     parser.add_argument("--device", default="cpu", help="fit's device (model level: CPU)")
-    parser.add_argument("--out", default=str(ROOT / "results" / "bench" / "levers.json"))
+    parser.add_argument(
+        "--only", help="fit level only, brn_c16: the baseline and this lever (e.g. torch.compile)"
+    )
+    parser.add_argument("--out", help="default results/bench/levers.json (levers_<only>.json)")
     args = parser.parse_args()
+    if args.out is None:
+        slug = "".join(c if c.isalnum() else "_" for c in args.only or "").strip("_")
+        args.out = str(
+            ROOT / "results" / "bench" / (f"levers_{slug}.json" if slug else "levers.json")
+        )
     plan = QUICK if args.quick else FULL
     if args.steps:
         plan = dataclasses.replace(plan, steps=max(args.steps, 2))
@@ -349,11 +373,13 @@ def main() -> int:
         tmp = Path(tmp)
         data = make_data(tmp / "data", data_scenes(plan.steps, plan.batch_size))
         fl = FitLevers(plan, data, tmp, args.device)
-        rows += fit_rows(fl, "brn_c16", full_set=True)
-        rows += loader_rows("brn_c16", plan, data)
-        rows += model_rows("brn_c16", plan, compile_too=not args.skip_compile)
-        rows += fit_rows(fl, "frn", full_set=False)
-        rows += model_rows("frn", plan, compile_too=False)
+        backend = None if args.skip_compile else plan.compile_backend
+        rows += fit_rows(fl, "brn_c16", full_set=True, compile_backend=backend, only=args.only)
+        if args.only is None:
+            rows += loader_rows("brn_c16", plan, data)
+            rows += model_rows("brn_c16", plan, compile_too=not args.skip_compile)
+            rows += fit_rows(fl, "frn", full_set=False)
+            rows += model_rows("frn", plan, compile_too=False)
     wall = time.perf_counter() - t_start
     errors = [r for r in rows if r.get("detail", {}).get("error") and r["lever"] != "torch.compile"]
     report = {
