@@ -346,9 +346,10 @@ def summarize(reference_dir: PathLike, *, routed: str = "brn_c16") -> dict[str, 
     return out
 
 
-def plot_seeds(frame: pd.DataFrame, step: int | None = None):
+def plot_seeds(frame: pd.DataFrame, step: int | None = None, prior: pd.Series | None = None):
     """Accuracy by type of each arm of `seeds_frame`: one dot per seed, a bar at the mean with
-    the standard deviation as its error bar. Returns the figure."""
+    the standard deviation as its error bar; `prior` (percent, by the frame's columns): a black
+    line per type, the question-type prior. Returns the figure."""
     import matplotlib.pyplot as plt
 
     arms = list(dict.fromkeys(frame.index.get_level_values("arm")))
@@ -363,6 +364,11 @@ def plot_seeds(frame: pd.DataFrame, step: int | None = None):
                alpha=0.45, label=f"{arm} (mean, std; {len(part)} seeds)")  # fmt: skip
         for _, row in part.iterrows():
             ax.plot(pos, row.to_numpy(), "k.", ms=4)
+    if prior is not None:
+        for j, c in enumerate(cols):
+            if c in prior and np.isfinite(prior[c]):
+                ax.hlines(prior[c], j - 0.45, j + 0.45, colors="k", lw=1.5,
+                          label="question-type prior" if j == 0 else None)  # fmt: skip
     ax.set_xticks(x, [c.replace(" ", "\n") for c in cols])
     ax.set_ylabel("val accuracy (%)")
     ax.set_title("routed vs static over seeds" + (f" at step {step:,}" if step else ""))
@@ -383,7 +389,15 @@ def _seeds_section(run_dirs: dict[str, Path], routed: str, figure: Path) -> list
     samples = f" ({step * batch:,} training samples)" if batch else ""
     gap = seeds_gap(frame, "routed", "static")
     seeds = gap.attrs["seeds"]
-    save_figure(plot_seeds(frame, step), figure)
+    prior = _prior_of([run_dirs[routed]])
+    prior_row = None
+    if prior is not None:  # the floor, as in every table (issue 11)
+        from qgmrn.clevr.constants import TYPE_LABELS
+
+        by_type = {TYPE_LABELS[t]: 100 * a for t, a in prior["by_type"].items() if a is not None}
+        prior_row = pd.Series({"Overall": 100 * prior["overall"], **by_type})
+        gap.loc["question-type prior"] = prior_row
+    save_figure(plot_seeds(frame, step, prior_row), figure)
     return [
         f"## Routed vs static over seeds ({routed} vs {routed}_static)",
         "",

@@ -107,7 +107,7 @@ def test_seeds_are_compared_at_the_largest_common_step(tmp_path):
     # routed 50, 54, 46 (std 4); static 48, 50, 48 (std 1.155): gap 4/3, s.e. sqrt(16/3 + 4/9)
     assert gap.loc["routed - static", "Overall"] == pytest.approx(4 / 3)
     assert gap.loc["routed - static s.e.", "Overall"] == pytest.approx((16 / 3 + 4 / 9) ** 0.5)
-    reference.plot_seeds(frame, step)
+    reference.plot_seeds(frame, step, frame.mean())  # a prior line per column
     with pytest.raises(ValueError, match="no run of 'brn_c32'"):
         reference.seeds_frame(runs, {"routed": "brn_c32", "static": "brn_c16_static"})
     no_common = {"brn_c16": runs["brn_c16"], "brn_c16_static": _seed_run(
