@@ -8,7 +8,10 @@ pays only where whole branches stay closed for the batch, e.g. the per-question 
 trained router that agree within a batch). Only the routed trunk (`RoutedResNet.forward` vs
 `.forward_sparse`) is timed, eval mode, no grad, one thread by default. Dense and sparse calls
 are interleaved (`--repeats` rounds of `--iters` calls each) and each row reports the medians,
-so a slow spell of a shared machine hits both alike.
+so a slow spell of a shared machine hits both alike. The forced gates stay the same from call to
+call, so the sparse trunk reuses the weights it sliced for them (`PATHS_PER_BLOCK` open sets kept
+per block: a trained router's repeated paths); at batch 1 each row also times the sparse trunk
+with nothing kept (`sparse_fresh_ms`, `speedup_fresh`: every call a path met for the first time).
 
 Ratio 0 is the floor: every module closed, the trunk still runs its stem, its downsampling
 shortcuts and the third norms. It bounds what skipping can buy (Amdahl): at ratio r the sparse
@@ -21,6 +24,7 @@ Writes results/bench/sparse.json with the load average at the start.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import platform
 import statistics
@@ -32,6 +36,7 @@ import torch
 from qgmrn.config import get_config
 from qgmrn.fileio import atomic_write_json
 from qgmrn.model import build_model
+from qgmrn.nn import sparse as sparse_mod
 
 ROOT = Path(__file__).resolve().parents[1]
 RATIOS = (0.0, 0.3, 0.5, 0.57, 0.7, 1.0)
@@ -49,6 +54,17 @@ def _time_pair(dense, sparse, iters: int, repeats: int) -> tuple[float, float, f
             out.append((time.perf_counter() - t) / iters)
     ratios = [a / b for a, b in zip(d, s, strict=True)]
     return statistics.median(d), statistics.median(s), statistics.median(ratios)
+
+
+@contextlib.contextmanager
+def _no_path_cache():
+    """Sparse calls that keep no sliced weights (`qgmrn.nn.sparse.PATHS_PER_BLOCK` = 0)."""
+    kept = sparse_mod.PATHS_PER_BLOCK
+    sparse_mod.PATHS_PER_BLOCK = 0
+    try:
+        yield
+    finally:
+        sparse_mod.PATHS_PER_BLOCK = kept
 
 
 def measure(preset: str, profile: str, batch: int, ratios, iters: int, repeats: int) -> list:
@@ -69,6 +85,16 @@ def measure(preset: str, profile: str, batch: int, ratios, iters: int, repeats: 
                 iters,
                 repeats,
             )
+            fresh = {}
+            if batch == 1:  # the same path with nothing kept: a path met for the first time
+                with _no_path_cache():
+                    _, fresh_s, fresh_x = _time_pair(
+                        lambda g=gates: trunk(x, g),
+                        lambda g=gates: trunk.forward_sparse(x, g),
+                        iters,
+                        repeats,
+                    )
+                fresh = {"sparse_fresh_ms": 1000 * fresh_s, "speedup_fresh": fresh_x}
         union = float(torch.cat([(g.amax(0) > 0).float() for g in gates]).mean())
         rows.append(
             {
@@ -81,6 +107,7 @@ def measure(preset: str, profile: str, batch: int, ratios, iters: int, repeats: 
                 "dense_ms": 1000 * dense,
                 "sparse_ms": 1000 * sparse,
                 "speedup": speedup,
+                **fresh,
             }
         )
     floor = rows[0]["sparse_ms"] if rows[0]["ratio"] == 0.0 else None
@@ -110,6 +137,8 @@ def main(argv: list[str] | None = None) -> int:
         for r in measure(preset, profile, batch, RATIOS, iters, args.repeats):
             rows.append(r)
             bound = f"  bound x{r['bound']:.2f}" if "bound" in r else ""
+            if "speedup_fresh" in r:
+                bound += f"  (a new path: {r['sparse_fresh_ms']:.2f} ms, x{r['speedup_fresh']:.2f})"
             print(
                 f"{preset:8s} {profile:5s} batch {batch:2d} ratio {r['ratio']:.2f} "
                 f"(union {r['union_open']:.2f}): dense {r['dense_ms']:7.2f} ms  "

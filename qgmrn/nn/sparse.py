@@ -33,6 +33,7 @@ Dimensions: B batch, C channels, H height, W width, M modules of the block, S op
 from __future__ import annotations
 
 import weakref
+from collections import OrderedDict
 from collections.abc import Callable
 
 import torch
@@ -90,6 +91,33 @@ def _block_tensors(block: nn.Module, names: tuple[str, ...]) -> list[Tensor]:
     return out
 
 
+# Sliced weights kept per block and open set (least recently used dropped first). A trained
+# router sends the questions of one kind down few paths, so at batch 1 the same open sets come
+# back: a hit skips the row gather and the copies that make each slice contiguous (on a CPU at
+# batch 1 those small ops cost about as much as the convolutions they feed). Each entry holds
+# at most one block's folded weights, and the cache lives in the block's plan (a weight change
+# drops it).
+PATHS_PER_BLOCK = 64
+
+
+def _open_key(open_: Tensor) -> bytes:
+    """The open set (M,) bool as a dictionary key (a host copy: on a GPU one small sync, as
+    counting the open modules already makes)."""
+    return open_.cpu().numpy().tobytes()
+
+
+def _cached(plan: dict, key: bytes, build: Callable[[], tuple]) -> tuple:
+    paths: OrderedDict = plan["paths"]
+    hit = paths.get(key)
+    if hit is None:
+        hit = paths[key] = build()
+        if len(paths) > PATHS_PER_BLOCK:
+            paths.popitem(last=False)
+    else:
+        paths.move_to_end(key)
+    return hit
+
+
 _BOTTLENECK_FOLDED = ("conv1", "bn1", "conv2", "bn2", "conv3")
 _BASIC_FOLDED = ("conv1", "bn1", "conv2", "bn2")
 
@@ -104,7 +132,36 @@ def _bottleneck_plan(block: RoutedBottleneck) -> dict:
     rows = torch.cat([w1.flatten(1), b1[:, None], w2.flatten(1), b2[:, None], w3t], dim=1)
     c_in, k2 = w1.shape[1], w2[0].numel()
     splits = (c_in, 1, k2, 1, w3t.shape[1])
-    return {"rows": rows.contiguous(), "splits": splits, "w2_shape": w2.shape[1:], "width": width}
+    return {
+        "rows": rows.contiguous(),
+        "splits": splits,
+        "w2_shape": w2.shape[1:],
+        "width": width,
+        "paths": OrderedDict(),
+    }
+
+
+def _bottleneck_weights(plan: dict, open_: Tensor, groups: int) -> tuple[Tensor, ...]:
+    """(w1 (S*cpg, C_in), b1, w2 (S*cpg, cpg, 3, 3), b2, w3 (C_out, S*cpg)) of the open
+    branches, contiguous: gathered from the plan's rows once per open set."""
+
+    def build() -> tuple[Tensor, ...]:
+        rows = plan["rows"]
+        if not bool(open_.all()):
+            cpg = plan["width"] // groups  # channels per branch
+            branches = open_.nonzero().flatten()  # (S,)
+            ch = (branches[:, None] * cpg + torch.arange(cpg, device=rows.device)).flatten()
+            rows = rows.index_select(0, ch)  # (S * cpg, row)
+        w1, b1, w2, b2, w3t = rows.split(plan["splits"], dim=1)
+        return (
+            w1.contiguous(),
+            b1[:, 0].contiguous(),
+            w2.reshape(-1, *plan["w2_shape"]).contiguous(),  # (S * cpg, cpg, 3, 3)
+            b2[:, 0].contiguous(),
+            w3t.t().contiguous(),  # (C_out, S * cpg)
+        )
+
+    return _cached(plan, _open_key(open_), build)
 
 
 def _conv1x1(weight: Tensor, bias: Tensor | None, x: Tensor) -> Tensor:
@@ -149,21 +206,14 @@ def bottleneck_sparse(block: RoutedBottleneck, x: Tensor, gates: Tensor) -> Tens
     if not (_sliceable(block.bn1) and _sliceable(block.bn2)):
         return block(x, gates)
     plan = _plan(block, _block_tensors(block, _BOTTLENECK_FOLDED), lambda: _bottleneck_plan(block))
-    cpg = plan["width"] // block.groups  # channels per branch
-    if n == block.groups:
-        rows, branches = plan["rows"], None
-    else:
-        branches = open_.nonzero().flatten()  # (S,)
-        ch = (branches[:, None] * cpg + torch.arange(cpg, device=x.device)).flatten()  # (S*cpg,)
-        rows = plan["rows"].index_select(0, ch)  # (S * cpg, row)
-    w1, b1, w2, b2, w3t = rows.split(plan["splits"], dim=1)
-    out = block.relu(_conv1x1(w1, b1[:, 0], x))  # (B, S * cpg, H, W)
-    w2 = w2.reshape(-1, *plan["w2_shape"])  # (S * cpg, cpg, 3, 3)
+    w1, b1, w2, b2, w3 = _bottleneck_weights(plan, open_, block.groups)
+    out = block.relu(_conv1x1(w1, b1, x))  # (B, S * cpg, H, W)
     c2 = block.conv2
-    out = F.conv2d(out, w2, b2[:, 0], c2.stride, c2.padding, c2.dilation, n)  # one group a branch
+    out = F.conv2d(out, w2, b2, c2.stride, c2.padding, c2.dilation, n)  # one group a branch
     out = block.relu(out)
-    out = _gated(out, gates if branches is None else gates[:, branches], n)
-    out = block.bn3(_conv1x1(w3t.t(), block.conv3.bias, out))  # (B, C_out, H / s, W / s)
+    if gates.shape[0] > 1:  # at batch 1 the open set is the sample's own: nothing to mask
+        out = _gated(out, gates if n == block.groups else gates[:, open_], n)
+    out = block.bn3(_conv1x1(w3, block.conv3.bias, out))  # (B, C_out, H / s, W / s)
     return block.relu(out + identity)
 
 
@@ -172,7 +222,28 @@ def _basic_plan(block: RoutedBasicBlock) -> dict:
     w1, b1 = _fold(block.conv1, block.bn1)
     w2, b2 = _fold(block.conv2, block.bn2)  # (M, C, 3, 3), (M,)
     rows = torch.cat([w2.flatten(1), b2[:, None]], dim=1).contiguous()
-    return {"w1": w1.contiguous(), "b1": b1, "rows": rows, "w2_shape": w2.shape[1:]}
+    return {
+        "w1": w1.contiguous(),
+        "b1": b1,
+        "rows": rows,
+        "w2_shape": w2.shape[1:],
+        "paths": OrderedDict(),
+    }
+
+
+def _basic_weights(plan: dict, open_: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
+    """(w2 (S, C, 3, 3), b2 (S,), the open filters' indices (S,) or None when all are open),
+    contiguous, gathered once per open set."""
+
+    def build() -> tuple[Tensor, Tensor, Tensor | None]:
+        rows, idx = plan["rows"], None
+        if not bool(open_.all()):
+            idx = open_.nonzero().flatten()  # (S,)
+            rows = rows.index_select(0, idx)  # (S, row)
+        w2 = rows[:, :-1].reshape(-1, *plan["w2_shape"]).contiguous()  # (S, C, 3, 3)
+        return w2, rows[:, -1].contiguous(), idx
+
+    return _cached(plan, _open_key(open_), build)
 
 
 def basic_block_sparse(block: RoutedBasicBlock, x: Tensor, gates: Tensor) -> Tensor:
@@ -189,14 +260,10 @@ def basic_block_sparse(block: RoutedBasicBlock, x: Tensor, gates: Tensor) -> Ten
     c1, c2 = block.conv1, block.conv2
     out = F.conv2d(x, plan["w1"], plan["b1"], c1.stride, c1.padding, c1.dilation, c1.groups)
     out = block.relu(out)
-    if n == block.num_gates:
-        rows, idx = plan["rows"], None
-    else:
-        idx = open_.nonzero().flatten()  # (S,)
-        rows = plan["rows"].index_select(0, idx)  # (S, row)
-    w2, b2 = rows[:, :-1].reshape(-1, *plan["w2_shape"]), rows[:, -1]
+    w2, b2, idx = _basic_weights(plan, open_)
     out = F.conv2d(out, w2, b2, c2.stride, c2.padding, c2.dilation, c2.groups)  # (B, S, H, W)
-    out = _gated(out, gates if idx is None else gates[:, idx], n)
+    if gates.shape[0] > 1:  # at batch 1 the open set is the sample's own: nothing to mask
+        out = _gated(out, gates if idx is None else gates[:, idx], n)
     if idx is None:
         return block.relu(out + identity)
     return block.relu(identity.index_add(1, idx, out))

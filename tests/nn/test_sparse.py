@@ -120,3 +120,35 @@ def test_sparse_refolds_after_the_weights_change():
         dense = model.backbone(x, gates)
         sparse = model.backbone.forward_sparse(x, gates)
     torch.testing.assert_close(sparse, dense, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("preset", ["brn_c16", "frn"])
+def test_sliced_weights_are_kept_per_open_set_and_bounded(preset, monkeypatch):
+    """At batch 1 a block keeps the weights it sliced for an open set: the same path again is a
+    hit (no new entry), at most PATHS_PER_BLOCK sets are kept (least recently used dropped), and
+    every answer stays the dense one, hit or rebuilt."""
+    from qgmrn.nn import sparse
+    from qgmrn.nn.blocks import RoutedBasicBlock, RoutedBottleneck
+
+    monkeypatch.setattr(sparse, "PATHS_PER_BLOCK", 2)
+    cfg, model = _model(preset)
+    gen = torch.Generator().manual_seed(4)
+    H, W = cfg.data.image_size
+    x = torch.randn(1, 3, H, W, generator=gen)
+    paths = [_gates(model.gate_sizes, 1, 0.5, gen) for _ in range(3)]
+    routed = [m for m in model.modules() if isinstance(m, (RoutedBottleneck, RoutedBasicBlock))]
+    block = routed[-1]
+
+    def entries() -> int:
+        return len(sparse._PLANS[block][1]["paths"])
+
+    with torch.no_grad():
+        for gates in (paths[0], paths[0], paths[1], paths[2], paths[0]):
+            dense = model.backbone(x, gates)
+            torch.testing.assert_close(
+                model.backbone.forward_sparse(x, gates), dense, rtol=1e-5, atol=1e-5
+            )
+        assert entries() == 2  # three open sets met, two kept
+        before = entries()
+        model.backbone.forward_sparse(x, paths[0])  # the most recent: a hit
+        assert entries() == before
