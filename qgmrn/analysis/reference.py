@@ -377,26 +377,65 @@ def plot_seeds(frame: pd.DataFrame, step: int | None = None, prior: pd.Series | 
     return fig
 
 
+PRIOR_ROW = "question-type prior"
+
+
+def seeds_comparison(run_dirs: dict[str, Path], routed: str = "brn_c16"):
+    """(per-seed frame, common step, gap table) of `routed` and its static twin over the seeds in
+    `run_dirs` (name -> run folder): `seeds_frame`, then `seeds_gap` with the question-type prior
+    as its last row when the data set is on this machine. Raises ValueError as `seeds_frame`."""
+    frame, step = seeds_frame(run_dirs, {"routed": routed, "static": f"{routed}_static"})
+    gap = seeds_gap(frame, "routed", "static")
+    prior = _prior_of([run_dirs[routed]]) if routed in run_dirs else None
+    if prior is not None:  # the floor, as in every table (issue 11)
+        from qgmrn.clevr.constants import TYPE_LABELS
+
+        by_type = {TYPE_LABELS[t]: 100 * a for t, a in prior["by_type"].items() if a is not None}
+        gap.loc[PRIOR_ROW] = pd.Series({"Overall": 100 * prior["overall"], **by_type})
+    return frame, step, gap
+
+
+def seeds_caption(gap: pd.DataFrame, step: int) -> str:
+    """`seeds_gap`'s table in words: the overall gap with its standard error, whether it is
+    outside two standard errors, and the types where it is."""
+    seeds = gap.attrs.get("seeds", {})
+    n = ", ".join(f"{len(v)} {k}" for k, v in seeds.items())
+    d, se = gap.loc["routed - static"], gap.loc["routed - static s.e."]
+
+    def verdict(col: str) -> str:
+        if not np.isfinite(se[col]):
+            return "no spread yet (one seed an arm)"
+        if abs(d[col]) > 2 * se[col]:
+            return "routed ahead" if d[col] > 0 else "static ahead"
+        return "within two standard errors: no difference shown"
+
+    words = (
+        f"At step {step:,} ({n} seeds), routed minus static: {d['Overall']:+.1f} ± "
+        f"{se['Overall']:.1f} points overall, {verdict('Overall')}."
+    )
+    apart = [f"{c} {d[c]:+.1f} ± {se[c]:.1f}" for c in gap.columns[1:]
+             if np.isfinite(se[c]) and abs(d[c]) > 2 * se[c]]  # fmt: skip
+    words += (" Outside two standard errors: " + "; ".join(apart) + ".") if apart else ""
+    if PRIOR_ROW in gap.index:
+        best = max(gap.loc["routed mean", "Overall"], gap.loc["static mean", "Overall"])
+        words += (
+            f" Both arms against the question-type prior ({gap.loc[PRIOR_ROW, 'Overall']:.1f}):"
+            f" {best - gap.loc[PRIOR_ROW, 'Overall']:+.1f} points for the better mean."
+        )
+    return words
+
+
 def _seeds_section(run_dirs: dict[str, Path], routed: str, figure: Path) -> list[str]:
     """summary.md's seeds comparison of `routed` and its static twin, and its `figure`."""
-    arms = {"routed": routed, "static": f"{routed}_static"}
     try:
-        frame, step = seeds_frame(run_dirs, arms)
+        frame, step, gap = seeds_comparison(run_dirs, routed)
     except ValueError as err:
         return ["## Routed vs static over seeds", "", f"Not available: {err}.", ""]
     cfg = json.loads((run_dirs[routed] / "config.json").read_text())
     batch = cfg.get("train", {}).get("batch_size")
     samples = f" ({step * batch:,} training samples)" if batch else ""
-    gap = seeds_gap(frame, "routed", "static")
     seeds = gap.attrs["seeds"]
-    prior = _prior_of([run_dirs[routed]])
-    prior_row = None
-    if prior is not None:  # the floor, as in every table (issue 11)
-        from qgmrn.clevr.constants import TYPE_LABELS
-
-        by_type = {TYPE_LABELS[t]: 100 * a for t, a in prior["by_type"].items() if a is not None}
-        prior_row = pd.Series({"Overall": 100 * prior["overall"], **by_type})
-        gap.loc["question-type prior"] = prior_row
+    prior_row = gap.loc[PRIOR_ROW] if PRIOR_ROW in gap.index else None
     save_figure(plot_seeds(frame, step, prior_row), figure)
     return [
         f"## Routed vs static over seeds ({routed} vs {routed}_static)",
@@ -411,6 +450,8 @@ def _seeds_section(run_dirs: dict[str, Path], routed: str, figure: Path) -> list
         tables.plain_markdown(frame.round(1)),
         "",
         tables.plain_markdown(gap.round(1)),
+        "",
+        seeds_caption(gap, step),
         "",
         f"![routed vs static over seeds]({figure.name})",
         "",

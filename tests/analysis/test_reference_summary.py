@@ -128,3 +128,21 @@ def test_summary_keeps_seed_runs_out_of_the_reference_tables(tmp_path):
     assert (ref / "seeds.png").stat().st_size > 0
     equal = text.split("## At equal training samples")[1].split("##")[0]
     assert "brn_c16_s2" not in equal
+
+
+def test_seeds_caption_says_whether_the_gap_is_outside_two_standard_errors():
+    import pandas as pd
+
+    frame = pd.DataFrame(
+        {"Overall": [50.0, 52.0, 51.0, 44.0, 45.0, 46.0], "Count": [40.0, 41, 42, 40, 41, 42]},
+        index=pd.MultiIndex.from_tuples(
+            [("routed", s) for s in (0, 2, 3)] + [("static", s) for s in (0, 2, 3)],
+            names=["arm", "seed"],
+        ),
+    )
+    gap = reference.seeds_gap(frame, "routed", "static")
+    text = reference.seeds_caption(gap, 3124)
+    assert text.startswith("At step 3,124 (3 routed, 3 static seeds), routed minus static: +6.0")
+    assert "routed ahead" in text and "Outside two standard errors: Count" not in text
+    one = reference.seeds_gap(frame.xs(0, level="seed", drop_level=False), "routed", "static")
+    assert "no spread yet" in reference.seeds_caption(one, 781)
