@@ -4,6 +4,7 @@ evaluation of a finished run and CLEVR-Humans fine-tuning."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 
 import numpy as np
@@ -150,6 +151,21 @@ def test_finetune_extends_vocabulary_and_keeps_old_embedding_rows(trained, data_
     assert emb[len(old) :].abs().max() <= 0.1  # the embedding's own uniform init
     ev = result["eval"]
     assert ev["n"] == 4 and ev["by_type"] == {} and 0 <= ev["overall"] <= 1
+
+
+def test_finetune_from_a_run_trained_on_the_stream(trained, data_dir, tmp_path):
+    """A base run trained on the stream (no question file) still fine-tunes on the CLEVR-Humans
+    question file; its recorded loader workers are capped at this machine's cores."""
+    _, full, _ = trained
+    base = tmp_path / "streamed"
+    shutil.copytree(full, base)
+    cfg = json.loads((base / "config.json").read_text())
+    cfg["data"].update(train_source="stream", stream_scene_reuse=4, num_workers=512)
+    (base / "config.json").write_text(json.dumps(cfg))
+    result = finetune(base, data_dir, tmp_path / "humans", max_steps=1, progress=False)
+    assert result["step"] == 1
+    written = json.loads((tmp_path / "humans" / "config.json").read_text())["data"]
+    assert written["train_source"] == "fixed" and written["num_workers"] <= (os.cpu_count() or 1)
 
 
 def test_train_command_and_refused_resume(data_dir, tmp_path, capsys):
