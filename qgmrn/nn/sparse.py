@@ -22,10 +22,11 @@ folded rows then slices conv1, conv2 and conv3 together. A block whose bn1/bn2 i
 runs densely. Training keeps the dense path: a closed module's gate still needs its gradient
 (straight-through, eq. 12).
 
-Where it pays (benchmarks/bench_sparse.py, results/bench/sparse.json; docs/speed.md): at batch 1
+Where it pays (benchmarks/bench_sparse.py, results/bench/sparse.json; docs/model.md): at batch 1
 on a CPU the demo and paper-sized trunks are bound by per-op dispatch and by their ungated parts
-(stem, downsampling shortcuts, third norms), so the sparse trunk is not faster there; it pays
-where whole layers close (ratio 0: 2.5-7.7x) and, with BatchNorm folded, at batch 64.
+(stem, downsampling shortcuts, third norms), so the sparse trunk is only on par with dense there
+(kept paths included); it pays where whole layers close (ratio 0: 1.7-14x) and, with BatchNorm
+folded, at batch 64.
 
 Dimensions: B batch, C channels, H height, W width, M modules of the block, S open modules.
 """
