@@ -206,8 +206,8 @@ def fit_rows(
     if compile_backend:  # TrainConfig.compile: torch.compile of the model inside fit (ours)
         emit("torch.compile", "off", same_as_base=True)
         emit("torch.compile", compile_backend, train(compile=compile_backend),
-             "TrainConfig.compile in fit (dynamic shapes); compiling falls in the untimed "
-             "first half")  # fmt: skip
+             "TrainConfig.compile in fit (automatic dynamic shapes); compiling falls in the "
+             "untimed first half")  # fmt: skip
     if full_set:
         emit("batch building", "__getitems__ (batched)", same_as_base=True)
         method = torch.multiprocessing.get_start_method()

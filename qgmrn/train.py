@@ -431,12 +431,15 @@ def _distribute(
 
 def _compile(model: nn.Module, cfg: ExperimentConfig) -> nn.Module:
     """`torch.compile` of the training model when `TrainConfig.compile` names a backend (ours; the
-    lever's gain is measured in benchmarks/bench_levers.py). dynamic=True: the padded question
-    length changes from batch to batch, and one graph with a symbolic length avoids a recompile
-    for each. Checkpoints and validation reach the module inside (`checkpoint.unwrap`)."""
+    lever's gain is measured in benchmarks/bench_levers.py). dynamic=None (automatic): the first
+    graph is static, and a dimension seen to change (the padded question length, the last batch
+    of an epoch) becomes symbolic at its recompile. dynamic=True made every dimension symbolic,
+    the image's too, and inductor failed on the BRN's convolution shapes ("cannot determine truth
+    value of Relational", torch 2.14.1, CPU). Checkpoints and validation reach the module inside
+    (`checkpoint.unwrap`)."""
     if not cfg.train.compile:
         return model
-    return torch.compile(model, backend=cfg.train.compile, dynamic=True)
+    return torch.compile(model, backend=cfg.train.compile, dynamic=None)
 
 
 def _seed_rng(
