@@ -117,18 +117,12 @@ def finetune(
         if value is not None:
             overrides[key] = value
     # the fine-tune trains on the CLEVR-Humans question file, whatever the base run trained on
-    # (a stream of fresh scenes has no question file), with at most this machine's cores as
-    # loader workers (the base run's setting may come from a larger machine)
-    data = dataclasses.replace(
-        cfg.data,
-        train_source="fixed",
-        num_workers=min(cfg.data.num_workers, os.cpu_count() or 1),
-    )
+    # (a stream of fresh scenes has no question file)
     cfg = dataclasses.replace(
         cfg,
         name=f"{cfg.name}_humans",
         train=dataclasses.replace(cfg.train, **overrides),
-        data=data,
+        data=dataclasses.replace(cfg.data, train_source="fixed"),
     )
     if "val" not in files:
         raise FileNotFoundError(f"no CLEVR-Humans val questions among {files}")

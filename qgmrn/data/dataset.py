@@ -280,6 +280,13 @@ def seed_worker(worker_id: int) -> None:
     random.seed(s)
 
 
+def usable_workers(num_workers: int) -> int:
+    """`num_workers` capped at this machine's cores: a run's config may come from a larger
+    machine (the reference runs' 4 stream workers, from a 16-core GPU host), and more worker
+    processes than cores only slow a loader (and make torch warn)."""
+    return min(num_workers, os.cpu_count() or 1)
+
+
 def make_loader(
     dataset: Dataset,
     batch_size: int,
@@ -302,6 +309,7 @@ def make_loader(
         pin_memory = target.type == "cuda" if target else torch.cuda.is_available()
     generator = torch.Generator()
     generator.manual_seed(seed)
+    num_workers = usable_workers(num_workers)  # batches do not depend on the count
     extra: dict[str, Any] = {}
     if num_workers > 0:
         extra.update(

@@ -43,7 +43,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from qgmrn.clevr import SUBTYPES, question_subtype
-from qgmrn.data.dataset import Batch, _empty_for_transfer
+from qgmrn.data.dataset import Batch, _empty_for_transfer, usable_workers
 from qgmrn.data.vocab import Vocab
 from qgmrn.synth.camera import Camera
 from qgmrn.synth.families import families_up_to
@@ -249,6 +249,7 @@ def stream_batches(
     """This rank's training batches from step `start_step` on, without end: chunks rendered by
     `num_workers` processes (0: this one), in order whatever the count."""
     first_chunk = start_step // stream.scene_reuse
+    num_workers = usable_workers(num_workers)
     extra = {}
     if num_workers > 0:
         extra = dict(prefetch_factor=prefetch_factor, persistent_workers=False)
