@@ -45,10 +45,12 @@ def split_seed_runs(run_dirs: dict[str, Path]) -> tuple[dict[str, Path], dict[st
 
 
 def _val_rows(run_dir: Path) -> pd.DataFrame:
+    """The run's validation rows indexed by step, in step order; repeated passes at one step (a
+    resume re-validating) keep the last. Empty without scored passes."""
     _, val = curves.read_metrics(run_dir)
     if not len(val) or "overall" not in val:
         return pd.DataFrame()
-    return val.drop_duplicates("step", keep="last").set_index("step")
+    return val.drop_duplicates("step", keep="last").set_index("step").sort_index()
 
 
 def seeds_frame(run_dirs: dict[str, Path], arms: dict[str, str]) -> tuple[pd.DataFrame, int]:
@@ -196,11 +198,10 @@ def _val_curve(run_dir: Path) -> tuple[np.ndarray, np.ndarray]:
     repeated passes at one step (a resume re-validating) keep the last."""
     cfg = json.loads((run_dir / "config.json").read_text())
     batch = cfg.get("train", {}).get("batch_size", 1)
-    _, val = curves.read_metrics(run_dir)
-    if not len(val) or "overall" not in val:
+    val = _val_rows(run_dir)
+    if not len(val):
         return np.zeros(0), np.zeros(0)
-    val = val.drop_duplicates("step", keep="last").sort_values("step")
-    return val["step"].to_numpy() * batch, val["overall"].to_numpy(dtype=float)
+    return val.index.to_numpy() * batch, val["overall"].to_numpy(dtype=float)
 
 
 def equal_samples_frame(run_dirs: dict[str, Path], budgets=EQUAL_SAMPLE_BUDGETS) -> pd.DataFrame:
