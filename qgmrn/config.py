@@ -140,6 +140,11 @@ class TrainConfig:
     # "eager" only traces, for tests), None = eager PyTorch. Shapes are marked dynamic (the
     # question length varies by batch); validation and checkpoints use the uncompiled module.
     compile: str | None = None
+    # Ours, not in the paper (issue 11's one labelled arm outside the method): weight of an
+    # auxiliary loss that asks a 1x1 head on y_L for the colour, shape, size and material of the
+    # object covering each cell (`qgmrn.data.attributes`), labelled from the renderer's object
+    # buffer. Stream training of the routed models only; 0 = off (every paper-faithful run).
+    attribute_loss_weight: float = 0.0
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,8 @@
-"""Training losses (paper sec. 3.5, eq. 13): L = L_vqa + lambda * L_load.
+"""Training losses (paper sec. 3.5, eq. 13): L = L_vqa + lambda * L_load, and (ours, off by
+default) + mu * L_attr, the auxiliary attribute loss of `qgmrn.data.attributes`.
 
-Dimensions: B batch, A answers, M_l modules of routed layer l.
+Dimensions: B batch, A answers, M_l modules of routed layer l, K_a classes of attribute a,
+h w the size of the supervised feature map.
 """
 
 from __future__ import annotations
@@ -36,3 +38,12 @@ def load_balance_loss(gates: Sequence[Tensor]) -> Tensor:
     if len(gates) == 0:
         return torch.zeros(())
     return torch.stack([cv_squared(g.sum(dim=0)) for g in gates]).sum()  # sum over layers
+
+
+def attribute_loss(logits: Sequence[Tensor], targets: Tensor) -> Tensor:
+    """The auxiliary attribute loss (ours, `qgmrn.data.attributes`): the mean over attributes
+    of the per-cell cross-entropy. logits: one (B, K_a, h, w) map per attribute; targets
+    (B, 4, h, w) long (-1 ignored) -> ()."""
+    return torch.stack(
+        [F.cross_entropy(x.float(), targets[:, a], ignore_index=-1) for a, x in enumerate(logits)]
+    ).mean()

@@ -39,6 +39,7 @@ from tqdm.auto import tqdm
 from qgmrn import checkpoint as ckpt
 from qgmrn import distributed as qdist
 from qgmrn import losses, runlock
+from qgmrn.auxiliary import CHECKPOINT_KEY, AttributeLoss
 from qgmrn.config import ExperimentConfig, config_to_json
 from qgmrn.data.dataset import ClevrQuestions, load_question_file
 from qgmrn.data.stream import SceneStream, StreamSpec, stream_batches, stream_vocab
@@ -150,12 +151,14 @@ def fit(
         restored = _load_resume(out_dir, data) if resume else None
         prepare_run_dir(out_dir, data, restored, info)
         model, optimizer, state = build_model_and_optimizer(cfg, data.vocab, device, init_from)
+        attributes = build_attribute_loss(cfg, model, optimizer, device, info)
         if restored is not None:
-            state = restore(model, optimizer, restored)
+            state = restore(model, optimizer, restored, attributes)
         model = _compile(_distribute(model, cfg, device, info), cfg)
         _seed_rng(cfg, info, state, restored)  # last: a resumed run draws what the original drew
 
         run = _Run(cfg, model, optimizer, state, device, info, out_dir, data, max_steps, progress)
+        run.attributes = attributes
         try:
             stop_reason = train_loop(run)
             if run.last_val_step != state.step:
@@ -274,6 +277,7 @@ def _train_data(
             curriculum=cfg.data.curriculum,
             rank=info.rank,
             world=info.world_size,
+            object_maps=cfg.train.attribute_loss_weight > 0,
         )
         return stream, max(cfg.data.stream_epoch_questions // batch, 1)
     train_ds = ClevrQuestions(
@@ -400,11 +404,56 @@ def build_model_and_optimizer(
     return model, optimizer, TrainState()
 
 
-def restore(model: nn.Module, optimizer: torch.optim.Optimizer, restored: Mapping) -> TrainState:
-    """Load a checkpoint's weights and optimizer state; the training state it recorded."""
+def build_attribute_loss(
+    cfg: ExperimentConfig,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    device: torch.device,
+    info: qdist.DistInfo,
+) -> AttributeLoss | None:
+    """The auxiliary attribute loss (ours, `qgmrn.auxiliary`) when `attribute_loss_weight` > 0:
+    its head joins the optimizer as a second parameter group. None otherwise."""
+    tc = cfg.train
+    if tc.attribute_loss_weight <= 0:
+        return None
+    if cfg.data.train_source != "stream":
+        raise ValueError(
+            "attribute_loss_weight > 0 needs train_source='stream': its labels come from the "
+            "stream's renderer (the fixed splits store no object buffers)"
+        )
+    if info.enabled or tc.compile:
+        raise ValueError(
+            "attribute_loss_weight > 0 runs in one process without torch.compile (its head is "
+            "neither all-reduced under torchrun nor traced by the compiler)"
+        )
+    attributes = AttributeLoss(model, device)
+    optimizer.add_param_group({"params": list(attributes.parameters())})
+    return attributes
+
+
+def restore(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    restored: Mapping,
+    attributes: AttributeLoss | None = None,
+) -> TrainState:
+    """Load a checkpoint's weights and optimizer state (and the auxiliary attribute head's);
+    the training state it recorded."""
     model.load_state_dict(restored["model"])
-    optimizer.load_state_dict(restored["optimizer"])
     extra = restored.get("extra") or {}
+    if attributes is not None:
+        if CHECKPOINT_KEY not in extra:
+            raise ValueError(
+                "the checkpoint to resume was trained without the auxiliary attribute loss: "
+                "resume it without attribute_loss_weight, or start a new run"
+            )
+        attributes.load_state_dict(extra[CHECKPOINT_KEY])
+    elif CHECKPOINT_KEY in extra:
+        raise ValueError(
+            "the checkpoint to resume was trained with the auxiliary attribute loss "
+            "(attribute_loss_weight > 0): resume it with the same weight"
+        )
+    optimizer.load_state_dict(restored["optimizer"])
     return TrainState(
         step=restored["step"],
         epoch=restored["epoch"],
@@ -498,6 +547,7 @@ class _Run:
         # the last validation's predictions with routing paths (validate(collect_paths=True)):
         # final_eval's, when they come from the best weights, so it need not predict again
         self.last_val_pred: dict[str, np.ndarray] | None = None
+        self.attributes: AttributeLoss | None = None  # the auxiliary loss (ours), when on
 
     @property
     def steps_per_epoch(self) -> int:
@@ -509,6 +559,9 @@ def save_run_checkpoint(run: _Run, path: Path, *, with_optimizer: bool = True) -
     if not run.info.is_main:
         return
     s = run.state
+    extra: dict[str, Any] = {"best_step": s.best_step, "train_seconds": s.train_seconds}
+    if run.attributes is not None:
+        extra[CHECKPOINT_KEY] = run.attributes.state_dict()
     ckpt.save_checkpoint(
         path,
         model=run.model,
@@ -519,7 +572,7 @@ def save_run_checkpoint(run: _Run, path: Path, *, with_optimizer: bool = True) -
         config_json=run.data.config_json,
         vocab_json=run.data.vocab_json,
         best_val_acc=s.best_val_acc,
-        extra={"best_step": s.best_step, "train_seconds": s.train_seconds},
+        extra=extra,
     )
 
 
@@ -535,6 +588,7 @@ class StepOutput:
     lr: float
     tau: float
     batch: int
+    attributes: Tensor | None = None  # (2,) auxiliary attribute loss and cell accuracy (ours)
 
 
 def train_step(run: _Run, batch) -> StepOutput:
@@ -560,6 +614,11 @@ def train_step(run: _Run, batch) -> StepOutput:
             else torch.zeros((), device=device)
         )
         loss = ce + tc.load_balance_weight * load
+        attr = None
+        if run.attributes is not None:  # ours: the auxiliary attribute loss on y_L
+            attr_loss, attr_acc = run.attributes(batch)
+            loss = loss + tc.attribute_loss_weight * attr_loss
+            attr = torch.stack([attr_loss.detach().float(), attr_acc])
     finite = torch.isfinite(loss.detach())
     opt.zero_grad(set_to_none=True)
     loss.backward()
@@ -570,7 +629,15 @@ def train_step(run: _Run, batch) -> StepOutput:
         correct = (out.logits.argmax(-1) == answers).float().mean()
         ratios = [g.detach().float().mean() for g in out.gates]
     return StepOutput(
-        ce.detach().float(), load.detach().float(), correct, ratios, finite, lr, tau, len(answers)
+        ce.detach().float(),
+        load.detach().float(),
+        correct,
+        ratios,
+        finite,
+        lr,
+        tau,
+        len(answers),
+        attr,
     )
 
 
@@ -585,6 +652,7 @@ class _RunningMeans:
 
     def _reset(self) -> None:
         self.sums = torch.zeros(3, device=self.device)  # ce, load, correct
+        self.attr: Tensor | None = None  # auxiliary attribute loss, cell accuracy (ours)
         self.exec: list[Tensor] = []
         self.steps = self.samples = 0
         self.wait = 0.0  # seconds spent waiting for the loader
@@ -594,6 +662,8 @@ class _RunningMeans:
         bad = (self.first_bad < 0) & ~out.finite
         self.first_bad = torch.where(bad, torch.full_like(self.first_bad, step), self.first_bad)
         self.sums += torch.stack([out.ce, out.load, out.correct])
+        if out.attributes is not None:
+            self.attr = out.attributes if self.attr is None else self.attr + out.attributes
         if self.exec:
             self.exec = [a + r for a, r in zip(self.exec, out.exec_ratio, strict=True)]
         else:
@@ -621,6 +691,8 @@ class _RunningMeans:
             "data_wait_frac": self.wait / elapsed,
             "exec_ratio": vals[3:],
         }
+        if self.attr is not None:  # one process only (build_attribute_loss): no all-reduce
+            row["attr_loss"], row["attr_acc"] = (self.attr / self.steps).tolist()
         self._reset()
         return row
 

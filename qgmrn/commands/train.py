@@ -54,6 +54,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--image-size", type=int, nargs=2, default=None, metavar=("H", "W"), help="network input"
     )
+    parser.add_argument(
+        "--attribute-loss",
+        type=float,
+        default=None,
+        metavar="WEIGHT",
+        help="ours, not the paper's: weight of the auxiliary object-attribute loss on y_L "
+        "(stream training of brn/frn presets; default 0 = off)",
+    )
     parser.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--resume", action="store_true", help="continue from checkpoint.pt")
@@ -77,6 +85,7 @@ def build_config(args: argparse.Namespace):
         seed=args.seed,
         eval_every_steps=args.eval_every_steps,
         checkpoint_every_steps=args.checkpoint_every_steps,
+        attribute_loss_weight=args.attribute_loss,
     )
     data = _given(
         num_workers=args.workers,

@@ -35,7 +35,13 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 @dataclass
 class Batch:
     """One batch. `images` (B, 3, H, W) uint8; `questions` (B, T) long, 0-padded; `lengths`,
-    `answers`, `subtypes`, `question_index` (B,) long (`answers`/`subtypes` -1 where unknown)."""
+    `answers`, `subtypes`, `question_index` (B,) long (`answers`/`subtypes` -1 where unknown).
+
+    Only where asked for (the stream's `object_maps`, for the auxiliary attribute loss, ours):
+    `object_ids` (B, H, W) int16, the object seen at each input pixel (-1: the ground), and
+    `object_attributes` (B, N, 4) long, each object's colour, shape, size and material indices
+    (`qgmrn.data.attributes`; -1 rows pad scenes with fewer than N objects). None otherwise.
+    """
 
     images: Tensor
     questions: Tensor
@@ -43,21 +49,25 @@ class Batch:
     answers: Tensor
     subtypes: Tensor
     question_index: Tensor
+    object_ids: Tensor | None = None
+    object_attributes: Tensor | None = None
+
+    def _map(self, fn) -> Batch:
+        return Batch(**{f.name: _apply(fn, getattr(self, f.name)) for f in fields(self)})
 
     def to(self, device: torch.device | str, non_blocking: bool = True) -> Batch:
-        return Batch(
-            **{
-                f.name: getattr(self, f.name).to(device, non_blocking=non_blocking)
-                for f in fields(self)
-            }
-        )
+        return self._map(lambda t: t.to(device, non_blocking=non_blocking))
 
     def pin_memory(self) -> Batch:
         """Called by `DataLoader(pin_memory=True)`: page-locked copies for async host->GPU."""
-        return Batch(**{f.name: getattr(self, f.name).pin_memory() for f in fields(self)})
+        return self._map(lambda t: t.pin_memory())
 
     def __len__(self) -> int:
         return self.answers.shape[0]
+
+
+def _apply(fn, t: Tensor | None) -> Tensor | None:
+    return None if t is None else fn(t)
 
 
 def load_question_file(path: Path, humans: bool | None = None) -> list[dict[str, Any]]:

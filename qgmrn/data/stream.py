@@ -25,6 +25,10 @@ the same sequence, a resumed run continues it exactly. A curriculum (optional, o
 families by relational depth until a number of samples has been seen: `curriculum[k]` is the
 sample count after which programs of depth k + 1 are allowed (`families_up_to`). Data order
 only: the loss and the model stay the paper's.
+
+`object_maps` (ours, for the auxiliary attribute loss of `qgmrn.data.attributes`): each batch
+also carries the object seen at every input pixel (the renderer's object buffer, re-cast without
+shading) and each object's attribute indices.
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from qgmrn.clevr import SUBTYPES, question_subtype
+from qgmrn.data.attributes import object_attribute_rows
 from qgmrn.data.dataset import Batch, _empty_for_transfer, usable_workers
 from qgmrn.data.vocab import Vocab
 from qgmrn.synth.camera import Camera
@@ -50,6 +55,7 @@ from qgmrn.synth.families import families_up_to
 from qgmrn.synth.generate import make_scene, scene_rng
 from qgmrn.synth.paraphrase import template_vocabulary
 from qgmrn.synth.questions import generate_questions
+from qgmrn.synth.render import object_ids
 
 STREAM_SPLIT = "stream"
 SUBTYPE_ID = {s: i for i, s in enumerate(SUBTYPES)}
@@ -106,8 +112,9 @@ class SceneStream(Dataset):
 
     Each batch holds `batch` questions with `(batch, 3, H, W)` uint8 images at `image_size =
     (H, W)` (resized from the render when that differs). `curriculum`: sample counts at which
-    the allowed relational depth grows (empty: every family from the start). `len` is large:
-    the stream does not end; the training loop says which chunks it takes.
+    the allowed relational depth grows (empty: every family from the start). `object_maps`:
+    batches also carry `object_ids` and `object_attributes` (see `Batch`). `len` is large: the
+    stream does not end; the training loop says which chunks it takes.
     """
 
     def __init__(
@@ -121,6 +128,7 @@ class SceneStream(Dataset):
         curriculum: Sequence[int] = (),
         rank: int = 0,
         world: int = 1,
+        object_maps: bool = False,
     ) -> None:
         if batch < 1:
             raise ValueError(f"batch={batch}: a stream batch needs at least one question")
@@ -137,6 +145,7 @@ class SceneStream(Dataset):
         self.scene_reuse = int(scene_reuse)
         self.curriculum = tuple(int(c) for c in curriculum)
         self.rank, self.world = int(rank), int(world)
+        self.object_maps = bool(object_maps)
         self.scenes_per_group = math.ceil(batch / spec.questions_per_scene) + 1
         self._camera = None
 
@@ -161,7 +170,8 @@ class SceneStream(Dataset):
         return None
 
     def scenes(self, chunk: int) -> list[tuple[dict, np.ndarray]]:
-        """The (scene, image (H, W, 3) uint8) pairs of this rank's chunk `chunk`."""
+        """The (scene, image (H, W, 3) uint8) pairs of this rank's chunk `chunk`; with
+        `object_maps`, each scene dict also holds its "object_ids" (H, W) int16 at `image_size`."""
         if self._camera is None:
             self._camera = Camera.from_framing(self.spec.framing)
         group = chunk * self.world + self.rank
@@ -179,8 +189,21 @@ class SceneStream(Dataset):
                 camera=self._camera,
                 questions_per_scene=0,
             )
+            if self.object_maps:
+                ids = object_ids(scene, self._camera, w, h)  # (h_render, w_render)
+                scene["object_ids"] = self._resize_ids(ids)
             pairs.append((scene, self._resize(rgb)))
         return pairs
+
+    def _resize_ids(self, ids: np.ndarray) -> np.ndarray:
+        """The object buffer at `image_size`: the nearest render pixel to each input pixel's
+        centre (ids are labels: no interpolation)."""
+        h, w = self.image_size
+        if ids.shape == (h, w):
+            return ids
+        rows = ((np.arange(h) + 0.5) * ids.shape[0] / h).astype(np.int64)
+        cols = ((np.arange(w) + 0.5) * ids.shape[1] / w).astype(np.int64)
+        return ids[rows[:, None], cols[None, :]]
 
     def _resize(self, rgb: np.ndarray) -> np.ndarray:
         """The render at `image_size`, resized exactly as the image cache resizes PNGs."""
@@ -230,7 +253,21 @@ class SceneStream(Dataset):
             subtypes=torch.from_numpy(subtypes),
             # a stream question has no file index: -(item * B + i) - 1 names it uniquely
             question_index=-(item * self.batch + torch.arange(self.batch)) - 1,
+            **(self._object_maps([pairs[j][0] for j, _ in chosen]) if self.object_maps else {}),
         )
+
+    def _object_maps(self, scenes: Sequence[dict]) -> dict[str, torch.Tensor]:
+        """`object_ids` (B, H, W) int16 and `object_attributes` (B, N, 4) long of the batch."""
+        n = max(len(scene["objects"]) for scene in scenes)
+        attributes = np.full((len(scenes), n, 4), -1, dtype=np.int64)  # (B, N, 4)
+        for i, scene in enumerate(scenes):
+            rows = object_attribute_rows(scene["objects"])
+            attributes[i, : len(rows)] = rows
+        ids = np.stack([scene["object_ids"] for scene in scenes]).astype(np.int16)  # (B, H, W)
+        return {
+            "object_ids": torch.from_numpy(ids),
+            "object_attributes": torch.from_numpy(attributes),
+        }
 
     def __getitem__(self, chunk: int) -> list[Batch]:
         chunk = int(chunk)

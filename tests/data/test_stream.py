@@ -28,7 +28,10 @@ def _stream(spec, **kw) -> SceneStream:
 
 
 def _same(a, b) -> bool:
-    return all(torch.equal(getattr(a, f.name), getattr(b, f.name)) for f in dataclasses.fields(a))
+    def equal(x, y) -> bool:
+        return x is y is None or (x is not None and y is not None and torch.equal(x, y))
+
+    return all(equal(getattr(a, f.name), getattr(b, f.name)) for f in dataclasses.fields(a))
 
 
 def test_spec_reads_the_generator_settings(spec, mini_clevr_settings):
