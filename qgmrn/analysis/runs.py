@@ -130,9 +130,10 @@ def routed_runs(
     require: Sequence[str] = ("best.pt",),
     exclude: str = "_humans",
 ) -> list[Path]:
-    """Runs under `runs_dir` of `arch` whose gates are routed (not a static twin) and that hold
-    every file of `require`, best first: by eval.json's overall accuracy, runs without one (still
-    training) after those with, then by name."""
+    """Runs under `runs_dir` of `arch` whose gates are routed (not a static twin), trained by the
+    paper's method (not our auxiliary-loss arm, which a notebook shows only when named) and that
+    hold every file of `require`, best first: by eval.json's overall accuracy, runs without one
+    (still training) after those with, then by name."""
     if runs_dir is None or not Path(runs_dir).is_dir():
         return []
     archs = {arch} if isinstance(arch, str) else set(arch)
@@ -142,10 +143,13 @@ def routed_runs(
         if exclude and exclude in run.name:
             continue
         try:
-            model = json.loads(cfg_path.read_text()).get("model", {})
+            cfg = json.loads(cfg_path.read_text())
         except json.JSONDecodeError:
             continue
+        model = cfg.get("model", {})
         if model.get("arch") not in archs or model.get("gate") == "static":
+            continue
+        if float(cfg.get("train", {}).get("attribute_loss_weight") or 0) > 0:
             continue
         if not all((run / name).exists() for name in require):
             continue

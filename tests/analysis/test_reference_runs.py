@@ -185,6 +185,12 @@ def test_choose_run_prefers_reference_and_skips_static_twins(tmp_path):
         ref / "brn_c16",
         ref / "film",
     ]
+    # our auxiliary-loss arm is shown only when named, even when it scores higher
+    write_fake_run(ref / "brn_c16_attr", overall=0.95, profile="demo", model=BRN,
+                   train_cfg={"attribute_loss_weight": 1.0})  # fmt: skip
+    assert runs.routed_runs(ref, require=need) == [ref / "brn_c16"]
+    assert runs.choose_run(demo, "demo", ref, require=need).path == ref / "brn_c16"
+    assert runs.choose_run(demo, "demo", ref, run_name="brn_c16_attr").path == ref / "brn_c16_attr"
     assert runs.choose_run(demo, "demo", ref, run_name="frn").path == demo / "frn"
     assert runs.choose_run(demo, "demo", ref, run_name="film").source == "reference"
     with pytest.raises(FileNotFoundError):

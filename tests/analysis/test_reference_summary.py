@@ -146,3 +146,41 @@ def test_seeds_caption_says_whether_the_gap_is_outside_two_standard_errors():
     assert "routed ahead" in text and "Outside two standard errors: Count" not in text
     one = reference.seeds_gap(frame.xs(0, level="seed", drop_level=False), "routed", "static")
     assert "no spread yet" in reference.seeds_caption(one, 781)
+
+
+def test_our_arm_gets_its_own_section_beside_its_paper_twins(tmp_path):
+    ref = tmp_path / "reference"
+    _reference(ref)  # brn_c16 (60%), brn_c16_static (50%), film still training
+    runs = ref / "runs"
+    ours = {"train": {"batch_size": 100, "attribute_loss_weight": 1.0}}
+    for name, points in (("brn_c16_attr", [(5, 0.55), (1000, 0.7)]),
+                         ("brn_c16_static_attr", [(5, 0.52), (1000, 0.66)])):  # fmt: skip
+        _seed_run(runs / name, 0, points)
+        cfg = json.loads((runs / name / "config.json").read_text())
+        (runs / name / "config.json").write_text(json.dumps(cfg | ours))
+    paper, arm = reference.split_ours({p.name: p for p in runs.iterdir()})
+    assert sorted(arm) == ["brn_c16_attr", "brn_c16_static_attr"] and "brn_c16" in paper
+    assert reference.ours_twins(arm, paper) == {
+        "brn_c16_attr": "brn_c16", "brn_c16_static_attr": "brn_c16_static"}  # fmt: skip
+    assert reference.main([str(ref)]) == 0
+    text = (ref / "summary.md").read_text()
+    section = text.split("## Our labelled arm")[1]
+    assert "ours, not the paper's method" in section and "weight 1)" in section
+    # the fabricated twins have no scored validation pass: no budget in common
+    assert "brn_c16_attr: no common budget with brn_c16 yet" in section
+    assert "Routed vs static within the arm at step 1,000" in section
+    assert (ref / "ours.png").stat().st_size > 0
+    before = text.split("## Our labelled arm")[0]
+    assert "brn_c16_attr" not in before.split("## Budgets")[0]  # not a Table 1 row
+    assert "brn_c16_attr" not in before.split("## At equal training samples")[1]
+
+
+def test_ours_caption_compares_at_the_largest_common_budget():
+    import pandas as pd
+
+    equal = pd.DataFrame(
+        {"100k": [50.0, 48.0], "250k": [60.0, 51.5], "500k": [70.0, float("nan")]},
+        index=["brn_c16_attr", "brn_c16"],
+    )
+    words = reference.ours_caption(equal, {"brn_c16_attr": "brn_c16"})
+    assert words.endswith("brn_c16_attr 60.0 vs brn_c16 51.5 at 250k samples (+8.5).")
