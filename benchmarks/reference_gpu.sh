@@ -6,6 +6,9 @@
 #   MINUTES=6 bash benchmarks/reference_gpu.sh brn_c16 brn_c16_static # or some
 #   MINUTES=3 bash benchmarks/reference_gpu.sh brn_c16@1 brn_c16@2 brn_c16_static@1 ...
 #       # PRESET@SEED: another seed (--seed), into the run folder PRESET_sSEED
+#   MINUTES=6 bash benchmarks/reference_gpu.sh brn_c16+attr brn_c16_static+attr
+#       # PRESET+attr: our labelled arm (--attribute-loss $ATTR_WEIGHT, default 1), into the
+#       # run folder PRESET_attr (PRESET+attr@SEED: PRESET_attr_sSEED)
 #   CHECK_S=0 DEVICE=cpu MINUTES=0.3 bash benchmarks/reference_gpu.sh brn_c16   # a smoke here
 #
 # 1. device.txt: the machine (GPU, driver, torch, cores).
@@ -72,13 +75,20 @@ PIDS=()
 NAMES=()
 for spec in "${PRESETS[@]}"; do
     preset=${spec%@*}
-    name=$preset
     seed_args=()
-    if [ "$spec" != "$preset" ]; then name="${preset}_s${spec#*@}"; seed_args=(--seed "${spec#*@}"); fi
+    attr_args=()
+    if [ "${preset%+attr}" != "$preset" ]; then
+        preset=${preset%+attr}
+        attr_args=(--attribute-loss "${ATTR_WEIGHT:-1.0}")
+        name="${preset}_attr"
+    else
+        name=$preset
+    fi
+    if [ "$spec" != "${spec%@*}" ]; then name="${name}_s${spec#*@}"; seed_args=(--seed "${spec#*@}"); fi
     NAMES+=("$name")
     "$PYTHON" -m qgmrn.cli train --preset "$preset" --profile demo --data "$DATA" \
         --out "$RUNS/$name" --device "$DEVICE" --max-minutes "$MINUTES" --epochs 100000 \
-        --train-source stream --scene-reuse "$REUSE" --workers "$WORKERS" "${seed_args[@]}" \
+        --train-source stream --scene-reuse "$REUSE" --workers "$WORKERS" "${seed_args[@]}" "${attr_args[@]}" \
         --eval-every-steps "$EVAL_EVERY" --checkpoint-every-steps "$CKPT" --resume \
         --no-progress > "$OUT/train_$name.log" 2>&1 &
     PIDS+=($!)
