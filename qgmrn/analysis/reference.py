@@ -15,6 +15,7 @@ them with their paper-faithful twins `PRESET` at equal samples (`ours_section`, 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -508,23 +509,55 @@ def ours_caption(equal: pd.DataFrame, twins: dict[str, str]) -> str:
     return "At equal training samples (val, percent): " + "; ".join(parts) + "."
 
 
-def ours_section(
-    ours: dict[str, Path], paper: dict[str, Path], routed: str, figure: Path
-) -> list[str]:
-    """summary.md's section on our labelled arm: its runs beside their paper-faithful twins at
-    equal samples, their honest scores, routed vs static within the arm, and `figure` (the
-    validation curves of the arm and the twins)."""
+def ours_comparison(ours: dict[str, Path], paper: dict[str, Path], routed: str = "brn_c16"):
+    """Our labelled arm beside its paper-faithful twins: a dict with
+    `equal` (validation accuracy, percent, at common sample budgets: `equal_samples_frame`),
+    `caption` (`ours_caption`), `twins` (`ours_twins`), `by_type` and `step` (accuracy by type of
+    the routed and static runs of both arms at the largest step all four validated, with the
+    differences routed - static and ours - paper; None where one of the four is missing) and
+    `figure` (their validation curves)."""
     twins = ours_twins(ours, paper)
     both = ours | {t: paper[t] for t in twins.values()}
     equal = equal_samples_frame(both)
     labels = {n: f"{n} (ours: + attribute loss)" for n in ours}
     labels |= {t: f"{t} (paper)" for t in twins.values()}
-    save_figure(
-        curves.plot_validation_curves(
-            {labels[n]: p for n, p in both.items()}, title="our arm beside the paper's"
-        ),
-        figure,
+    figure = curves.plot_validation_curves(
+        {labels[n]: p for n, p in both.items()}, title="our arm beside the paper's"
     )
+    arms = {
+        "ours routed": f"{routed}{OURS_SUFFIX}",
+        "ours static": f"{routed}_static{OURS_SUFFIX}",
+        "paper routed": routed,
+        "paper static": f"{routed}_static",
+    }
+    by_type, step = None, None
+    if all(name in both for name in arms.values()):
+        with contextlib.suppress(ValueError):  # no common validation step yet
+            frame, step = seeds_frame({n: both[n] for n in arms.values()}, arms)
+            by_type = frame.droplevel("seed")
+            by_type.loc["ours: routed - static"] = (
+                by_type.loc["ours routed"] - by_type.loc["ours static"]
+            )
+            by_type.loc["routed: ours - paper"] = (
+                by_type.loc["ours routed"] - by_type.loc["paper routed"]
+            )
+    return {
+        "equal": equal,
+        "caption": ours_caption(equal, twins),
+        "twins": twins,
+        "by_type": by_type,
+        "step": step,
+        "figure": figure,
+    }
+
+
+def ours_section(
+    ours: dict[str, Path], paper: dict[str, Path], routed: str, figure: Path
+) -> list[str]:
+    """summary.md's section on our labelled arm (`ours_comparison`), its honest scores, and
+    `figure` (the validation curves of the arm and its twins)."""
+    c = ours_comparison(ours, paper, routed)
+    save_figure(c["figure"], figure)
     weights = sorted(
         {json.loads((p / "config.json").read_text())["train"]["attribute_loss_weight"]
          for p in ours.values()}
@@ -540,29 +573,25 @@ def ours_section(
         "exists only in training: the model evaluated is the paper's. Everything else is the",
         "recipe of their paper-faithful twins; they stay out of every table above.",
         "",
-        tables.plain_markdown(equal.round(1)),
+        "Validation accuracy (percent) at equal training samples:",
         "",
-        ours_caption(equal, twins),
+        tables.plain_markdown(c["equal"].round(1)),
+        "",
+        c["caption"],
+        "",
+        "Best on val beside the last validation pass and the last checkpoint on test:",
         "",
         tables.plain_markdown(honest_frame(ours)),
         "",
     ]
-    arms = {"routed": f"{routed}{OURS_SUFFIX}", "static": f"{routed}_static{OURS_SUFFIX}"}
-    if all(a in ours for a in arms.values()):
-        try:
-            frame, step = seeds_frame(ours, arms)
-        except ValueError as err:
-            lines += [f"Routed vs static within the arm: not available ({err}).", ""]
-        else:
-            table = frame.droplevel("seed")
-            table.loc["routed - static"] = table.loc["routed"] - table.loc["static"]
-            lines += [
-                f"Routed vs static within the arm at step {step:,} (their last common",
-                "validation pass; one seed each, so no error bar):",
-                "",
-                tables.plain_markdown(table.round(1)),
-                "",
-            ]
+    if c["by_type"] is not None:
+        lines += [
+            f"By type at step {c['step']:,}, the last validation step all four runs share (a",
+            "fixed step, nothing chosen on val; one seed each, so no error bar):",
+            "",
+            tables.plain_markdown(c["by_type"].round(1)),
+            "",
+        ]
     lines += [f"![our arm beside the paper's]({figure.name})", ""]
     return lines
 

@@ -168,7 +168,7 @@ def test_our_arm_gets_its_own_section_beside_its_paper_twins(tmp_path):
     assert "ours, not the paper's method" in section and "weight 1)" in section
     # the fabricated twins have no scored validation pass: no budget in common
     assert "brn_c16_attr: no common budget with brn_c16 yet" in section
-    assert "Routed vs static within the arm at step 1,000" in section
+    assert "By type at step" not in section  # the fabricated twins share no validation step
     assert (ref / "ours.png").stat().st_size > 0
     before = text.split("## Our labelled arm")[0]
     assert "brn_c16_attr" not in before.split("## Budgets")[0]  # not a Table 1 row
@@ -184,3 +184,23 @@ def test_ours_caption_compares_at_the_largest_common_budget():
     )
     words = reference.ours_caption(equal, {"brn_c16_attr": "brn_c16"})
     assert words.endswith("brn_c16_attr 60.0 vs brn_c16 51.5 at 250k samples (+8.5).")
+
+
+def test_ours_comparison_by_type_at_the_step_all_four_runs_share(tmp_path):
+    ours_cfg = {"train": {"batch_size": 64, "attribute_loss_weight": 0.5}}
+    runs = {}
+    for name, points in (("brn_c16", [(500, 0.40), (1000, 0.45)]),
+                         ("brn_c16_static", [(500, 0.41), (1000, 0.44), (2000, 0.5)]),
+                         ("brn_c16_attr", [(500, 0.5), (1000, 0.60)]),
+                         ("brn_c16_static_attr", [(1000, 0.55), (1500, 0.6)])):  # fmt: skip
+        runs[name] = _seed_run(tmp_path / name, 0, points)
+        if name.endswith("_attr"):
+            cfg = json.loads((runs[name] / "config.json").read_text())
+            (runs[name] / "config.json").write_text(json.dumps(cfg | ours_cfg))
+    paper, ours = reference.split_ours(runs)
+    c = reference.ours_comparison(ours, paper)
+    assert c["step"] == 1000
+    assert c["by_type"].loc["ours: routed - static", "Overall"] == pytest.approx(5.0)
+    assert c["by_type"].loc["routed: ours - paper", "Overall"] == pytest.approx(15.0)
+    # 1,000 steps of 64 = 64k samples: short of the first common budget (100k)
+    assert "brn_c16_attr: no common budget with brn_c16 yet" in c["caption"]
