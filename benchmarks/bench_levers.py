@@ -174,7 +174,8 @@ def fit_rows(
             widths = ",".join(map(str, m.brn_widths))
             emit("widths", f"demo [{widths}], stem {m.stem_width}, no pool", same_as_base=True)
             emit("widths", f"prototype [{widths}], stem 32 + max pool",
-                 model(stem_width=32, stem_pool=True), "y_L 2x2 at 64x64")  # fmt: skip
+                 model(stem_width=32, stem_pool=True),
+                 f"y_L {h // 32}x{w // 32} at {h}x{w} (demo: {h // 16}x{w // 16})")  # fmt: skip
             emit("widths", "paper [64,128,256,256]", model(brn_widths=(64, 128, 256, 256)),
                  f"stage widths only; stem {m.stem_width}, no pool as in demo")  # fmt: skip
     # CPU precision and memory format (ours: TrainConfig.cpu_amp / cpu_channels_last; bf16 only
