@@ -551,6 +551,40 @@ def ours_comparison(ours: dict[str, Path], paper: dict[str, Path], routed: str =
     }
 
 
+def routing_frame(run_dirs: dict[str, Path], per_subtype: int = 200) -> pd.DataFrame:
+    """What the routers learned, per routed run with a routing_paths.npz (its best.pt's paths on
+    val, written by the run's final evaluation): Figure 2's number (nearest-neighbour subtype
+    accuracy of the paths, per stage, in percent; `captions.subtype_separation`, chance beside)
+    and Figure 3's (the median execution ratio of the first and last routed layer and its slope
+    per layer; `captions.execution_trend`), with the step of the weights. Runs without paths are
+    left out."""
+    from qgmrn.analysis import captions, routing
+
+    rows = {}
+    for name, run_dir in run_dirs.items():
+        try:
+            rp = routing.load_routing_paths(run_dir)
+        except FileNotFoundError:
+            continue
+        sep = captions.subtype_separation(
+            rp.paths, rp.layer_sizes, rp.stage_of_layer, rp.subtypes, per_subtype=per_subtype
+        )
+        trend = captions.execution_trend(
+            routing.execution_ratio_per_layer(rp.paths, rp.layer_sizes)
+        )
+        ev = _read_json_or_none(run_dir / "eval.json") or {}
+        row = {"step": ev.get("checkpoint_step", float("nan"))}
+        row |= {f"NN subtype acc., stage {k + 1}": 100 * v for k, v in sep["nn_accuracy"].items()}
+        row["chance"] = 100 * float(sep["chance"].iloc[0])
+        row |= {
+            "exec. ratio, first layer": trend["first"],
+            "exec. ratio, last layer": trend["last"],
+            "slope per layer": trend["slope_per_layer"],
+        }
+        rows[name] = row
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
 def ours_section(
     ours: dict[str, Path], paper: dict[str, Path], routed: str, figure: Path
 ) -> list[str]:
@@ -590,6 +624,19 @@ def ours_section(
             "fixed step, nothing chosen on val; one seed each, so no error bar):",
             "",
             tables.plain_markdown(c["by_type"].round(1)),
+            "",
+        ]
+    routed_runs = {
+        n: p for n, p in (ours | paper).items()
+        if n in (routed, f"{routed}{OURS_SUFFIX}")
+    }  # fmt: skip
+    routes = routing_frame(routed_runs)
+    if len(routes) == 2:
+        lines += [
+            "What the two routed BRNs' routers learned (their best.pt's routing paths on val;",
+            "Figure 2's and Figure 3's numbers; `routing_frame`). Mind the budgets: `step`.",
+            "",
+            tables.plain_markdown(routes.round(3)),
             "",
         ]
     lines += [f"![our arm beside the paper's]({figure.name})", ""]

@@ -204,3 +204,20 @@ def test_ours_comparison_by_type_at_the_step_all_four_runs_share(tmp_path):
     assert c["by_type"].loc["routed: ours - paper", "Overall"] == pytest.approx(15.0)
     # 1,000 steps of 64 = 64k samples: short of the first common budget (100k)
     assert "brn_c16_attr: no common budget with brn_c16 yet" in c["caption"]
+
+
+def test_routing_frame_reads_figure_2_and_3_numbers_of_runs_with_paths(tmp_path):
+    from ._fake_runs import write_fake_run
+
+    with_paths = write_fake_run(tmp_path / "brn_c16", num_paths=260)
+    without = write_fake_run(tmp_path / "film", finished=False)
+    ev = json.loads((with_paths / "eval.json").read_text())
+    (with_paths / "eval.json").write_text(json.dumps(ev | {"checkpoint_step": 700}))
+    frame = reference.routing_frame({"brn_c16": with_paths, "film": without})
+    assert list(frame.index) == ["brn_c16"]
+    row = frame.loc["brn_c16"]
+    assert row["step"] == 700 and 0 <= row["NN subtype acc., stage 1"] <= 100
+    assert {"NN subtype acc., stage 2", "chance", "slope per layer"} <= set(frame.columns)
+    # the fabricated paths open 0.9, 0.75, 0.6, 0.45 of each layer's modules: a falling trend
+    assert row["exec. ratio, first layer"] > row["exec. ratio, last layer"]
+    assert row["slope per layer"] < 0
