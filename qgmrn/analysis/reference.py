@@ -32,7 +32,9 @@ PathLike = str | os.PathLike
 
 # Common training-sample budgets at which the runs are compared, and the validation accuracies
 # whose sample cost is reported (issue 11: "the samples it took to reach 60/70/80%").
-EQUAL_SAMPLE_BUDGETS: tuple[int, ...] = (100_000, 250_000, 500_000, 1_000_000)
+# (200k and 400k: 4 and 8 stream epochs of 781 steps = 199,936 and 399,872 samples, where the
+# seed runs and our arm's CPU runs validate)
+EQUAL_SAMPLE_BUDGETS: tuple[int, ...] = (100_000, 200_000, 400_000, 1_000_000)
 MILESTONES: tuple[float, ...] = (0.5, 0.6, 0.7, 0.8, 0.9)
 EXTRAPOLATION_LIMIT = 100  # a fit asked for more than this many times the run's samples says so
 # Seed runs (`benchmarks/reference_gpu.sh PRESET@SEED`, or `qgmrn train --seed N --out
@@ -363,7 +365,7 @@ def summarize(reference_dir: PathLike, *, routed: str = "brn_c16") -> dict[str, 
     if seed_runs:
         lines += _seeds_section(paper_runs, routed, ref / "seeds.png")
     if ours:
-        lines += ours_section(ours, run_dirs, routed, ref / "ours.png")
+        lines += ours_section(ours, paper_runs, routed, ref / "ours.png")
     lines += ["![validation curves](curves.png)", ""]
     if finished:
         lines += ["![accuracy by type](by_type.png)", ""]
@@ -514,10 +516,26 @@ def ours_comparison(ours: dict[str, Path], paper: dict[str, Path], routed: str =
     `equal` (validation accuracy, percent, at common sample budgets: `equal_samples_frame`),
     `caption` (`ours_caption`), `twins` (`ours_twins`), `by_type` and `step` (accuracy by type of
     the routed and static runs of both arms at the largest step all four validated, with the
-    differences routed - static and ours - paper; None where one of the four is missing) and
-    `figure` (their validation curves)."""
+    differences routed - static and ours - paper; None where one of the four is missing),
+    `over_seeds` and `seeds_step` (the same by type at the largest step that every run of the
+    four arms shares, the paper's arms over all their seeds `PRESET_sN` in `paper`: each arm's
+    mean and standard deviation; None without such a step) and `figure` (their validation
+    curves)."""
     twins = ours_twins(ours, paper)
     both = ours | {t: paper[t] for t in twins.values()}
+    over_seeds, seeds_step = None, None
+    names = (f"{routed}{OURS_SUFFIX}", f"{routed}_static{OURS_SUFFIX}", routed, f"{routed}_static")
+    if all(n in ours | paper for n in names):
+        labels = ("ours routed", "ours static", "paper routed", "paper static")
+        arms = dict(zip(labels, names, strict=True))
+        with contextlib.suppress(ValueError):
+            frame, seeds_step = seeds_frame(ours | paper, arms)
+            grouped = frame.groupby(level="arm", sort=False)
+            over_seeds = grouped.mean()
+            over_seeds.insert(0, "seeds", grouped.size())
+            std = grouped.std(ddof=1).dropna(how="all")
+            std.index = [f"{arm} std" for arm in std.index]
+            over_seeds = pd.concat([over_seeds, std])
     equal = equal_samples_frame(both)
     labels = {n: f"{n} (ours: + attribute loss)" for n in ours}
     labels |= {t: f"{t} (paper)" for t in twins.values()}
@@ -533,7 +551,7 @@ def ours_comparison(ours: dict[str, Path], paper: dict[str, Path], routed: str =
     by_type, step = None, None
     if all(name in both for name in arms.values()):
         with contextlib.suppress(ValueError):  # no common validation step yet
-            frame, step = seeds_frame({n: both[n] for n in arms.values()}, arms)
+            frame, step = seeds_frame({n: both[n] for n in arms.values()}, arms)  # one seed each
             by_type = frame.droplevel("seed")
             by_type.loc["ours: routed - static"] = (
                 by_type.loc["ours routed"] - by_type.loc["ours static"]
@@ -547,6 +565,8 @@ def ours_comparison(ours: dict[str, Path], paper: dict[str, Path], routed: str =
         "twins": twins,
         "by_type": by_type,
         "step": step,
+        "over_seeds": over_seeds,
+        "seeds_step": seeds_step,
         "figure": figure,
     }
 
@@ -618,22 +638,32 @@ def ours_section(
         tables.plain_markdown(honest_frame(ours)),
         "",
     ]
+    if c["over_seeds"] is not None:
+        lines += [
+            f"By type at step {c['seeds_step']:,}, the last validation step every seed run shares",
+            "(a fixed step, nothing chosen on val): each arm's mean over its seeds, and the",
+            "standard deviation where it has more than one:",
+            "",
+            tables.plain_markdown(c["over_seeds"].round(1)),
+            "",
+        ]
     if c["by_type"] is not None:
         lines += [
-            f"By type at step {c['step']:,}, the last validation step all four runs share (a",
-            "fixed step, nothing chosen on val; one seed each, so no error bar):",
+            f"By type at step {c['step']:,}, the last validation step the four default-seed runs",
+            "share (a fixed step, nothing chosen on val; one seed each, so no error bar):",
             "",
             tables.plain_markdown(c["by_type"].round(1)),
             "",
         ]
-    routed_runs = {
-        n: p for n, p in (ours | paper).items()
-        if n in (routed, f"{routed}{OURS_SUFFIX}")
-    }  # fmt: skip
-    routes = routing_frame(routed_runs)
-    if len(routes) == 2:
+
+    def is_routed(name: str) -> bool:  # the routed preset, its seed runs, its run in our arm
+        m = SEED_RUN.match(name)
+        return name in (routed, f"{routed}{OURS_SUFFIX}") or bool(m and m["preset"] == routed)
+
+    routes = routing_frame({n: p for n, p in (ours | paper).items() if is_routed(n)})
+    if f"{routed}{OURS_SUFFIX}" in routes.index and len(routes) > 1:
         lines += [
-            "What the two routed BRNs' routers learned (their best.pt's routing paths on val;",
+            "What the routed BRNs' routers learned (their best.pt's routing paths on val;",
             "Figure 2's and Figure 3's numbers; `routing_frame`). Mind the budgets: `step`.",
             "",
             tables.plain_markdown(routes.round(3)),

@@ -200,6 +200,16 @@ def test_ours_comparison_by_type_at_the_step_all_four_runs_share(tmp_path):
     paper, ours = reference.split_ours(runs)
     c = reference.ours_comparison(ours, paper)
     assert c["step"] == 1000
+    assert c["over_seeds"].loc["paper routed", "seeds"] == 1  # no seed runs yet
+    for name, acc in (("brn_c16_s2", 0.47), ("brn_c16_static_s2", 0.46)):
+        paper[name] = _seed_run(tmp_path / name, 2, [(1000, acc)])
+    seeded = reference.ours_comparison(ours, paper)
+    assert seeded["seeds_step"] == 1000 and seeded["step"] == 1000
+    table = seeded["over_seeds"]
+    assert table.loc["paper routed", "seeds"] == 2 and table.loc["ours routed", "seeds"] == 1
+    assert table.loc["paper routed", "Overall"] == pytest.approx(46.0)
+    assert table.loc["paper routed std", "Overall"] == pytest.approx(2**0.5)
+    assert "ours routed std" not in table.index  # one seed: no spread
     assert c["by_type"].loc["ours: routed - static", "Overall"] == pytest.approx(5.0)
     assert c["by_type"].loc["routed: ours - paper", "Overall"] == pytest.approx(15.0)
     # 1,000 steps of 64 = 64k samples: short of the first common budget (100k)
