@@ -55,6 +55,8 @@ def test_equal_samples_takes_the_last_pass_at_or_before_each_budget(tmp_path):
     assert frame.loc["a"].tolist() == pytest.approx([40.0, 50.0, 55.0])
     assert frame.loc["b", "100k"] == pytest.approx(30.0)
     assert math.isnan(frame.loc["b", "250k"])  # b stopped at 200k samples
+    near = _curve_run(tmp_path / "near", [(1000, 0.4), (2490, 0.5)])  # 249k: within 1% of 250k
+    assert reference.equal_samples_frame({"near": near}, budgets=(250_000,)).iloc[0, 0] == 50.0
 
 
 def test_milestones_measure_where_reached_and_extrapolate_log_linearly(tmp_path):
