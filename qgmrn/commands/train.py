@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import sys
 from pathlib import Path
 
 from qgmrn.config import PRESETS, PROFILES
@@ -104,6 +105,25 @@ def build_config(args: argparse.Namespace):
     )
 
 
+def budget_note(args: argparse.Namespace, cfg) -> str | None:
+    """A note when `--max-steps` is given but the preset's own epoch or minute budget, left in
+    force, may stop the run first (the demo profile: 4 epochs, 6 minutes); None otherwise."""
+    if args.max_steps is None:
+        return None
+    kept = []
+    if args.epochs is None:
+        kept.append(f"--epochs {cfg.train.epochs}")
+    if args.max_minutes is None and cfg.train.max_minutes is not None:
+        kept.append(f"--max-minutes {cfg.train.max_minutes:g}")
+    if not kept:
+        return None
+    return (
+        f"qgmrn train: note: --max-steps {args.max_steps} does not lift the preset's own budget "
+        f"({', '.join(kept)}); whichever ends first stops the run. Pass larger values to train "
+        "for the steps alone."
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     from qgmrn.checkpoint import CheckpointError
     from qgmrn.fileio import DiskFullError
@@ -112,6 +132,9 @@ def run(args: argparse.Namespace) -> int:
 
     cfg = build_config(args)
     out = Path(args.out) if args.out else Path("results") / cfg.profile / "runs" / cfg.name
+    note = budget_note(args, cfg)
+    if note:
+        print(note, file=sys.stderr)
     try:
         result = fit(
             cfg,

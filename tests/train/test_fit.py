@@ -177,7 +177,10 @@ def test_train_command_and_refused_resume(data_dir, tmp_path, capsys):
     args = ["train", "--preset", "lstm", "--profile", "smoke", "--data", str(data_dir),
             "--out", str(out), "--max-steps", "2", "--no-progress"]  # fmt: skip
     assert cli.main(args) == 0
-    assert json.loads(capsys.readouterr().out)["step"] == 2
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["step"] == 2
+    # the smoke preset's own 1 epoch stays in force beside --max-steps: the user is told
+    assert "does not lift the preset's own budget (--epochs 1)" in captured.err
     assert json.loads((out / "eval.json").read_text())["train"]["stop_reason"] == "max_steps"
     other = ["train", "--preset", "cnn_lstm", "--profile", "smoke", "--data", str(data_dir),
              "--out", str(out), "--resume", "--no-progress"]  # fmt: skip
