@@ -157,8 +157,19 @@ def fit(
         model = _compile(_distribute(model, cfg, device, info), cfg)
         _seed_rng(cfg, info, state, restored)  # last: a resumed run draws what the original drew
 
-        run = _Run(cfg, model, optimizer, state, device, info, out_dir, data, max_steps, progress)
-        run.attributes = attributes
+        run = _Run(
+            cfg,
+            model,
+            optimizer,
+            state,
+            device,
+            info,
+            out_dir,
+            data,
+            max_steps,
+            progress,
+            attributes,
+        )
         try:
             stop_reason = train_loop(run)
             if run.last_val_step != state.step:
@@ -535,8 +546,10 @@ class _Run:
         data: TrainData,
         max_steps: int | None,
         progress: bool,
+        attributes: AttributeLoss | None = None,  # the auxiliary loss (ours), when on
     ) -> None:
         self.cfg, self.model, self.optimizer, self.state = cfg, model, optimizer, state
+        self.attributes = attributes
         self.device, self.info, self.out_dir, self.data = device, info, out_dir, data
         self.max_steps, self.progress = max_steps, progress
         self.amp, self.channels_last = use_amp(cfg, device), use_channels_last(cfg, device)
@@ -547,7 +560,6 @@ class _Run:
         # the last validation's predictions with routing paths (validate(collect_paths=True)):
         # final_eval's, when they come from the best weights, so it need not predict again
         self.last_val_pred: dict[str, np.ndarray] | None = None
-        self.attributes: AttributeLoss | None = None  # the auxiliary loss (ours), when on
 
     @property
     def steps_per_epoch(self) -> int:
@@ -623,7 +635,8 @@ def train_step(run: _Run, batch) -> StepOutput:
     opt.zero_grad(set_to_none=True)
     loss.backward()
     if tc.grad_clip is not None:
-        nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
+        # every optimised parameter: the model's and, when on, the attribute head's
+        nn.utils.clip_grad_norm_([p for g in opt.param_groups for p in g["params"]], tc.grad_clip)
     opt.step()
     with torch.no_grad():
         correct = (out.logits.argmax(-1) == answers).float().mean()

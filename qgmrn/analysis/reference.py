@@ -26,6 +26,7 @@ import pandas as pd
 
 from qgmrn.analysis import curves, tables
 from qgmrn.analysis._io import save_figure
+from qgmrn.analysis.runs import uses_attribute_loss
 from qgmrn.fileio import atomic_write_text
 
 PathLike = str | os.PathLike
@@ -50,8 +51,7 @@ OURS_SUFFIX = "_attr"
 
 def is_ours(run_dir: Path) -> bool:
     """Whether the run trained with the auxiliary attribute loss (our arm, not the paper's)."""
-    cfg = json.loads((Path(run_dir) / "config.json").read_text())
-    return float(cfg.get("train", {}).get("attribute_loss_weight") or 0) > 0
+    return uses_attribute_loss(json.loads((Path(run_dir) / "config.json").read_text()))
 
 
 def split_ours(run_dirs: dict[str, Path]) -> tuple[dict[str, Path], dict[str, Path]]:
@@ -525,11 +525,14 @@ def ours_comparison(ours: dict[str, Path], paper: dict[str, Path], routed: str =
     curves)."""
     twins = ours_twins(ours, paper)
     both = ours | {t: paper[t] for t in twins.values()}
+    arms = {
+        "ours routed": f"{routed}{OURS_SUFFIX}",
+        "ours static": f"{routed}_static{OURS_SUFFIX}",
+        "paper routed": routed,
+        "paper static": f"{routed}_static",
+    }
     over_seeds, seeds_step = None, None
-    names = (f"{routed}{OURS_SUFFIX}", f"{routed}_static{OURS_SUFFIX}", routed, f"{routed}_static")
-    if all(n in ours | paper for n in names):
-        labels = ("ours routed", "ours static", "paper routed", "paper static")
-        arms = dict(zip(labels, names, strict=True))
+    if all(n in ours | paper for n in arms.values()):
         with contextlib.suppress(ValueError):
             frame, seeds_step = seeds_frame(ours | paper, arms)
             grouped = frame.groupby(level="arm", sort=False)
@@ -544,12 +547,6 @@ def ours_comparison(ours: dict[str, Path], paper: dict[str, Path], routed: str =
     figure = curves.plot_validation_curves(
         {labels[n]: p for n, p in both.items()}, title="our arm beside the paper's"
     )
-    arms = {
-        "ours routed": f"{routed}{OURS_SUFFIX}",
-        "ours static": f"{routed}_static{OURS_SUFFIX}",
-        "paper routed": routed,
-        "paper static": f"{routed}_static",
-    }
     by_type, step = None, None
     if all(name in both for name in arms.values()):
         with contextlib.suppress(ValueError):  # no common validation step yet

@@ -109,6 +109,12 @@ def best_run(
     return Path(df.sort_values("overall", ascending=False).iloc[0]["path"])
 
 
+def uses_attribute_loss(cfg: dict) -> bool:
+    """Whether a run's config.json (as a dict) trained with the auxiliary attribute loss: our
+    labelled arm, not the paper's method (`TrainConfig.attribute_loss_weight` > 0)."""
+    return float(cfg.get("train", {}).get("attribute_loss_weight") or 0) > 0
+
+
 # The reference runs (``<reference_dir>/runs/<preset>/``, trained for longer than a notebook run)
 # use the demo profile's data and model sizes, so notebooks use them under that profile only.
 REFERENCE_PROFILE = "demo"
@@ -149,7 +155,7 @@ def routed_runs(
         model = cfg.get("model", {})
         if model.get("arch") not in archs or model.get("gate") == "static":
             continue
-        if float(cfg.get("train", {}).get("attribute_loss_weight") or 0) > 0:
+        if uses_attribute_loss(cfg):
             continue
         if not all((run / name).exists() for name in require):
             continue
