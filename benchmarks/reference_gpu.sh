@@ -6,9 +6,12 @@
 #   MINUTES=6 bash benchmarks/reference_gpu.sh brn_c16 brn_c16_static # or some
 #   MINUTES=3 bash benchmarks/reference_gpu.sh brn_c16@1 brn_c16@2 brn_c16_static@1 ...
 #       # PRESET@SEED: another seed (--seed), into the run folder PRESET_sSEED
-#   MINUTES=6 bash benchmarks/reference_gpu.sh brn_c16+attr brn_c16_static+attr
-#       # PRESET+attr: our labelled arm (--attribute-loss $ATTR_WEIGHT, default 1), into the
-#       # run folder PRESET_attr (PRESET+attr@SEED: PRESET_attr_sSEED)
+#   MINUTES=6 bash benchmarks/reference_gpu.sh brn_c16+attrv brn_c16_static+attr
+#       # our labelled arm (--attribute-loss $ATTR_WEIGHT, default 1): PRESET+attrv with the
+#       # loss kept out of the router (--attribute-loss-reach visual) into the run folder
+#       # PRESET_attrv, PRESET+attr with it reaching every parameter (all) into PRESET_attr (a
+#       # static twin has no router: its +attr is the static arm of both); PRESET+attrv@SEED:
+#       # PRESET_attrv_sSEED
 #   CHECK_S=0 DEVICE=cpu MINUTES=0.3 bash benchmarks/reference_gpu.sh brn_c16   # a smoke here
 #
 # 1. device.txt: the machine (GPU, driver, torch, cores).
@@ -77,9 +80,13 @@ for spec in "${PRESETS[@]}"; do
     preset=${spec%@*}
     seed_args=()
     attr_args=()
-    if [ "${preset%+attr}" != "$preset" ]; then
+    if [ "${preset%+attrv}" != "$preset" ]; then
+        preset=${preset%+attrv}
+        attr_args=(--attribute-loss "${ATTR_WEIGHT:-1.0}" --attribute-loss-reach visual)
+        name="${preset}_attrv"
+    elif [ "${preset%+attr}" != "$preset" ]; then
         preset=${preset%+attr}
-        attr_args=(--attribute-loss "${ATTR_WEIGHT:-1.0}")
+        attr_args=(--attribute-loss "${ATTR_WEIGHT:-1.0}" --attribute-loss-reach all)
         name="${preset}_attr"
     else
         name=$preset

@@ -7,6 +7,11 @@ applies its `AttributeHead` and scores it against the cell targets that the batc
 buffer gives (`qgmrn.data.attributes.cell_targets`). `fit` adds the head's parameters to the
 optimizer as a second group (same lr schedule) and its weights to the checkpoint's `extra`, so
 a run resumes with it; the model itself, its forward and its checkpoint weights are untouched.
+
+Its reach (`TrainConfig.attribute_loss_reach`): "visual" hands `fit` the parameters the loss may
+train (`inputs`: the visual network's and the head's), which backpropagates it on its own,
+restricted to them, so no gradient of it reaches the router through the straight-through gates;
+"all" (`inputs` None) adds it to the VQA loss, one backward pass for both.
 """
 
 from __future__ import annotations
@@ -22,19 +27,36 @@ from qgmrn.losses import attribute_loss
 from qgmrn.nn.attributes import AttributeHead
 
 CHECKPOINT_KEY = "attribute_head"  # where the head's state dict lives in a checkpoint's extra
+REACH_KEY = "attribute_loss_reach"  # and its reach (absent in the first runs': "all")
+REACHES = ("visual", "all")
 
 
 class AttributeLoss:
     """The head, and the hook that hands it the model's y_L (B, C, h, w) of the last forward."""
 
-    def __init__(self, model: nn.Module, device: torch.device) -> None:
+    def __init__(
+        self, model: nn.Module, device: torch.device, reach: str = "visual", seed: int = 0
+    ) -> None:
+        if reach not in REACHES:
+            raise ValueError(
+                f"attribute_loss_reach must be one of {', '.join(REACHES)}, not {reach!r}"
+            )
         backbone = getattr(unwrap(model), "backbone", None)
         if backbone is None or not hasattr(backbone, "out_channels"):
             raise ValueError(
                 "attribute_loss_weight > 0 needs a routed model (brn, frn and their static "
                 f"twins): {type(unwrap(model)).__name__} has no routed visual network to supervise"
             )
-        self.head = AttributeHead(backbone.out_channels).to(device)
+        # initialised from its own seed, leaving the global generator where it was: a run with
+        # the loss draws the same Gumbel noise and dropout as its twin without it
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            self.head = AttributeHead(backbone.out_channels).to(device)
+        self.reach = reach
+        # what its own backward pass trains; None: it joins the VQA loss's and trains everything
+        self.inputs: list[Tensor] | None = (
+            [*backbone.parameters(), *self.head.parameters()] if reach == "visual" else None
+        )
         self._y: Tensor | None = None
         self._hook = backbone.register_forward_hook(self._keep)
 

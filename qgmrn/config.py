@@ -145,6 +145,13 @@ class TrainConfig:
     # object covering each cell (`qgmrn.data.attributes`), labelled from the renderer's object
     # buffer. Stream training of the routed models only; 0 = off (every paper-faithful run).
     attribute_loss_weight: float = 0.0
+    # Ours: what the auxiliary loss trains. "visual": the visual network and the attribute head
+    # only; its gradient is kept out of the router and the question encoder (one backward pass of
+    # its own, restricted to those parameters), so the routing path learns from the VQA loss
+    # alone, as in the paper. "all": every parameter, through the straight-through gates (the
+    # first runs of the arm, brn_c16_attr: opening modules lowered the loss, and every gate
+    # opened). A config written before this field existed means "all" (`upgrade_config_dict`).
+    attribute_loss_reach: str = "visual"
 
 
 @dataclass(frozen=True)
@@ -336,7 +343,11 @@ def upgrade_config_dict(d: dict[str, Any]) -> dict[str, Any]:
     """A config dict written by an older version, in today's field names (a copy; `d` as is
     when it is current). Before `cnn_widths` existed the baselines sized their CNN from the
     BRN's stem and first stages, `(stem_width, *stage_widths)[:4]`: an old dict gets exactly that,
-    so an old baseline checkpoint rebuilds the same network."""
+    so an old baseline checkpoint rebuilds the same network. Before `attribute_loss_reach` existed
+    the auxiliary loss reached every parameter: an old dict with the loss on gets "all"."""
+    train = d.get("train", {})
+    if float(train.get("attribute_loss_weight") or 0) > 0 and "attribute_loss_reach" not in train:
+        d = {**d, "train": {**train, "attribute_loss_reach": "all"}}  # the only reach back then
     model = dict(d.get("model", {}))
     if not any(old in model for old in LEGACY_MODEL_FIELDS):
         return d

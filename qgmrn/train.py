@@ -39,7 +39,7 @@ from tqdm.auto import tqdm
 from qgmrn import checkpoint as ckpt
 from qgmrn import distributed as qdist
 from qgmrn import losses, runlock
-from qgmrn.auxiliary import CHECKPOINT_KEY, AttributeLoss
+from qgmrn.auxiliary import CHECKPOINT_KEY, REACH_KEY, AttributeLoss
 from qgmrn.config import ExperimentConfig, config_to_json
 from qgmrn.data.dataset import ClevrQuestions, load_question_file
 from qgmrn.data.stream import SceneStream, StreamSpec, stream_batches, stream_vocab
@@ -437,7 +437,7 @@ def build_attribute_loss(
             "attribute_loss_weight > 0 runs in one process without torch.compile (its head is "
             "neither all-reduced under torchrun nor traced by the compiler)"
         )
-    attributes = AttributeLoss(model, device)
+    attributes = AttributeLoss(model, device, tc.attribute_loss_reach, tc.seed)
     optimizer.add_param_group({"params": list(attributes.parameters())})
     return attributes
 
@@ -459,6 +459,12 @@ def restore(
                 "resume it without attribute_loss_weight, or start a new run"
             )
         attributes.load_state_dict(extra[CHECKPOINT_KEY])
+        reach = extra.get(REACH_KEY, "all")  # the first runs' checkpoints name none: "all"
+        if reach != attributes.reach:
+            raise ValueError(
+                f"the checkpoint to resume was trained with attribute_loss_reach={reach!r}: "
+                f"resume it with the same reach (qgmrn train --attribute-loss-reach {reach})"
+            )
     elif CHECKPOINT_KEY in extra:
         raise ValueError(
             "the checkpoint to resume was trained with the auxiliary attribute loss "
@@ -574,6 +580,7 @@ def save_run_checkpoint(run: _Run, path: Path, *, with_optimizer: bool = True) -
     extra: dict[str, Any] = {"best_step": s.best_step, "train_seconds": s.train_seconds}
     if run.attributes is not None:
         extra[CHECKPOINT_KEY] = run.attributes.state_dict()
+        extra[REACH_KEY] = run.attributes.reach
     ckpt.save_checkpoint(
         path,
         model=run.model,
@@ -626,13 +633,22 @@ def train_step(run: _Run, batch) -> StepOutput:
             else torch.zeros((), device=device)
         )
         loss = ce + tc.load_balance_weight * load
-        attr = None
+        attr, own = None, None
         if run.attributes is not None:  # ours: the auxiliary attribute loss on y_L
             attr_loss, attr_acc = run.attributes(batch)
-            loss = loss + tc.attribute_loss_weight * attr_loss
+            weighted = tc.attribute_loss_weight * attr_loss
+            if run.attributes.inputs is None:
+                loss = loss + weighted  # reach "all": through the gates into the router too
+            else:
+                own = weighted  # reach "visual": its own backward pass below
             attr = torch.stack([attr_loss.detach().float(), attr_acc])
     finite = torch.isfinite(loss.detach())
     opt.zero_grad(set_to_none=True)
+    if own is not None:
+        finite = finite & torch.isfinite(own.detach())
+        # restricted to the visual network and the head: none of it reaches the router, whose
+        # gates then learn from the VQA loss alone (the graph is kept for that loss's pass)
+        own.backward(inputs=run.attributes.inputs, retain_graph=True)
     loss.backward()
     if tc.grad_clip is not None:
         # every optimised parameter: the model's and, when on, the attribute head's

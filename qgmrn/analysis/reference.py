@@ -8,8 +8,9 @@ and `by_type.png` (accuracy by question type), from the runs' eval.json and metr
 Where extra-seed runs `PRESET_sN` exist, summary.md adds the routed-vs-static comparison over
 seeds at a common step, and `seeds.png`; they stay out of the tables and curves of the reference
 budget. So do the runs of our labelled arm (issue 11: trained with the auxiliary attribute loss,
-`TrainConfig.attribute_loss_weight` > 0, named `PRESET_attr`): a section of their own compares
-them with their paper-faithful twins `PRESET` at equal samples (`ours_section`, `ours.png`).
+`TrainConfig.attribute_loss_weight` > 0, named `PRESET_attr` or `PRESET_attrv` after the loss's
+reach): a section of their own compares them with their paper-faithful twins `PRESET` at equal
+samples (`ours_section`, `ours.png`).
 """
 
 from __future__ import annotations
@@ -44,9 +45,12 @@ EXTRAPOLATION_LIMIT = 100  # a fit asked for more than this many times the run's
 SEED_RUN = re.compile(r"^(?P<preset>.+)_s(?P<seed>\d+)$")
 
 
-# Our labelled arm (not the paper's method): PRESET_attr is PRESET trained with the auxiliary
-# attribute loss; PRESET is its paper-faithful twin.
-OURS_SUFFIX = "_attr"
+# Our labelled arm (not the paper's method): PRESET + suffix is PRESET trained with the auxiliary
+# attribute loss of that reach (`TrainConfig.attribute_loss_reach`); PRESET is its paper-faithful
+# twin. A static twin has no router for the loss to reach: its one run `PRESET_static_attr` is
+# the static arm of both reaches.
+OURS_SUFFIXES: dict[str, str] = {"_attrv": "visual", "_attr": "all"}
+OURS_SUFFIX = "_attr"  # the first runs' (reach "all"), and the static arm's
 
 
 def is_ours(run_dir: Path) -> bool:
@@ -488,14 +492,32 @@ def _seeds_section(run_dirs: dict[str, Path], routed: str, figure: Path) -> list
 
 
 def ours_twins(ours: dict[str, Path], paper: dict[str, Path]) -> dict[str, str]:
-    """Each run of our arm -> its paper-faithful twin's name (`PRESET_attr` -> `PRESET`), where
-    that twin is among `paper`."""
+    """Each run of our arm -> its paper-faithful twin's name (`PRESET_attr` and `PRESET_attrv`
+    -> `PRESET`), where that twin is among `paper`."""
     twins = {}
     for name in ours:
-        twin = name.removesuffix(OURS_SUFFIX)
-        if twin != name and twin in paper:
-            twins[name] = twin
+        for suffix in OURS_SUFFIXES:
+            twin = name.removesuffix(suffix)
+            if twin != name:
+                if twin in paper:
+                    twins[name] = twin
+                break
     return twins
+
+
+def ours_arms(routed: str, names) -> dict[str, str]:
+    """The arms of the comparison (label -> preset run name) that have a run among `names` (a
+    run named after the preset, or one of its seed runs `PRESET_sN`): our routed run of each
+    reach, our static run, and the paper's two."""
+    arms = {f"ours routed, reach {reach}": f"{routed}{suffix}"
+            for suffix, reach in OURS_SUFFIXES.items()}  # fmt: skip
+    arms |= {
+        "ours static": f"{routed}_static{OURS_SUFFIX}",
+        "paper routed": routed,
+        "paper static": f"{routed}_static",
+    }
+    presets = {m["preset"] if (m := SEED_RUN.match(n)) else n for n in names} | set(names)
+    return {label: preset for label, preset in arms.items() if preset in presets}
 
 
 def ours_caption(equal: pd.DataFrame, twins: dict[str, str]) -> str:
@@ -525,14 +547,11 @@ def ours_comparison(ours: dict[str, Path], paper: dict[str, Path], routed: str =
     curves)."""
     twins = ours_twins(ours, paper)
     both = ours | {t: paper[t] for t in twins.values()}
-    arms = {
-        "ours routed": f"{routed}{OURS_SUFFIX}",
-        "ours static": f"{routed}_static{OURS_SUFFIX}",
-        "paper routed": routed,
-        "paper static": f"{routed}_static",
-    }
+    arms = ours_arms(routed, ours | paper)
+    routed_arms = [a for a in arms if a.startswith("ours routed")]
+    complete = routed_arms and {"ours static", "paper routed", "paper static"} <= set(arms)
     over_seeds, seeds_step = None, None
-    if all(n in ours | paper for n in arms.values()):
+    if complete:
         with contextlib.suppress(ValueError):
             frame, seeds_step = seeds_frame(ours | paper, arms)
             grouped = frame.groupby(level="arm", sort=False)
@@ -542,22 +561,25 @@ def ours_comparison(ours: dict[str, Path], paper: dict[str, Path], routed: str =
             std.index = [f"{arm} std" for arm in std.index]
             over_seeds = pd.concat([over_seeds, std])
     equal = equal_samples_frame(both)
-    labels = {n: f"{n} (ours: + attribute loss)" for n in ours}
+    labels = {n: f"{n} (ours: + attribute loss{_reach_words(n)})" for n in ours}
     labels |= {t: f"{t} (paper)" for t in twins.values()}
     figure = curves.plot_validation_curves(
         {labels[n]: p for n, p in both.items()}, title="our arm beside the paper's"
     )
     by_type, step = None, None
-    if all(name in both for name in arms.values()):
+    default_seed = {label: name for label, name in arms.items() if name in both}
+    if complete and set(default_seed) == set(arms):
         with contextlib.suppress(ValueError):  # no common validation step yet
             frame, step = seeds_frame({n: both[n] for n in arms.values()}, arms)  # one seed each
             by_type = frame.droplevel("seed")
-            by_type.loc["ours: routed - static"] = (
-                by_type.loc["ours routed"] - by_type.loc["ours static"]
-            )
-            by_type.loc["routed: ours - paper"] = (
-                by_type.loc["ours routed"] - by_type.loc["paper routed"]
-            )
+            for arm in routed_arms:
+                reach = arm.removeprefix("ours routed, ")
+                by_type.loc[f"ours ({reach}): routed - static"] = (
+                    by_type.loc[arm] - by_type.loc["ours static"]
+                )
+                by_type.loc[f"routed: ours ({reach}) - paper"] = (
+                    by_type.loc[arm] - by_type.loc["paper routed"]
+                )
     return {
         "equal": equal,
         "caption": ours_caption(equal, twins),
@@ -568,6 +590,15 @@ def ours_comparison(ours: dict[str, Path], paper: dict[str, Path], routed: str =
         "seeds_step": seeds_step,
         "figure": figure,
     }
+
+
+def _reach_words(name: str) -> str:
+    """The words ", reach R" for a routed run of our arm; none for a static one (no router)."""
+    base = SEED_RUN.match(name)["preset"] if SEED_RUN.match(name) else name
+    for suffix, reach in OURS_SUFFIXES.items():
+        if base.endswith(suffix):
+            return "" if base.removesuffix(suffix).endswith("_static") else f", reach {reach}"
+    return ""
 
 
 def routing_frame(run_dirs: dict[str, Path], per_subtype: int = 200) -> pd.DataFrame:
@@ -626,6 +657,13 @@ def ours_section(
         "exists only in training: the model evaluated is the paper's. Everything else is the",
         "recipe of their paper-faithful twins; they stay out of every table above.",
         "",
+        'Two reaches of the loss (`TrainConfig.attribute_loss_reach`): `PRESET_attr` ("all",',
+        "the first runs) adds it to the VQA loss, so its gradient also reaches the router",
+        'through the straight-through gates; `PRESET_attrv` ("visual") backpropagates it on',
+        "its own into the visual network and the head only, so the router learns from the VQA",
+        "loss alone. A static twin has no router to reach: `PRESET_static_attr` is the static",
+        "arm of both.",
+        "",
         "Validation accuracy (percent) at equal training samples:",
         "",
         tables.plain_markdown(c["equal"].round(1)),
@@ -648,19 +686,21 @@ def ours_section(
         ]
     if c["by_type"] is not None:
         lines += [
-            f"By type at step {c['step']:,}, the last validation step the four default-seed runs",
-            "share (a fixed step, nothing chosen on val; one seed each, so no error bar):",
+            f"By type at step {c['step']:,}, the last validation step the default-seed runs of",
+            "every arm share (a fixed step, nothing chosen on val; one seed each, no error bar):",
             "",
             tables.plain_markdown(c["by_type"].round(1)),
             "",
         ]
 
-    def is_routed(name: str) -> bool:  # the routed preset, its seed runs, its run in our arm
+    routed_presets = {routed} | {f"{routed}{suffix}" for suffix in OURS_SUFFIXES}
+
+    def is_routed(name: str) -> bool:  # the routed preset, our runs of it, and their seed runs
         m = SEED_RUN.match(name)
-        return name in (routed, f"{routed}{OURS_SUFFIX}") or bool(m and m["preset"] == routed)
+        return name in routed_presets or bool(m and m["preset"] in routed_presets)
 
     routes = routing_frame({n: p for n, p in (ours | paper).items() if is_routed(n)})
-    if f"{routed}{OURS_SUFFIX}" in routes.index and len(routes) > 1:
+    if routes.index.isin(list(ours)).any() and len(routes) > 1:
         lines += [
             "What the routed BRNs' routers learned (their best.pt's routing paths on val;",
             "Figure 2's and Figure 3's numbers; `routing_frame`). Mind the budgets: `step`.",

@@ -63,6 +63,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="ours, not the paper's: weight of the auxiliary object-attribute loss on y_L "
         "(stream training of brn/frn presets; default 0 = off)",
     )
+    parser.add_argument(
+        "--attribute-loss-reach",
+        choices=("visual", "all"),
+        default=None,
+        help="ours: what the auxiliary loss trains: visual = the visual network and its head "
+        "only, its gradient kept out of the router (default); all = every parameter, through "
+        "the gates",
+    )
     parser.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--resume", action="store_true", help="continue from checkpoint.pt")
@@ -87,6 +95,7 @@ def build_config(args: argparse.Namespace):
         eval_every_steps=args.eval_every_steps,
         checkpoint_every_steps=args.checkpoint_every_steps,
         attribute_loss_weight=args.attribute_loss,
+        attribute_loss_reach=args.attribute_loss_reach,
     )
     data = _given(
         num_workers=args.workers,

@@ -208,14 +208,46 @@ def test_ours_comparison_by_type_at_the_step_all_four_runs_share(tmp_path):
     seeded = reference.ours_comparison(ours, paper)
     assert seeded["seeds_step"] == 1000 and seeded["step"] == 1000
     table = seeded["over_seeds"]
-    assert table.loc["paper routed", "seeds"] == 2 and table.loc["ours routed", "seeds"] == 1
+    assert table.loc["paper routed", "seeds"] == 2
+    assert table.loc["ours routed, reach all", "seeds"] == 1
     assert table.loc["paper routed", "Overall"] == pytest.approx(46.0)
     assert table.loc["paper routed std", "Overall"] == pytest.approx(2**0.5)
-    assert "ours routed std" not in table.index  # one seed: no spread
-    assert c["by_type"].loc["ours: routed - static", "Overall"] == pytest.approx(5.0)
-    assert c["by_type"].loc["routed: ours - paper", "Overall"] == pytest.approx(15.0)
+    assert "ours routed, reach all std" not in table.index  # one seed: no spread
+    assert c["by_type"].loc["ours (reach all): routed - static", "Overall"] == pytest.approx(5.0)
+    assert c["by_type"].loc["routed: ours (reach all) - paper", "Overall"] == pytest.approx(15.0)
     # 1,000 steps of 64 = 64k samples: short of the first common budget (100k)
     assert "brn_c16_attr: no common budget with brn_c16 yet" in c["caption"]
+
+
+def test_ours_comparison_sets_the_two_reaches_side_by_side(tmp_path):
+    ours_cfg = {"train": {"batch_size": 64, "attribute_loss_weight": 1.0}}
+    runs = {}
+    for name, seed, points in (("brn_c16", 0, [(500, 0.40), (1000, 0.45)]),
+                               ("brn_c16_static", 0, [(1000, 0.44)]),
+                               ("brn_c16_attr", 0, [(1000, 0.60), (2000, 0.7)]),
+                               ("brn_c16_attrv", 0, [(500, 0.5), (1000, 0.58)]),
+                               ("brn_c16_attrv_s2", 2, [(1000, 0.54)]),
+                               ("brn_c16_static_attr", 0, [(1000, 0.55)])):  # fmt: skip
+        runs[name] = _seed_run(tmp_path / name, seed, points)
+        if "_attr" in name:
+            cfg = json.loads((runs[name] / "config.json").read_text())
+            (runs[name] / "config.json").write_text(json.dumps(cfg | ours_cfg))
+    paper, ours = reference.split_ours(runs)
+    assert set(ours) == {"brn_c16_attr", "brn_c16_attrv", "brn_c16_attrv_s2", "brn_c16_static_attr"}
+    assert reference.ours_twins(ours, paper) == {
+        "brn_c16_attr": "brn_c16", "brn_c16_attrv": "brn_c16",
+        "brn_c16_static_attr": "brn_c16_static"}  # fmt: skip
+    c = reference.ours_comparison(ours, paper)
+    assert c["step"] == c["seeds_step"] == 1000
+    table = c["over_seeds"]
+    assert table.loc["ours routed, reach visual", "seeds"] == 2
+    assert table.loc["ours routed, reach visual", "Overall"] == pytest.approx(56.0)
+    assert table.loc["ours routed, reach all", "seeds"] == 1
+    assert c["by_type"].loc["routed: ours (reach visual) - paper", "Overall"] == pytest.approx(13.0)
+    assert c["by_type"].loc["ours (reach all): routed - static", "Overall"] == pytest.approx(5.0)
+    labels = [t.get_text() for t in c["figure"].axes[0].get_legend().get_texts()]
+    assert any(t.startswith("brn_c16_attrv (ours: + attribute loss, reach visual)") for t in labels)
+    assert any(t.startswith("brn_c16_static_attr (ours: + attribute loss) ") for t in labels)
 
 
 def test_routing_frame_reads_figure_2_and_3_numbers_of_runs_with_paths(tmp_path):

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from qgmrn.checkpoint import read_checkpoint
-from qgmrn.config import get_config
+from qgmrn.config import config_from_dict, config_to_dict, get_config
 from qgmrn.data.attributes import ATTRIBUTE_CLASSES, cell_targets, object_attribute_rows
 from qgmrn.data.stream import SceneStream, StreamSpec, stream_vocab
 from qgmrn.losses import attribute_loss
@@ -94,7 +94,7 @@ def test_stream_object_maps_are_the_renderers_buffer_and_the_scenes_attributes(s
     assert set(half.object_ids.unique().tolist()) <= set(batch.object_ids.unique().tolist())
 
 
-def _attr_config(weight=1.0, **data):
+def _attr_config(weight=1.0, reach="visual", **data):
     cfg = get_config("brn_c8", "smoke")
     data = {"train_source": "stream", **data}
     return dataclasses.replace(
@@ -103,7 +103,8 @@ def _attr_config(weight=1.0, **data):
             cfg.data, stream_epoch_questions=24, num_workers=0, image_size=(32, 48), **data
         ),
         train=dataclasses.replace(
-            cfg.train, epochs=2, checkpoint_every_steps=2, attribute_loss_weight=weight
+            cfg.train, epochs=2, checkpoint_every_steps=2, attribute_loss_weight=weight,
+            attribute_loss_reach=reach,
         ),
     )  # fmt: skip
 
@@ -141,6 +142,36 @@ def test_the_attribute_loss_changes_the_visual_networks_training(mini_clevr_dir,
     with pytest.raises(ValueError, match="trained without the auxiliary attribute loss"):
         fit(_attr_config(), mini_clevr_dir, tmp_path / "off", progress=False, resume=True,
             max_steps=3)  # fmt: skip
+
+
+def test_reach_visual_keeps_the_attribute_gradient_out_of_the_router(mini_clevr_dir, tmp_path):
+    """One step from the same weights and noise: with reach "visual" the router and the question
+    encoder take exactly the step of a run without the loss, the visual network another one;
+    with reach "all" the router's step changes too."""
+    steps = {}
+    for name, weight, reach in [("off", 0.0, "visual"), ("visual", 1.0, "visual"),
+                                ("all", 1.0, "all")]:  # fmt: skip
+        fit(_attr_config(weight, reach), mini_clevr_dir, tmp_path / name, progress=False,
+            max_steps=1)  # fmt: skip
+        steps[name] = read_checkpoint(tmp_path / name / "checkpoint.pt")
+    off, visual, every = (steps[n]["model"] for n in ("off", "visual", "all"))
+    routing = [k for k in off if k.startswith(("router.", "text."))]
+    assert routing and all(torch.equal(visual[k], off[k]) for k in routing)
+    assert not all(torch.equal(every[k], off[k]) for k in routing)
+    assert not torch.equal(visual["backbone.conv1.weight"], off["backbone.conv1.weight"])
+    assert steps["visual"]["extra"]["attribute_loss_reach"] == "visual"
+    with pytest.raises(ValueError, match="attribute_loss_reach='visual'"):
+        fit(_attr_config(1.0, "all"), mini_clevr_dir, tmp_path / "visual", progress=False,
+            resume=True, max_steps=2)  # fmt: skip
+
+
+def test_configs_from_before_the_reach_mean_all():
+    cfg = config_to_dict(_attr_config())
+    del cfg["train"]["attribute_loss_reach"]
+    assert config_from_dict(cfg).train.attribute_loss_reach == "all"
+    plain = config_to_dict(get_config("brn_c8", "smoke"))
+    del plain["train"]["attribute_loss_reach"]
+    assert config_from_dict(plain).train.attribute_loss_reach == "visual"  # the loss is off
 
 
 def test_the_attribute_loss_is_refused_where_it_has_no_labels_or_no_visual_network(
