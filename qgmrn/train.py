@@ -613,7 +613,9 @@ class StepOutput:
 def train_step(run: _Run, batch) -> StepOutput:
     """One optimizer step: lr and tau of this step (`qgmrn.schedules`), the forward pass under
     autocast, loss = CE + lambda * L_load (eq. 13), backward through the straight-through
-    gates, optional gradient clipping, the Adam step."""
+    gates, optional gradient clipping, the Adam step. With the auxiliary attribute loss (ours)
+    its weighted term joins that loss (reach "all") or takes a backward pass of its own into the
+    visual network and its head only (reach "visual", `AttributeLoss.inputs`)."""
     tc, step = run.cfg.train, run.state.step
     model, opt, device = run.model, run.optimizer, run.device
     lr, tau = lr_at(step, tc), tau_at(step, tc)
