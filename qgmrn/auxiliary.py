@@ -58,6 +58,8 @@ class AttributeLoss:
             [*backbone.parameters(), *self.head.parameters()] if reach == "visual" else None
         )
         self._y: Tensor | None = None
+        # each attribute's "no object" class: cells at or above it show no object
+        self._none = torch.tensor(ATTRIBUTE_CLASSES, device=device).view(1, -1, 1, 1) - 1
         self._hook = backbone.register_forward_hook(self._keep)
 
     def _keep(self, module: nn.Module, inputs, output: Tensor) -> None:
@@ -82,7 +84,7 @@ class AttributeLoss:
         )  # (B, 4, h, w)
         logits = self.head(y.float())
         with torch.no_grad():
-            seen = targets < torch.tensor(ATTRIBUTE_CLASSES, device=device).view(1, -1, 1, 1) - 1
+            seen = targets < self._none
             hits = torch.stack([x.argmax(1) for x in logits], 1) == targets  # (B, 4, h, w)
             acc = (hits & seen).sum() / seen.sum().clamp(min=1)
         return attribute_loss(logits, targets), acc.float()

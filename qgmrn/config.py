@@ -339,6 +339,12 @@ def config_to_dict(cfg: ExperimentConfig) -> dict[str, Any]:
 LEGACY_MODEL_FIELDS: dict[str, str] = {"stage_depths": "brn_depths", "stage_widths": "brn_widths"}
 
 
+def uses_attribute_loss(d: dict[str, Any]) -> bool:
+    """Whether a config dict (a run's config.json) trains with the auxiliary attribute loss: our
+    labelled arm, not the paper's method (`TrainConfig.attribute_loss_weight` > 0)."""
+    return float(d.get("train", {}).get("attribute_loss_weight") or 0) > 0
+
+
 def upgrade_config_dict(d: dict[str, Any]) -> dict[str, Any]:
     """A config dict written by an older version, in today's field names (a copy; `d` as is
     when it is current). Before `cnn_widths` existed the baselines sized their CNN from the
@@ -346,7 +352,7 @@ def upgrade_config_dict(d: dict[str, Any]) -> dict[str, Any]:
     so an old baseline checkpoint rebuilds the same network. Before `attribute_loss_reach` existed
     the auxiliary loss reached every parameter: an old dict with the loss on gets "all"."""
     train = d.get("train", {})
-    if float(train.get("attribute_loss_weight") or 0) > 0 and "attribute_loss_reach" not in train:
+    if uses_attribute_loss(d) and "attribute_loss_reach" not in train:
         d = {**d, "train": {**train, "attribute_loss_reach": "all"}}  # the only reach back then
     model = dict(d.get("model", {}))
     if not any(old in model for old in LEGACY_MODEL_FIELDS):

@@ -27,7 +27,7 @@ import pandas as pd
 
 from qgmrn.analysis import curves, tables
 from qgmrn.analysis._io import save_figure
-from qgmrn.analysis.runs import uses_attribute_loss
+from qgmrn.config import upgrade_config_dict, uses_attribute_loss
 from qgmrn.fileio import atomic_write_text
 
 PathLike = str | os.PathLike
@@ -516,7 +516,7 @@ def ours_arms(routed: str, names) -> dict[str, str]:
         "paper routed": routed,
         "paper static": f"{routed}_static",
     }
-    presets = {m["preset"] if (m := SEED_RUN.match(n)) else n for n in names} | set(names)
+    presets = {m["preset"] if (m := SEED_RUN.match(n)) else n for n in names}
     return {label: preset for label, preset in arms.items() if preset in presets}
 
 
@@ -561,7 +561,7 @@ def ours_comparison(ours: dict[str, Path], paper: dict[str, Path], routed: str =
             std.index = [f"{arm} std" for arm in std.index]
             over_seeds = pd.concat([over_seeds, std])
     equal = equal_samples_frame(both)
-    labels = {n: f"{n} (ours: + attribute loss{_reach_words(n)})" for n in ours}
+    labels = {n: f"{n} (ours: + attribute loss{_reach_words(p)})" for n, p in ours.items()}
     labels |= {t: f"{t} (paper)" for t in twins.values()}
     figure = curves.plot_validation_curves(
         {labels[n]: p for n, p in both.items()}, title="our arm beside the paper's"
@@ -592,13 +592,13 @@ def ours_comparison(ours: dict[str, Path], paper: dict[str, Path], routed: str =
     }
 
 
-def _reach_words(name: str) -> str:
-    """The words ", reach R" for a routed run of our arm; none for a static one (no router)."""
-    base = SEED_RUN.match(name)["preset"] if SEED_RUN.match(name) else name
-    for suffix, reach in OURS_SUFFIXES.items():
-        if base.endswith(suffix):
-            return "" if base.removesuffix(suffix).endswith("_static") else f", reach {reach}"
-    return ""
+def _reach_words(run_dir: Path) -> str:
+    """The words ", reach R" for a routed run of our arm, from its config (an old one's reach
+    upgraded to "all"); none for a static one (no router to reach)."""
+    cfg = upgrade_config_dict(json.loads((Path(run_dir) / "config.json").read_text()))
+    if cfg.get("model", {}).get("gate") == "static":
+        return ""
+    return f", reach {cfg['train']['attribute_loss_reach']}"
 
 
 def routing_frame(run_dirs: dict[str, Path], per_subtype: int = 200) -> pd.DataFrame:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from qgmrn.config import uses_attribute_loss
 from qgmrn.fileio import project_root
 
 PathLike = str | os.PathLike
@@ -107,12 +108,6 @@ def best_run(
     if len(df) == 0:
         return None
     return Path(df.sort_values("overall", ascending=False).iloc[0]["path"])
-
-
-def uses_attribute_loss(cfg: dict) -> bool:
-    """Whether a run's config.json (as a dict) trained with the auxiliary attribute loss: our
-    labelled arm, not the paper's method (`TrainConfig.attribute_loss_weight` > 0)."""
-    return float(cfg.get("train", {}).get("attribute_loss_weight") or 0) > 0
 
 
 # The reference runs (``<reference_dir>/runs/<preset>/``, trained for longer than a notebook run)

@@ -229,9 +229,13 @@ def test_ours_comparison_sets_the_two_reaches_side_by_side(tmp_path):
                                ("brn_c16_attrv_s2", 2, [(1000, 0.54)]),
                                ("brn_c16_static_attr", 0, [(1000, 0.55)])):  # fmt: skip
         runs[name] = _seed_run(tmp_path / name, seed, points)
-        if "_attr" in name:
-            cfg = json.loads((runs[name] / "config.json").read_text())
-            (runs[name] / "config.json").write_text(json.dumps(cfg | ours_cfg))
+        if "_attr" in name:  # the config says what the run was: its reach, a static gate
+            cfg = json.loads((runs[name] / "config.json").read_text()) | ours_cfg
+            if "_attrv" in name:
+                cfg["train"] = cfg["train"] | {"attribute_loss_reach": "visual"}
+            if "_static" in name:
+                cfg["model"] = {"gate": "static"}
+            (runs[name] / "config.json").write_text(json.dumps(cfg))
     paper, ours = reference.split_ours(runs)
     assert set(ours) == {"brn_c16_attr", "brn_c16_attrv", "brn_c16_attrv_s2", "brn_c16_static_attr"}
     assert reference.ours_twins(ours, paper) == {
