@@ -10,7 +10,9 @@ seeds at a common step, and `seeds.png`; they stay out of the tables and curves 
 budget. So do the runs of our labelled arm (issue 11: trained with the auxiliary attribute loss,
 `TrainConfig.attribute_loss_weight` > 0, named `PRESET_attr` or `PRESET_attrv` after the loss's
 reach): a section of their own compares them with their paper-faithful twins `PRESET` at equal
-samples (`ours_section`, `ours.png`).
+samples (`ours_section`, `ours.png`). Seed runs of two or more of Table 2's arms (`brn_c8_sN`,
+`brn_c16_bn_sN`, ...) add the question of the budget at which its rows separate
+(`qgmrn.analysis.separation`, `table2.png`).
 """
 
 from __future__ import annotations
@@ -72,7 +74,23 @@ def split_seed_runs(run_dirs: dict[str, Path]) -> tuple[dict[str, Path], dict[st
     return {k: v for k, v in run_dirs.items() if k not in seeds}, seeds
 
 
-def _val_rows(run_dir: Path) -> pd.DataFrame:
+def is_run_of(name: str, preset: str) -> bool:
+    """Whether run `name` trained `preset`: the folder named after it, or a seed run
+    `PRESET_sN` of it."""
+    m = SEED_RUN.match(name)
+    return name == preset or bool(m and m["preset"] == preset)
+
+
+def seed_of(name: str, run_dir: Path) -> int:
+    """The training seed of run `name`: N of a seed run `PRESET_sN`, else its config's."""
+    m = SEED_RUN.match(name)
+    if m:
+        return int(m["seed"])
+    cfg = json.loads((Path(run_dir) / "config.json").read_text())
+    return cfg.get("train", {}).get("seed", 0)  # TrainConfig's default seed
+
+
+def val_rows(run_dir: Path) -> pd.DataFrame:
     """The run's validation rows indexed by step, in step order; repeated passes at one step (a
     resume re-validating) keep the last. Empty without scored passes."""
     _, val = curves.read_metrics(run_dir)
@@ -96,17 +114,11 @@ def seeds_frame(run_dirs: dict[str, Path], arms: dict[str, str]) -> tuple[pd.Dat
     found: dict[tuple[str, int], pd.DataFrame] = {}
     for arm, preset in arms.items():
         for name, run_dir in run_dirs.items():
-            m = SEED_RUN.match(name)
-            if name != preset and not (m and m["preset"] == preset):
+            if not is_run_of(name, preset):
                 continue
-            if m:
-                seed = int(m["seed"])
-            else:
-                cfg = json.loads((run_dir / "config.json").read_text())
-                seed = cfg.get("train", {}).get("seed", 0)  # TrainConfig's default seed
-            val = _val_rows(run_dir)
+            val = val_rows(run_dir)
             if len(val):
-                found[(arm, seed)] = val
+                found[(arm, seed_of(name, run_dir))] = val
         if not any(a == arm for a, _ in found):
             raise ValueError(f"no run of {preset!r} ({arm}) with a validation pass")
     common = set.intersection(*(set(v.index) for v in found.values()))
@@ -123,6 +135,17 @@ def seeds_frame(run_dirs: dict[str, Path], arms: dict[str, str]) -> tuple[pd.Dat
     frame = pd.DataFrame.from_dict(rows, orient="index")
     frame.index = pd.MultiIndex.from_tuples(frame.index, names=["arm", "seed"])
     return frame, step
+
+
+def mean_over_seeds(frame: pd.DataFrame) -> pd.DataFrame:
+    """Each arm's mean over its seeds of `seeds_frame`'s rows (a first column `seeds` counts
+    them), then, below, the standard deviation (ddof=1) of each arm with more than one seed."""
+    grouped = frame.groupby(level="arm", sort=False)
+    out = grouped.mean()
+    out.insert(0, "seeds", grouped.size())
+    std = grouped.std(ddof=1).dropna(how="all")
+    std.index = [f"{arm} std" for arm in std.index]
+    return pd.concat([out, std])
 
 
 def seeds_gap(frame: pd.DataFrame, first: str, second: str) -> pd.DataFrame:
@@ -226,7 +249,7 @@ def _val_curve(run_dir: Path) -> tuple[np.ndarray, np.ndarray]:
     repeated passes at one step (a resume re-validating) keep the last."""
     cfg = json.loads((run_dir / "config.json").read_text())
     batch = cfg.get("train", {}).get("batch_size", 1)
-    val = _val_rows(run_dir)
+    val = val_rows(run_dir)
     if not len(val):
         return np.zeros(0), np.zeros(0)
     return val.index.to_numpy() * batch, val["overall"].to_numpy(dtype=float)
@@ -271,7 +294,7 @@ def milestones_frame(run_dirs: dict[str, Path], targets=MILESTONES) -> pd.DataFr
         for t in targets:
             hit = np.nonzero(acc >= t)[0]
             if len(hit):
-                row[f"{100 * t:g}%"] = _samples_text(samples[hit[0]])
+                row[f"{100 * t:g}%"] = samples_text(samples[hit[0]])
             elif fit is None:
                 row[f"{100 * t:g}%"] = "-"
             elif fit[1] <= 0:
@@ -282,13 +305,16 @@ def milestones_frame(run_dirs: dict[str, Path], targets=MILESTONES) -> pd.DataFr
                 row[f"{100 * t:g}%"] = (
                     f"> {EXTRAPOLATION_LIMIT}x its samples"
                     if far
-                    else f"~{_samples_text(need)} (extrapolated)"
+                    else f"~{samples_text(need)} (extrapolated)"
                 )
         rows[name] = row
     return pd.DataFrame.from_dict(rows, orient="index")
 
 
-def _samples_text(n: float) -> str:
+def samples_text(n: float) -> str:
+    """A sample count in a table's words: 320, 200k, 1.01M."""
+    if n < 999.5:
+        return f"{n:.0f}"
     if n >= 1e9:
         return f"{n / 1e9:.1f}G"
     if n >= 999_500:  # rounds to a million or more: say so in millions, not "1000k"
@@ -370,6 +396,10 @@ def summarize(reference_dir: PathLike, *, routed: str = "brn_c16") -> dict[str, 
         ]
     if seed_runs:
         lines += _seeds_section(paper_runs, routed, ref / "seeds.png")
+        from qgmrn.analysis.separation import table2_section  # it imports this module
+
+        floor = 100 * prior["overall"] if prior is not None else None
+        lines += table2_section(paper_runs, ref / "table2.png", floor)
     if ours:
         lines += ours_section(ours, paper_runs, routed, ref / "ours.png")
     lines += ["![validation curves](curves.png)", ""]
@@ -554,12 +584,7 @@ def ours_comparison(ours: dict[str, Path], paper: dict[str, Path], routed: str =
     if complete:
         with contextlib.suppress(ValueError):
             frame, seeds_step = seeds_frame(ours | paper, arms)
-            grouped = frame.groupby(level="arm", sort=False)
-            over_seeds = grouped.mean()
-            over_seeds.insert(0, "seeds", grouped.size())
-            std = grouped.std(ddof=1).dropna(how="all")
-            std.index = [f"{arm} std" for arm in std.index]
-            over_seeds = pd.concat([over_seeds, std])
+            over_seeds = mean_over_seeds(frame)
     equal = equal_samples_frame(both)
     labels = {n: f"{n} (ours: + attribute loss{_reach_words(p)})" for n, p in ours.items()}
     labels |= {t: f"{t} (paper)" for t in twins.values()}
