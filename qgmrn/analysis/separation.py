@@ -212,19 +212,43 @@ def separation_caption(separation: pd.DataFrame, batch: int | None) -> str:
     )
 
 
+def table2_over_seeds(run_dirs: dict[str, Path], prior: float | None = None) -> dict:
+    """Everything the study shows, for summary.md and 06: a dict with `curves` and `batch`
+    (`arm_curves`; `shown`: the same with the columns in samples), `claims` (`separation_frame`),
+    `table` (the claims as text, one column per budget), `by_type` and `step` (each arm's mean
+    over seeds by type at the last common step, then the spread: `mean_over_seeds`), `caption`
+    (`separation_caption`) and `figure` (`plot_arm_curves`; `prior`, percent: its dashed line).
+    Raises ValueError as `arm_curves`."""
+    curves, batch = arm_curves(run_dirs)
+    claims = separation_frame(curves)
+    budget = (lambda s: samples_text(s * batch)) if batch else (lambda s: f"step {s:,}")
+    shown = curves.rename(columns=budget)
+    table = (
+        claims.apply(_cell, axis=1).unstack("step").rename(columns=budget) if len(claims) else None
+    )
+    present = dict.fromkeys(curves.index.get_level_values("arm"))
+    by_type, step = seeds_frame(run_dirs, {arm: TABLE2_ARMS[arm] for arm in present})
+    return {
+        "curves": curves,
+        "batch": batch,
+        "shown": shown,
+        "claims": claims,
+        "table": table,
+        "by_type": mean_over_seeds(by_type),
+        "step": step,
+        "caption": separation_caption(claims, batch),
+        "figure": plot_arm_curves(curves, batch, prior),
+    }
+
+
 def table2_section(run_dirs: dict[str, Path], figure: Path, prior: float | None) -> list[str]:
-    """summary.md's section: the arms' curves over seeds, the claims at each common step, the
-    arms by type at the last of them, the verdict, and `figure` (`plot_arm_curves`; `prior`,
-    percent: its dashed line). Empty when fewer than two arms have runs."""
+    """summary.md's section (`table2_over_seeds`) and its `figure`; empty when fewer than two
+    arms have runs."""
     try:
-        curves, batch = arm_curves(run_dirs)
+        t = table2_over_seeds(run_dirs, prior)
     except ValueError:
         return []
-    save_figure(plot_arm_curves(curves, batch, prior), figure)
-    sep = separation_frame(curves)
-    shown = curves.copy()
-    if batch:
-        shown.columns = [samples_text(s * batch) for s in shown.columns]
+    save_figure(t["figure"], figure)
     lines = [
         "## Table 2 over seeds: at which budget do its rows separate?",
         "",
@@ -232,33 +256,26 @@ def table2_section(run_dirs: dict[str, Path], figure: Path, prior: float | None)
         "validation steps all of them share (columns: training samples; fixed steps, nothing",
         "chosen on val). `qgmrn.analysis.separation`.",
         "",
-        tables.plain_markdown(shown.round(1)),
+        tables.plain_markdown(t["shown"].round(1)),
         "",
     ]
-    if len(sep):
-        table = sep.apply(_cell, axis=1).unstack("step")
-        if batch:
-            table.columns = [samples_text(s * batch) for s in table.columns]
+    if t["table"] is not None:
         lines += [
             "The paper's claims (lower < higher): the difference of the means in points, +- its",
             f"standard error over seeds (Welch), `separated` beyond {SEPARATION_SE:g} standard",
             "errors in the paper's order, `reversed` as far the other way; `one seed` where an",
             f"arm has fewer than {MIN_SEEDS} seeds.",
             "",
-            tables.plain_markdown(table),
+            tables.plain_markdown(t["table"]),
             "",
         ]
-    present = dict.fromkeys(curves.index.get_level_values("arm"))
-    by_type, step = seeds_frame(run_dirs, {arm: TABLE2_ARMS[arm] for arm in present})
     lines += [
-        f"By type at step {step:,}, the last they share: each arm's mean over its seeds, then the",
-        "standard deviation of those with more than one (Table 2's columns):",
+        f"By type at step {t['step']:,}, the last they share: each arm's mean over its seeds,",
+        "then the standard deviation of those with more than one (Table 2's columns):",
         "",
-        tables.plain_markdown(mean_over_seeds(by_type).round(1)),
+        tables.plain_markdown(t["by_type"].round(1)),
         "",
-    ]
-    lines += [
-        separation_caption(sep, batch),
+        t["caption"],
         "",
         f"![Table 2's arms over seeds]({figure.name})",
         "",
