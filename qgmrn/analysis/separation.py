@@ -31,32 +31,22 @@ from qgmrn.analysis.reference import (
     val_rows,
 )
 
-# The paper's Table 2 rows -> our presets (docs/model.md); "gn" is the BRN default (the third
-# norm of every bottleneck a GroupNorm), "bn" keeps the ResNeXt's BatchNorm there.
-TABLE2_ARMS: dict[str, str] = {
-    "c=16, w/o q": "brn_c16_noq",
-    "c=8, bn": "brn_c8_bn",
-    "c=8, gn": "brn_c8",
-    "c=16, bn": "brn_c16_bn",
-    "c=16, gn": "brn_c16",
-    "c=32, bn": "brn_c32_bn",
-    "c=32, gn": "brn_c32",
-    "c=32, deeper": "brn_c32_deeper",
-    "c=32, wider": "brn_c32_wider",
-}
+# The paper's Table 2 rows (its labels; "gn": GroupNorm as the third norm of every bottleneck,
+# the others BatchNorm there) -> our presets.
+TABLE2_ARMS: dict[str, str] = tables.TABLE2_PRESETS
 
-# The paper's claims (Section 4.5, Table 2) as (lower, higher) pairs of arms. Deeper and wider
-# are left out: the paper finds them within 0.3 points of c=32, a difference no seed count here
-# could resolve.
+# The paper's claims (Section 4.5, Table 2) as (lower, higher) pairs of its rows. Deeper and
+# wider are left out: the paper finds them within 0.3 points of c=32, a difference no seed count
+# here could resolve.
 CLAIMS: tuple[tuple[str, str], ...] = (
-    ("c=8, gn", "c=16, gn"),
-    ("c=16, gn", "c=32, gn"),
-    ("c=8, bn", "c=16, bn"),
-    ("c=16, bn", "c=32, bn"),
-    ("c=8, bn", "c=8, gn"),
-    ("c=16, bn", "c=16, gn"),
-    ("c=32, bn", "c=32, gn"),
-    ("c=16, w/o q", "c=16, gn"),
+    ("c=8, w/ q, gn", "c=16, w/ q, gn"),
+    ("c=16, w/ q, gn", "c=32, w/ q, gn"),
+    ("c=8, w/ q", "c=16, w/ q"),
+    ("c=16, w/ q", "c=32, w/ q"),
+    ("c=8, w/ q", "c=8, w/ q, gn"),
+    ("c=16, w/ q", "c=16, w/ q, gn"),
+    ("c=32, w/ q", "c=32, w/ q, gn"),
+    ("c=16, w/o q", "c=16, w/ q"),
 )
 SEPARATION_SE = 2.0  # a difference beyond this many standard errors counts
 MIN_SEEDS = 2  # seeds of each arm before a claim is weighed (issue 11: "stable across 2 seeds")
@@ -100,6 +90,12 @@ def arm_curves(
     return frame, batch
 
 
+def paper_difference(low: str, high: str) -> float:
+    """The paper's overall accuracy of row `high` minus row `low` (points, Table 2)."""
+    overall = {model: row[0] for (_, model), row in tables.PAPER_TABLE2.items()}
+    return overall[high] - overall[low]
+
+
 def separation_frame(
     curves: pd.DataFrame, claims: tuple[tuple[str, str], ...] = CLAIMS
 ) -> pd.DataFrame:
@@ -107,9 +103,10 @@ def separation_frame(
     the difference of the means (higher - lower, points), its standard error (Welch, over
     seeds; NaN with fewer than `MIN_SEEDS` seeds in an arm) and the verdict.
 
-    Returns a frame indexed by (claim, step) with columns diff, se, seeds (e.g. "2 / 3") and
-    verdict: "separated" (diff > SEPARATION_SE * se), "reversed" (diff < -SEPARATION_SE * se),
-    "not separated", or "one seed" (too few seeds to weigh).
+    Returns a frame indexed by (claim, step) with columns diff, se, seeds (e.g. "2 / 3"),
+    verdict ("separated": diff > SEPARATION_SE * se; "reversed": diff < -SEPARATION_SE * se;
+    "not separated"; "one seed": too few seeds to weigh) and paper (the paper's difference at
+    convergence, `paper_difference`).
     """
     arms = set(curves.index.get_level_values("arm"))
     rows = {}
@@ -138,6 +135,7 @@ def separation_frame(
                 "se": se,
                 "seeds": f"{len(a)} / {len(b)}",
                 "verdict": verdict,
+                "paper": paper_difference(low, high),
             }
     frame = pd.DataFrame.from_dict(rows, orient="index")
     if len(frame):
@@ -189,8 +187,25 @@ def _cell(row: pd.Series) -> str:
     return f"{row['diff']:+.1f}{se} {row['verdict']}"
 
 
-def separation_caption(separation: pd.DataFrame, batch: int | None) -> str:
-    """The verdict in words: the smallest separating budget, or that none within the runs'."""
+def resolvable_difference(curves: pd.DataFrame, step: int, seeds: int = MIN_SEEDS) -> float:
+    """The smallest difference of two arms' means (points) that `seeds` seeds an arm can
+    separate at `step`: SEPARATION_SE * s * sqrt(2 / seeds), with s the seeds' pooled standard
+    deviation there (over the arms with two or more seeds; NaN without such an arm)."""
+    col = curves[step]
+    groups = [g for _, g in col.groupby(level="arm") if len(g) >= 2]
+    dof = sum(len(g) - 1 for g in groups)
+    if not dof:
+        return float("nan")
+    pooled = np.sqrt(sum(g.var(ddof=1) * (len(g) - 1) for g in groups) / dof)
+    return float(SEPARATION_SE * pooled * np.sqrt(2 / seeds))
+
+
+def separation_caption(
+    separation: pd.DataFrame, batch: int | None, curves: pd.DataFrame | None = None
+) -> str:
+    """The verdict in words: the smallest separating budget, or that none within the runs';
+    with `curves` (`arm_curves`), the difference two seeds an arm could resolve at the last
+    step (`resolvable_difference`)."""
     if not len(separation):
         return "No claim of Table 2 has runs of both its arms yet."
     unit = (lambda s: f"{s * batch:,} samples") if batch else (lambda s: f"step {s:,}")
@@ -198,18 +213,27 @@ def separation_caption(separation: pd.DataFrame, batch: int | None) -> str:
     step = separating_step(separation)
     weighed = separation[separation["verdict"] != "one seed"]
     if not len(weighed):
-        return f"Every claim with runs has one seed in an arm: no verdict (up to {unit(last)})."
-    if step is None:
+        words = f"Every claim with runs has one seed in an arm: no verdict (up to {unit(last)})."
+    elif step is None:
         final = weighed.xs(last, level="step")["verdict"].value_counts().to_dict()
-        words = ", ".join(f"{n} {v}" for v, n in final.items())
-        return (
+        counts = ", ".join(f"{n} {v}" for v, n in final.items())
+        words = (
             f"No budget up to {unit(last)} separates the weighed claims in the paper's order "
-            f"(at {unit(last)}: {words}); Table 2 at this budget would show noise."
+            f"(at {unit(last)}: {counts}); Table 2 at this budget would show noise."
         )
-    return (
-        f"From {unit(step)} every weighed claim is separated in the paper's order and stays so "
-        f"to {unit(last)}: Table 2's smallest separating budget among these runs."
-    )
+    else:
+        words = (
+            f"From {unit(step)} every weighed claim is separated in the paper's order and stays "
+            f"so to {unit(last)}: Table 2's smallest separating budget among these runs."
+        )
+    if curves is not None and np.isfinite(least := resolvable_difference(curves, last)):
+        paper = separation["paper"]
+        words += (
+            f" At {unit(last)} the seeds' spread lets {MIN_SEEDS} seeds an arm separate "
+            f"differences above {least:.1f} points; the paper's differences for these claims, at "
+            f"convergence, are {paper.min():+.1f} to {paper.max():+.1f}."
+        )
+    return words
 
 
 def table2_over_seeds(run_dirs: dict[str, Path], prior: float | None = None) -> dict:
@@ -223,9 +247,11 @@ def table2_over_seeds(run_dirs: dict[str, Path], prior: float | None = None) -> 
     claims = separation_frame(curves)
     budget = (lambda s: samples_text(s * batch)) if batch else (lambda s: f"step {s:,}")
     shown = curves.rename(columns=budget)
-    table = (
-        claims.apply(_cell, axis=1).unstack("step").rename(columns=budget) if len(claims) else None
-    )
+    table = None
+    if len(claims):
+        table = claims.apply(_cell, axis=1).unstack("step").rename(columns=budget)
+        paper = claims["paper"].groupby(level="claim").first()
+        table["paper, converged"] = paper.loc[table.index].map("{:+.1f}".format)
     present = dict.fromkeys(curves.index.get_level_values("arm"))
     by_type, step = seeds_frame(run_dirs, {arm: TABLE2_ARMS[arm] for arm in present})
     return {
@@ -236,7 +262,7 @@ def table2_over_seeds(run_dirs: dict[str, Path], prior: float | None = None) -> 
         "table": table,
         "by_type": mean_over_seeds(by_type),
         "step": step,
-        "caption": separation_caption(claims, batch),
+        "caption": separation_caption(claims, batch, curves),
         "figure": plot_arm_curves(curves, batch, prior),
     }
 
@@ -264,7 +290,8 @@ def table2_section(run_dirs: dict[str, Path], figure: Path, prior: float | None)
             "The paper's claims (lower < higher): the difference of the means in points, +- its",
             f"standard error over seeds (Welch), `separated` beyond {SEPARATION_SE:g} standard",
             "errors in the paper's order, `reversed` as far the other way; `one seed` where an",
-            f"arm has fewer than {MIN_SEEDS} seeds.",
+            f"arm has fewer than {MIN_SEEDS} seeds. Last column: the paper's difference (its",
+            "Table 2, overall, at convergence).",
             "",
             tables.plain_markdown(t["table"]),
             "",

@@ -41,8 +41,8 @@ def test_curves_keep_the_common_steps_and_the_papers_row_order(tmp_path):
     frame, batch = separation.arm_curves(runs)
     assert batch == 64
     assert list(frame.columns) == [100, 200]
-    assert list(frame.index) == [("c=8, gn", 2), ("c=32, gn", 2), ("c=32, gn", 3)]
-    assert frame.loc[("c=32, gn", 3), 200] == pytest.approx(62.0)
+    assert list(frame.index) == [("c=8, w/ q, gn", 2), ("c=32, w/ q, gn", 2), ("c=32, w/ q, gn", 3)]
+    assert frame.loc[("c=32, w/ q, gn", 3), 200] == pytest.approx(62.0)
     with pytest.raises(ValueError, match="fewer than two Table 2 arms"):
         separation.arm_curves({"brn_c8": runs["brn_c8_s2"]})
     with pytest.raises(ValueError, match="share no validation step"):
@@ -65,18 +65,23 @@ def test_a_claim_separates_beyond_two_standard_errors_and_needs_two_seeds(tmp_pa
     )  # fmt: skip
     curves, _ = separation.arm_curves(runs)
     sep = separation.separation_frame(curves)
-    c8_c16 = sep.xs("c=8, gn < c=16, gn", level="claim")
+    c8_c16 = sep.xs("c=8, w/ q, gn < c=16, w/ q, gn", level="claim")
     assert c8_c16["verdict"].tolist() == ["not separated", "separated", "reversed"]
     assert c8_c16.loc[200, "diff"] == pytest.approx(10.0)
     assert c8_c16.loc[200, "se"] == pytest.approx(math.sqrt(2 / 2 + 2 / 2))
     assert c8_c16.loc[100, "seeds"] == "2 / 2"
-    c16_c32 = sep.xs("c=16, gn < c=32, gn", level="claim")
+    c16_c32 = sep.xs("c=16, w/ q, gn < c=32, w/ q, gn", level="claim")
     assert set(c16_c32["verdict"]) == {"one seed"} and c16_c32["se"].isna().all()
     # claims without runs of both arms are left out
-    assert set(sep.index.get_level_values("claim")) == {"c=8, gn < c=16, gn",
-                                                        "c=16, gn < c=32, gn"}  # fmt: skip
+    claims = set(sep.index.get_level_values("claim"))
+    assert claims == {"c=8, w/ q, gn < c=16, w/ q, gn", "c=16, w/ q, gn < c=32, w/ q, gn"}
+    assert c8_c16.loc[100, "paper"] == pytest.approx(94.7 - 86.8)  # the paper's, converged
     assert separation.separating_step(sep) is None  # separated at 200, reversed at 300
-    assert "No budget up to 19,200 samples" in separation.separation_caption(sep, 64)
+    caption = separation.separation_caption(sep, 64, curves)
+    assert "No budget up to 19,200 samples" in caption
+    # pooled std at step 300: sqrt(2) (c8 50/52, c16 40/42): 2 * sqrt(2) * sqrt(2 / 2) = 2.8
+    assert separation.resolvable_difference(curves, 300) == pytest.approx(2 * math.sqrt(2))
+    assert "separate differences above 2.8 points" in caption and "+3.2 to +7.9" in caption
 
 
 def test_the_separating_step_is_the_first_from_which_it_holds(tmp_path):
@@ -102,11 +107,11 @@ def test_summary_adds_the_section_once_two_arms_have_runs(tmp_path):
     _seed_run(runs / "brn_c16_s2", 2, [(5, 0.45)])
     _seed_run(runs / "brn_c16_static_s2", 2, [(5, 0.45)])
     assert reference.main([str(ref)]) == 0
-    assert "Table 2 over seeds" not in (ref / "summary.md").read_text()  # one arm: c=16, gn
+    assert "Table 2 over seeds" not in (ref / "summary.md").read_text()  # one arm: c=16, w/ q, gn
     _seed_run(runs / "brn_c8_s2", 2, [(5, 0.40)])
     assert reference.main([str(ref)]) == 0
     text = (ref / "summary.md").read_text()
     assert "## Table 2 over seeds: at which budget do its rows separate?" in text
-    assert "c=8, gn < c=16, gn" in text and "one seed" in text
+    assert "c=8, w/ q, gn < c=16, w/ q, gn" in text and "one seed" in text
     assert "By type at step 5, the last they share" in text
     assert (ref / "table2.png").stat().st_size > 0
