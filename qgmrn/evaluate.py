@@ -216,6 +216,20 @@ def output_stem(
     return "eval_" + "_".join(parts)
 
 
+def run_data_dir(run_dir: str | os.PathLike, cfg) -> Path:
+    """The data set a run trained on (its config's `data.data_dir`), or a FileNotFoundError that
+    says so and how to point at another copy (a run made on another machine, or moved, records
+    a path that is not here)."""
+    path = Path(cfg.data.data_dir)
+    if not path.is_dir():
+        raise FileNotFoundError(
+            f"{Path(run_dir) / 'config.json'}: the run's data set, data.data_dir = {str(path)!r}, "
+            "is not on this machine: pass the folder that holds your copy (qgmrn evaluate "
+            "--data DIR, qgmrn finetune --images DIR; data_dir= in Python)"
+        )
+    return path
+
+
 def evaluate_run(
     run_dir: str | os.PathLike,
     *,
@@ -236,7 +250,7 @@ def evaluate_run(
 
     device = torch.device(device)
     cfg, vocab, model, c = load_run(run_dir, which, device)
-    data_dir = Path(data_dir if data_dir is not None else cfg.data.data_dir)
+    data_dir = Path(data_dir) if data_dir is not None else run_data_dir(run_dir, cfg)
     stem = output_stem(cfg.data.data_dir, data_dir, split, questions_file, which)
     size = tuple(cfg.data.image_size)
     ensure_cache(data_dir, split, size, cfg.data.num_workers, progress)

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from qgmrn.evaluate import load_run
+from qgmrn.evaluate import load_run, run_data_dir
 from qgmrn.train import fit
 
 
@@ -128,7 +128,7 @@ def finetune(
         raise FileNotFoundError(f"no CLEVR-Humans val questions among {files}")
     if data_dir is None:  # the humans folder itself when it holds the images, else the run's
         root = Path(humans) if not isinstance(humans, Mapping) else None
-        data_dir = root if root and (root / "images").is_dir() else cfg.data.data_dir
+        data_dir = root if root and (root / "images").is_dir() else run_data_dir(from_run, cfg)
     return fit(
         cfg,
         data_dir,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -40,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
             sparse=args.sparse,
         )
     except (CheckpointError, FileNotFoundError) as e:
-        print(f"qgmrn evaluate: error: {e}")
+        print(f"qgmrn evaluate: error: {e}", file=sys.stderr)
         return 1
     keys = ("split", "n", "overall", "by_type", "checkpoint", "checkpoint_step")
     print(json.dumps({k: result[k] for k in keys}, indent=2))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -58,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
         RunLockedError,
         DiskFullError,
     ) as e:
-        print(f"qgmrn finetune: error: {e}")
+        print(f"qgmrn finetune: error: {e}", file=sys.stderr)
         return 1
     ev = result["eval"]
     print(json.dumps({"out_dir": result["out_dir"], "n": ev["n"], "overall": ev["overall"]}))

@@ -155,7 +155,7 @@ def run(args: argparse.Namespace) -> int:
             max_steps=args.max_steps,
         )
     except (CheckpointError, NonFiniteLossError, RunLockedError, DiskFullError) as e:
-        print(f"qgmrn train: error: {e}")
+        print(f"qgmrn train: error: {e}", file=sys.stderr)
         return 1
     ev = result["eval"]
     summary = {k: result[k] for k in ("out_dir", "step", "epoch", "stop_reason", "best_val_acc")}

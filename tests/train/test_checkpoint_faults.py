@@ -80,7 +80,7 @@ def test_train_stops_on_a_full_disk_and_resumes_once_there_is_room(tmp_path, mon
             "--no-progress"]  # fmt: skip
     calls = _fill_disk_on_save(monkeypatch, fail_on=2)
     assert cli.main([*args, "--max-steps", "6"]) == 1
-    printed = capsys.readouterr().out
+    printed = capsys.readouterr().err  # errors go to stderr
     assert f"cannot write {out / 'checkpoint.pt'}: the disk is full" in printed
     assert "--resume" in printed and "Traceback" not in printed
     assert len(calls) == 2

@@ -185,7 +185,7 @@ def test_train_command_and_refused_resume(data_dir, tmp_path, capsys):
     other = ["train", "--preset", "cnn_lstm", "--profile", "smoke", "--data", str(data_dir),
              "--out", str(out), "--resume", "--no-progress"]  # fmt: skip
     assert cli.main(other) == 1
-    assert "model.arch" in capsys.readouterr().out
+    assert "model.arch" in capsys.readouterr().err  # errors go to stderr
 
 
 def test_fit_and_evaluate_on_a_subset_of_image_indices(tmp_path):
@@ -221,6 +221,22 @@ def test_evaluation_files_are_named_by_what_they_scored(trained, data_dir, tmp_p
         output_stem(data_dir, data_dir, "val", humans, "best") == "eval_val_CLEVR-Humans-val_best"
     )
     assert output_stem(data_dir, data_dir, "val", None, "latest") == "eval_val_latest"
+
+
+def test_a_run_whose_data_set_is_not_here_names_its_config_and_the_flag(trained, tmp_path, capsys):
+    import shutil as _shutil
+
+    _, out, _ = trained
+    moved = tmp_path / "moved"  # a run made on another machine: its data_dir is not here
+    _shutil.copytree(out, moved)
+    cfg = json.loads((moved / "config.json").read_text())
+    cfg["data"]["data_dir"] = "/nonexistent/elsewhere/mini-clevr"
+    (moved / "config.json").write_text(json.dumps(cfg))
+    assert cli.main(["evaluate", str(moved), "--no-progress"]) != 0
+    err = capsys.readouterr().err
+    assert str(moved / "config.json") in err and "/nonexistent/elsewhere/mini-clevr" in err
+    assert "--data DIR" in err
+    assert not list(moved.glob("eval_val_best*.json.*"))  # nothing half-written
 
 
 def test_sparse_evaluation_gives_the_dense_answers(trained):
