@@ -573,18 +573,25 @@ def ours_comparison(ours: dict[str, Path], paper: dict[str, Path], routed: str =
     differences routed - static and ours - paper; None where one of the four is missing),
     `over_seeds` and `seeds_step` (the same by type at the largest step that every run of the
     four arms shares, the paper's arms over all their seeds `PRESET_sN` in `paper`: each arm's
-    mean and standard deviation; None without such a step) and `figure` (their validation
+    mean and standard deviation; None without such a step), `gaps` (at that step: each of our
+    routed arms minus our static one and minus the paper's routed one, ours static minus the
+    paper's, the paper's routed minus static; the difference of the means and its standard
+    error over seeds, `seeds_gap`, NaN for an arm of one seed) and `figure` (their validation
     curves)."""
     twins = ours_twins(ours, paper)
     both = ours | {t: paper[t] for t in twins.values()}
     arms = ours_arms(routed, ours | paper)
     routed_arms = [a for a in arms if a.startswith("ours routed")]
     complete = routed_arms and {"ours static", "paper routed", "paper static"} <= set(arms)
-    over_seeds, seeds_step = None, None
+    over_seeds, seeds_step, gaps = None, None, None
     if complete:
         with contextlib.suppress(ValueError):
             frame, seeds_step = seeds_frame(ours | paper, arms)
             over_seeds = mean_over_seeds(frame)
+            pairs = [(a, b) for a in routed_arms for b in ("ours static", "paper routed")]
+            pairs += [("ours static", "paper static"), ("paper routed", "paper static")]
+            rows = [seeds_gap(frame, a, b).iloc[-2:] for a, b in pairs]  # difference, its s.e.
+            gaps = pd.concat(rows)
     equal = equal_samples_frame(both)
     labels = {n: f"{n} (ours: + attribute loss{_reach_words(p)})" for n, p in ours.items()}
     labels |= {t: f"{t} (paper)" for t in twins.values()}
@@ -612,6 +619,7 @@ def ours_comparison(ours: dict[str, Path], paper: dict[str, Path], routed: str =
         "by_type": by_type,
         "step": step,
         "over_seeds": over_seeds,
+        "gaps": gaps,
         "seeds_step": seeds_step,
         "figure": figure,
     }
@@ -707,6 +715,12 @@ def ours_section(
             "standard deviation where it has more than one:",
             "",
             tables.plain_markdown(c["over_seeds"].round(1)),
+            "",
+            "The differences at that step, each beside its standard error over seeds (Welch; a",
+            "difference beyond two standard errors is one the seeds support; s.e. nan: an arm",
+            "of one seed):",
+            "",
+            tables.plain_markdown(c["gaps"].round(1)),
             "",
         ]
     if c["by_type"] is not None:

@@ -213,6 +213,13 @@ def test_ours_comparison_by_type_at_the_step_all_four_runs_share(tmp_path):
     assert table.loc["paper routed", "Overall"] == pytest.approx(46.0)
     assert table.loc["paper routed std", "Overall"] == pytest.approx(2**0.5)
     assert "ours routed, reach all std" not in table.index  # one seed: no spread
+    gaps = seeded["gaps"]
+    assert gaps.loc["paper routed - paper static", "Overall"] == pytest.approx(46.0 - 45.0)
+    assert gaps.loc["paper routed - paper static s.e.", "Overall"] == pytest.approx(
+        (2 / 2 + 2 / 2) ** 0.5  # routed 45/47, static 44/46: std sqrt(2) each
+    )
+    assert gaps.loc["ours routed, reach all - paper routed", "Overall"] == pytest.approx(14.0)
+    assert math.isnan(gaps.loc["ours routed, reach all - ours static s.e.", "Overall"])
     assert c["by_type"].loc["ours (reach all): routed - static", "Overall"] == pytest.approx(5.0)
     assert c["by_type"].loc["routed: ours (reach all) - paper", "Overall"] == pytest.approx(15.0)
     # 1,000 steps of 64 = 64k samples: short of the first common budget (100k)
