@@ -210,6 +210,7 @@ def strip_injected_parameters(executed: Path, target: Path) -> None:
 
     The committed notebook then shows its own defaults in the ``parameters`` cell next to the
     outputs they produced (the reproduce run passes the same values, so nothing is hidden).
+    Papermill's record of the notebook it ran reads relative to the project root.
     """
     import json
 
@@ -219,6 +220,9 @@ def strip_injected_parameters(executed: Path, target: Path) -> None:
     nb["cells"] = [
         c for c in nb["cells"] if "injected-parameters" not in c.get("metadata", {}).get("tags", [])
     ]
+    meta = nb.get("metadata", {}).get("papermill", {})
+    with contextlib.suppress(KeyError, ValueError):  # no machine's absolute path in the record
+        meta["input_path"] = str(Path(meta["input_path"]).resolve().relative_to(project_root()))
     atomic_write_json(target, nb, indent=1, ensure_ascii=False, trailing_newline=True, fsync=False)
 
 

@@ -45,3 +45,25 @@ def test_child_processes_write_their_stderr_to_the_log(tmp_path, capfd):
     subprocess.run([sys.executable, "-c", "import sys; sys.stderr.write('after')"], check=True)
     assert log.read_text() == "kernel says hi"
     assert capfd.readouterr().err == "after"  # fd 2 is restored
+
+
+def test_updated_notebooks_lose_the_injected_cell_and_the_machines_path(tmp_path):
+    import json
+
+    executed, target = tmp_path / "executed.ipynb", tmp_path / "target.ipynb"
+    cells = [
+        {"cell_type": "code", "id": "p", "metadata": {"tags": ["parameters"]}, "source": "a = 1"},
+        {"cell_type": "code", "id": "i", "metadata": {"tags": ["injected-parameters"]},
+         "source": "a = 2"},
+    ]  # fmt: skip
+    where = str(project_root() / "notebooks" / "03_train.ipynb")
+    meta = {"papermill": {"input_path": where, "output_path": "out.ipynb"}}
+    executed.write_text(json.dumps({"cells": cells, "metadata": meta}))
+    reproduce.strip_injected_parameters(executed, target)
+    nb = json.loads(target.read_text())
+    assert [c["id"] for c in nb["cells"]] == ["p"]
+    assert nb["metadata"]["papermill"]["input_path"] == "notebooks/03_train.ipynb"
+    elsewhere = {"papermill": {"input_path": "/elsewhere/x.ipynb"}}  # outside: kept as it was
+    executed.write_text(json.dumps({"cells": [], "metadata": elsewhere}))
+    reproduce.strip_injected_parameters(executed, target)
+    assert json.loads(target.read_text())["metadata"] == elsewhere
