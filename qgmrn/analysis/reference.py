@@ -92,8 +92,12 @@ def seed_of(name: str, run_dir: Path) -> int:
 
 def val_rows(run_dir: Path) -> pd.DataFrame:
     """The run's validation rows indexed by step, in step order; repeated passes at one step (a
-    resume re-validating) keep the last. Empty without scored passes."""
-    _, val = curves.read_metrics(run_dir)
+    resume re-validating) keep the last. Empty without scored passes, or before the run's
+    first log line (no metrics.jsonl yet)."""
+    try:
+        _, val = curves.read_metrics(run_dir)
+    except FileNotFoundError:  # a run just started: nothing to read yet
+        return pd.DataFrame()
     if not len(val) or "overall" not in val:
         return pd.DataFrame()
     return val.drop_duplicates("step", keep="last").set_index("step").sort_index()
@@ -590,8 +594,9 @@ def ours_comparison(ours: dict[str, Path], paper: dict[str, Path], routed: str =
             over_seeds = mean_over_seeds(frame)
             pairs = [(a, b) for a in routed_arms for b in ("ours static", "paper routed")]
             pairs += [("ours static", "paper static"), ("paper routed", "paper static")]
-            rows = [seeds_gap(frame, a, b).iloc[-2:] for a, b in pairs]  # difference, its s.e.
-            gaps = pd.concat(rows)
+            gaps = pd.concat(
+                seeds_gap(frame, a, b).loc[[f"{a} - {b}", f"{a} - {b} s.e."]] for a, b in pairs
+            )
     equal = equal_samples_frame(both)
     labels = {n: f"{n} (ours: + attribute loss{_reach_words(p)})" for n, p in ours.items()}
     labels |= {t: f"{t} (paper)" for t in twins.values()}

@@ -1,13 +1,14 @@
 """Table 2 at a budget where its rows separate (issue 11).
 
-The paper's Table 2 compares BRN variants that differ by a few points at convergence (c = 8 <
-16 < 32, gn over bn in the third norm, question features to the classifier). Early in training
+The paper's Table 2 compares BRN variants that differ by 1 to 18 points at convergence (c = 8
+< 16 < 32, gn over bn in the third norm, question features to the classifier). Early in training
 the seeds of one variant differ by as much, so a table read at a small budget can show any order.
 This module asks, at every validation step that the study's runs share, which of the paper's
-claims the runs support: the difference of the arms' means against its standard error over
-seeds. A claim is `separated` at a step when the difference is more than two standard errors in
-the paper's direction, `reversed` when it is as far the other way; it needs two seeds of each arm
-(one seed has no spread to weigh it against).
+claims the runs support: Welch's t-test of the arms' means over seeds. A claim is `separated` at
+a step when the 95% confidence interval of the difference lies above zero (the paper's
+direction), `reversed` when it lies below; it needs two seeds of each arm (one seed has no spread
+to weigh it against). With two seeds an arm the test has about two degrees of freedom, so the
+interval is wide (t = 4.3 standard errors): a weak claim needs more seeds, not a looser test.
 
 Dimensions: none (tables of accuracies; S seeds per arm).
 """
@@ -19,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 from qgmrn.analysis import tables
 from qgmrn.analysis._io import save_figure
@@ -32,24 +34,32 @@ from qgmrn.analysis.reference import (
 )
 
 # The paper's Table 2 rows (its labels; "gn": GroupNorm as the third norm of every bottleneck,
-# the others BatchNorm there) -> our presets.
+# the others BatchNorm there; "w/o q" is a BatchNorm row) -> our presets.
 TABLE2_ARMS: dict[str, str] = tables.TABLE2_PRESETS
 
-# The paper's claims (Section 4.5, Table 2) as (lower, higher) pairs of its rows. Deeper and
-# wider are left out: the paper finds them within 0.3 points of c=32, a difference no seed count
-# here could resolve.
+# The paper's claims (Section 4.5, Table 2) as (lower, higher) pairs of its rows, in the order of
+# its text. Deeper and wider are left out: the paper itself calls their 0.3-point differences
+# from c=32 not significant.
 CLAIMS: tuple[tuple[str, str], ...] = (
+    ("c=16, w/o q", "c=16, w/ q"),
+    ("c=8, w/ q", "c=8, w/ q, gn"),
+    ("c=16, w/ q", "c=16, w/ q, gn"),
+    ("c=32, w/ q", "c=32, w/ q, gn"),
     ("c=8, w/ q, gn", "c=16, w/ q, gn"),
     ("c=16, w/ q, gn", "c=32, w/ q, gn"),
     ("c=8, w/ q", "c=16, w/ q"),
     ("c=16, w/ q", "c=32, w/ q"),
-    ("c=8, w/ q", "c=8, w/ q, gn"),
-    ("c=16, w/ q", "c=16, w/ q, gn"),
-    ("c=32, w/ q", "c=32, w/ q, gn"),
-    ("c=16, w/o q", "c=16, w/ q"),
 )
-SEPARATION_SE = 2.0  # a difference beyond this many standard errors counts
+CONFIDENCE = 0.95  # a claim is separated when this two-sided interval excludes zero
 MIN_SEEDS = 2  # seeds of each arm before a claim is weighed (issue 11: "stable across 2 seeds")
+
+
+class TooFewArms(ValueError):
+    """Fewer than two of Table 2's arms have runs: there is nothing to compare yet."""
+
+
+def claim_label(low: str, high: str) -> str:
+    return f"{low} < {high}"
 
 
 def arm_curves(
@@ -59,12 +69,15 @@ def arm_curves(
     that all of them share, and the batch size that turns a step into samples.
 
     run_dirs: name -> run folder; a preset's runs are the folder named after it (the seed of its
-    config) and its `PRESET_sN` folders. arms: label -> preset; arms without a run are left out.
-    Returns (a frame indexed by (arm, seed), one column per common step; the batch size, None
-    when the runs' configs disagree). Raises ValueError when fewer than two arms have runs, or
-    the runs share no validation step.
+    config) and its `PRESET_sN` folders; runs without a validation pass yet are left out.
+    arms: label -> preset; arms without a run are left out.
+    Returns (a frame indexed by (arm, seed) in the order of `arms`, one column per common step;
+    the batch size, None when the runs' configs disagree). Raises TooFewArms when fewer than two
+    arms have runs, ValueError when two runs are the same seed of one arm or the runs share no
+    validation step.
     """
     rows: dict[tuple[str, int], pd.Series] = {}
+    source: dict[tuple[str, int], str] = {}
     batches = set()
     for arm, preset in arms.items():
         for name, run_dir in run_dirs.items():
@@ -73,19 +86,25 @@ def arm_curves(
             val = val_rows(run_dir)
             if not len(val):
                 continue
-            rows[(arm, seed_of(name, run_dir))] = 100 * val["overall"]
+            key = (arm, seed_of(name, run_dir))
+            if key in source:
+                raise ValueError(
+                    f"{source[key]} and {name} are both seed {key[1]} of {preset}: keep one"
+                )
+            rows[key], source[key] = 100 * val["overall"], name
             cfg = json.loads((run_dir / "config.json").read_text())
             batches.add(cfg.get("train", {}).get("batch_size"))
     found = list(dict.fromkeys(arm for arm, _ in rows))
     if len(found) < 2:
-        raise ValueError(f"runs of fewer than two Table 2 arms ({', '.join(found) or 'none'})")
+        raise TooFewArms(f"runs of fewer than two Table 2 arms ({', '.join(found) or 'none'})")
     common = sorted(set.intersection(*(set(v.index) for v in rows.values())))
     if not common:
-        raise ValueError(f"the runs {sorted(rows)} share no validation step")
+        raise ValueError(f"the runs {', '.join(sorted(source.values()))} share no validation step")
     frame = pd.DataFrame({k: v.loc[common] for k, v in rows.items()}).T
     frame.index = pd.MultiIndex.from_tuples(frame.index, names=["arm", "seed"])
-    order = {arm: i for i, arm in enumerate(arms)}  # the paper's row order
-    frame = frame.iloc[sorted(range(len(frame)), key=lambda i: order[frame.index[i][0]])]
+    order = {arm: i for i, arm in enumerate(arms)}  # the paper's row order, then the seed
+    frame = frame.iloc[sorted(range(len(frame)), key=lambda i: (order[frame.index[i][0]],
+                                                                frame.index[i][1]))]  # fmt: skip
     batch = batches.pop() if len(batches) == 1 else None
     return frame, batch
 
@@ -96,17 +115,31 @@ def paper_difference(low: str, high: str) -> float:
     return overall[high] - overall[low]
 
 
+def welch(a: np.ndarray, b: np.ndarray) -> tuple[float, float, float]:
+    """(mean(b) - mean(a), its standard error, the half-width of its `CONFIDENCE` interval):
+    Welch's unequal-variance t interval with the Welch-Satterthwaite degrees of freedom. Seeds
+    that agree exactly (zero spread) give a zero-width interval."""
+    va, vb = np.var(a, ddof=1) / len(a), np.var(b, ddof=1) / len(b)
+    se = float(np.sqrt(va + vb))
+    if se == 0:
+        return float(np.mean(b) - np.mean(a)), 0.0, 0.0
+    dof = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
+    half = float(stats.t.ppf(0.5 + CONFIDENCE / 2, dof) * se)
+    return float(np.mean(b) - np.mean(a)), se, half
+
+
 def separation_frame(
     curves: pd.DataFrame, claims: tuple[tuple[str, str], ...] = CLAIMS
 ) -> pd.DataFrame:
-    """Each claim (lower, higher) whose two arms are in `curves` (`arm_curves`), at each step:
-    the difference of the means (higher - lower, points), its standard error (Welch, over
-    seeds; NaN with fewer than `MIN_SEEDS` seeds in an arm) and the verdict.
+    """Each claim (lower, higher) whose two arms are in `curves` (`arm_curves`), at each step,
+    in the order of `claims`: the difference of the means (higher - lower, points), its standard
+    error and the half-width of its `CONFIDENCE` interval (`welch`; NaN with fewer than
+    `MIN_SEEDS` seeds in an arm), and the verdict.
 
-    Returns a frame indexed by (claim, step) with columns diff, se, seeds (e.g. "2 / 3"),
-    verdict ("separated": diff > SEPARATION_SE * se; "reversed": diff < -SEPARATION_SE * se;
-    "not separated"; "one seed": too few seeds to weigh) and paper (the paper's difference at
-    convergence, `paper_difference`).
+    Returns a frame indexed by (claim, step) with columns diff, se, ci, seeds (e.g. "2 / 3"),
+    verdict ("separated": diff - ci > 0; "reversed": diff + ci < 0; "not separated"; "one
+    seed": too few seeds to weigh) and paper (the paper's difference at convergence,
+    `paper_difference`).
     """
     arms = set(curves.index.get_level_values("arm"))
     rows = {}
@@ -114,25 +147,24 @@ def separation_frame(
         if low not in arms or high not in arms:
             continue
         a, b = curves.xs(low, level="arm"), curves.xs(high, level="arm")
+        enough = len(a) >= MIN_SEEDS and len(b) >= MIN_SEEDS
         for step in curves.columns:
-            diff = b[step].mean() - a[step].mean()
-            enough = len(a) >= MIN_SEEDS and len(b) >= MIN_SEEDS
-            se = (
-                float(np.sqrt(a[step].var(ddof=1) / len(a) + b[step].var(ddof=1) / len(b)))
-                if enough
-                else float("nan")
-            )
+            if enough:
+                diff, se, ci = welch(a[step].to_numpy(), b[step].to_numpy())
+            else:
+                diff, se, ci = b[step].mean() - a[step].mean(), float("nan"), float("nan")
             if not enough:
                 verdict = "one seed"
-            elif diff > SEPARATION_SE * se:
+            elif diff - ci > 0:
                 verdict = "separated"
-            elif diff < -SEPARATION_SE * se:
+            elif diff + ci < 0:
                 verdict = "reversed"
             else:
                 verdict = "not separated"
-            rows[(f"{low} < {high}", int(step))] = {
+            rows[(claim_label(low, high), int(step))] = {
                 "diff": diff,
                 "se": se,
+                "ci": ci,
                 "seeds": f"{len(a)} / {len(b)}",
                 "verdict": verdict,
                 "paper": paper_difference(low, high),
@@ -143,17 +175,33 @@ def separation_frame(
     return frame
 
 
+def _first_lasting(ok: pd.Series) -> int | None:
+    """The first step (ok's index, sorted) from which ok holds at every later step, or None."""
+    ok = ok.sort_index()
+    for step in ok.index:
+        if ok.loc[step:].all():
+            return int(step)
+    return None
+
+
+def claim_steps(separation: pd.DataFrame) -> pd.Series:
+    """Per weighed claim (in `separation_frame`'s order): the step from which it is separated
+    at every later step, or None."""
+    weighed = separation[separation["verdict"] != "one seed"]
+    claims = list(dict.fromkeys(weighed.index.get_level_values("claim")))
+    return pd.Series(
+        {c: _first_lasting(weighed.xs(c, level="claim")["verdict"] == "separated") for c in claims},
+        dtype=object,
+    )
+
+
 def separating_step(separation: pd.DataFrame) -> int | None:
     """The smallest step from which every weighed claim stays separated in the paper's order at
     every later step of `separation_frame`, or None (no such step, or nothing weighed)."""
     weighed = separation[separation["verdict"] != "one seed"]
     if not len(weighed):
         return None
-    ok = (weighed["verdict"] == "separated").groupby(level="step").all().sort_index()
-    for step in ok.index:
-        if ok.loc[step:].all():
-            return int(step)
-    return None
+    return _first_lasting((weighed["verdict"] == "separated").groupby(level="step").all())
 
 
 def plot_arm_curves(curves: pd.DataFrame, batch: int | None = None, prior: float | None = None):
@@ -183,81 +231,108 @@ def plot_arm_curves(curves: pd.DataFrame, batch: int | None = None, prior: float
 
 
 def _cell(row: pd.Series) -> str:
-    se = f" ± {row['se']:.1f}" if np.isfinite(row["se"]) else ""
-    return f"{row['diff']:+.1f}{se} {row['verdict']}"
+    ci = f" ± {row['ci']:.1f}" if np.isfinite(row["ci"]) else ""
+    return f"{row['diff']:+.1f}{ci} {row['verdict']}"
 
 
 def resolvable_difference(curves: pd.DataFrame, step: int, seeds: int = MIN_SEEDS) -> float:
-    """The smallest difference of two arms' means (points) that `seeds` seeds an arm can
-    separate at `step`: SEPARATION_SE * s * sqrt(2 / seeds), with s the seeds' pooled standard
-    deviation there (over the arms with two or more seeds; NaN without such an arm)."""
+    """The difference of two arms' means (points) at which `seeds` seeds an arm reach the edge
+    of separation at `step`: t * s * sqrt(2 / seeds), with s the seeds' pooled standard
+    deviation there (over the arms with two or more seeds; NaN without such an arm) and t the
+    `CONFIDENCE` quantile at 2 (seeds - 1) degrees of freedom. A true difference of that size
+    is separated about half the time; one of twice that size, nearly always."""
     col = curves[step]
     groups = [g for _, g in col.groupby(level="arm") if len(g) >= 2]
     dof = sum(len(g) - 1 for g in groups)
     if not dof:
         return float("nan")
     pooled = np.sqrt(sum(g.var(ddof=1) * (len(g) - 1) for g in groups) / dof)
-    return float(SEPARATION_SE * pooled * np.sqrt(2 / seeds))
+    t = stats.t.ppf(0.5 + CONFIDENCE / 2, 2 * (seeds - 1))
+    return float(t * pooled * np.sqrt(2 / seeds))
 
 
 def separation_caption(
     separation: pd.DataFrame, batch: int | None, curves: pd.DataFrame | None = None
 ) -> str:
-    """The verdict in words: the smallest separating budget, or that none within the runs';
-    with `curves` (`arm_curves`), the difference two seeds an arm could resolve at the last
-    step (`resolvable_difference`)."""
+    """The verdict in words: which claims separate and from which budget, whether one budget
+    separates them all; with `curves` (`arm_curves`), the difference two seeds an arm can
+    resolve at the last step (`resolvable_difference`) beside the paper's differences."""
     if not len(separation):
         return "No claim of Table 2 has runs of both its arms yet."
     unit = (lambda s: f"{s * batch:,} samples") if batch else (lambda s: f"step {s:,}")
     last = max(separation.index.get_level_values("step"))
-    step = separating_step(separation)
     weighed = separation[separation["verdict"] != "one seed"]
     if not len(weighed):
-        words = f"Every claim with runs has one seed in an arm: no verdict (up to {unit(last)})."
-    elif step is None:
-        final = weighed.xs(last, level="step")["verdict"].value_counts().to_dict()
-        counts = ", ".join(f"{n} {v}" for v, n in final.items())
-        words = (
-            f"No budget up to {unit(last)} separates the weighed claims in the paper's order "
-            f"(at {unit(last)}: {counts}); Table 2 at this budget would show noise."
+        return f"Every claim with runs has one seed in an arm: no verdict (up to {unit(last)})."
+    steps = claim_steps(separation)
+    held = steps.dropna()
+    words = (
+        f"Of {len(steps)} claim(s) weighed ({MIN_SEEDS}+ seeds an arm), {len(held)} "
+        "separate(s) in the paper's order and stay(s) so to "
+        f"{unit(last)}" + (": " + "; ".join(f"{c} from {unit(s)}" for c, s in held.items())
+                           if len(held) else "") + "."
+    )  # fmt: skip
+    final = weighed.xs(last, level="step")["verdict"].value_counts().to_dict()
+    words += f" At {unit(last)}: " + ", ".join(f"{n} {v}" for v, n in final.items()) + "."
+    step = separating_step(separation)
+    if step is None:
+        words += (
+            f" No budget up to {unit(last)} separates them all: Table 2 read there shows noise."
+        )
+    elif step == last:
+        words += (
+            f" All of them separate only at the last step, {unit(last)}: not yet a lasting order."
         )
     else:
-        words = (
-            f"From {unit(step)} every weighed claim is separated in the paper's order and stays "
-            f"so to {unit(last)}: Table 2's smallest separating budget among these runs."
+        words += (
+            f" All of them separate from {unit(step)} on: Table 2's smallest separating budget."
         )
     if curves is not None and np.isfinite(least := resolvable_difference(curves, last)):
-        paper = separation["paper"]
+        paper = weighed["paper"]
         words += (
-            f" At {unit(last)} the seeds' spread lets {MIN_SEEDS} seeds an arm separate "
-            f"differences above {least:.1f} points; the paper's differences for these claims, at "
-            f"convergence, are {paper.min():+.1f} to {paper.max():+.1f}."
+            f" At {unit(last)} the seeds' spread puts the edge of separation for {MIN_SEEDS} "
+            f"seeds an arm at a difference of {least:.1f} points (`resolvable_difference`); the "
+            f"paper's differences for the weighed claims, at convergence, are {paper.min():+.1f}"
+            f" to {paper.max():+.1f}."
         )
     return words
 
 
+def _budget_labels(steps, batch: int | None) -> dict[int, str]:
+    """Column labels: the budget in samples, or the step where samples would repeat a label."""
+    labels = {s: samples_text(s * batch) if batch else f"step {s:,}" for s in steps}
+    if len(set(labels.values())) < len(labels):
+        labels = {s: f"step {s:,}" for s in steps}
+    return labels
+
+
 def table2_over_seeds(run_dirs: dict[str, Path], prior: float | None = None) -> dict:
     """Everything the study shows, for summary.md and 06: a dict with `curves` and `batch`
-    (`arm_curves`; `shown`: the same with the columns in samples), `claims` (`separation_frame`),
-    `table` (the claims as text, one column per budget), `by_type` and `step` (each arm's mean
-    over seeds by type at the last common step, then the spread: `mean_over_seeds`), `caption`
-    (`separation_caption`) and `figure` (`plot_arm_curves`; `prior`, percent: its dashed line).
-    Raises ValueError as `arm_curves`."""
+    (`arm_curves`; `shown`: the same with the budgets as column labels), `claims`
+    (`separation_frame`), `table` (the claims as text, one column per budget, then the step each
+    separates from and the paper's converged difference; None without a claim), `by_type` and
+    `step` (each arm's mean over seeds by type at the last common step, then the spread:
+    `mean_over_seeds`), `caption` (`separation_caption`) and `figure` (`plot_arm_curves`;
+    `prior`, percent: its dashed line). Raises TooFewArms and ValueError as `arm_curves`."""
     curves, batch = arm_curves(run_dirs)
     claims = separation_frame(curves)
-    budget = (lambda s: samples_text(s * batch)) if batch else (lambda s: f"step {s:,}")
-    shown = curves.rename(columns=budget)
+    labels = _budget_labels(curves.columns, batch)
     table = None
     if len(claims):
-        table = claims.apply(_cell, axis=1).unstack("step").rename(columns=budget)
+        order = list(dict.fromkeys(claims.index.get_level_values("claim")))
+        table = claims.apply(_cell, axis=1).unstack("step").loc[order].rename(columns=labels)
+        steps = claim_steps(claims)
+        table["separated from"] = [
+            labels[steps[c]] if c in steps and steps[c] is not None else "-" for c in order
+        ]
         paper = claims["paper"].groupby(level="claim").first()
-        table["paper, converged"] = paper.loc[table.index].map("{:+.1f}".format)
+        table["paper, converged"] = [f"{paper[c]:+.1f}" for c in order]
     present = dict.fromkeys(curves.index.get_level_values("arm"))
     by_type, step = seeds_frame(run_dirs, {arm: TABLE2_ARMS[arm] for arm in present})
     return {
         "curves": curves,
         "batch": batch,
-        "shown": shown,
+        "shown": curves.rename(columns=labels),
         "claims": claims,
         "table": table,
         "by_type": mean_over_seeds(by_type),
@@ -268,30 +343,34 @@ def table2_over_seeds(run_dirs: dict[str, Path], prior: float | None = None) -> 
 
 
 def table2_section(run_dirs: dict[str, Path], figure: Path, prior: float | None) -> list[str]:
-    """summary.md's section (`table2_over_seeds`) and its `figure`; empty when fewer than two
-    arms have runs."""
+    """summary.md's section (`table2_over_seeds`) and its `figure`; none while fewer than two
+    arms have runs, and a line saying why when the runs cannot be compared."""
+    heading = "## Table 2 over seeds: at which budget do its rows separate?"
     try:
         t = table2_over_seeds(run_dirs, prior)
-    except ValueError:
+    except TooFewArms:
         return []
+    except ValueError as err:
+        return [heading, "", f"Not available: {err}.", ""]
     save_figure(t["figure"], figure)
+    budgets = "training samples" if t["batch"] else "steps (the runs' batch sizes differ)"
     lines = [
-        "## Table 2 over seeds: at which budget do its rows separate?",
+        heading,
         "",
         "Validation accuracy (percent, overall) of every seed run of a Table 2 arm at the",
-        "validation steps all of them share (columns: training samples; fixed steps, nothing",
-        "chosen on val). `qgmrn.analysis.separation`.",
+        f"validation steps all of them share (columns: {budgets}; fixed steps, nothing chosen",
+        "on val). `qgmrn.analysis.separation`.",
         "",
         tables.plain_markdown(t["shown"].round(1)),
         "",
     ]
     if t["table"] is not None:
         lines += [
-            "The paper's claims (lower < higher): the difference of the means in points, +- its",
-            f"standard error over seeds (Welch), `separated` beyond {SEPARATION_SE:g} standard",
-            "errors in the paper's order, `reversed` as far the other way; `one seed` where an",
-            f"arm has fewer than {MIN_SEEDS} seeds. Last column: the paper's difference (its",
-            "Table 2, overall, at convergence).",
+            "The paper's claims (lower < higher): the difference of the means in points +- the",
+            f"half-width of its {CONFIDENCE:.0%} confidence interval (Welch's t over seeds);",
+            "`separated` when the interval lies above zero, `reversed` below; `one seed` where an",
+            f"arm has fewer than {MIN_SEEDS} seeds. Then the budget from which each stays",
+            "separated, and the paper's difference (its Table 2, overall, at convergence).",
             "",
             tables.plain_markdown(t["table"]),
             "",

@@ -5,12 +5,15 @@ The run directories are fabricated test data (`_seed_run`: validation passes onl
 
 from __future__ import annotations
 
+import json
 import math
 
 import matplotlib
+import numpy as np
 import pytest
+from scipy import stats
 
-from qgmrn.analysis import reference, separation
+from qgmrn.analysis import reference, separation, tables
 
 from .test_reference_runs import _reference
 from .test_reference_summary import _seed_run
@@ -18,14 +21,35 @@ from .test_reference_summary import _seed_run
 matplotlib.use("Agg")
 
 
-def _runs(tmp_path, curves: dict[str, dict[int, list[tuple[int, float]]]]):
+@pytest.fixture(autouse=True)
+def _close_figures():
+    import matplotlib.pyplot as plt
+
+    yield
+    plt.close("all")
+
+C8, C16, C32 = "c=8, w/ q, gn", "c=16, w/ q, gn", "c=32, w/ q, gn"
+T2 = stats.t.ppf(0.975, 2)  # two seeds an arm, equal spread: 2 degrees of freedom
+
+
+def _runs(tmp_path, curves: dict[str, dict[int, list[tuple[int, float]]]], batch=64):
     """{preset: {seed: points}} -> {name: run folder}, seed 0 named after the preset."""
     runs = {}
     for preset, seeds in curves.items():
         for seed, points in seeds.items():
             name = preset if seed == 0 else f"{preset}_s{seed}"
-            runs[name] = _seed_run(tmp_path / name, seed, points)
+            runs[name] = _seed_run(tmp_path / name, seed, points, batch=batch)
     return runs
+
+
+def test_every_claim_is_a_pair_of_rows_the_paper_compares():
+    experiments = {}
+    for exp, model in tables.PAPER_TABLE2:
+        experiments.setdefault(exp, set()).add(model)
+    for low, high in separation.CLAIMS:
+        assert {low, high} <= set(separation.TABLE2_ARMS)
+        assert any({low, high} <= rows for rows in experiments.values()), (low, high)
+        assert separation.paper_difference(low, high) > 0  # the paper's order
 
 
 def test_curves_keep_the_common_steps_and_the_papers_row_order(tmp_path):
@@ -33,29 +57,46 @@ def test_curves_keep_the_common_steps_and_the_papers_row_order(tmp_path):
         tmp_path,
         {
             # c=32 first and with an extra step: rows follow Table 2, columns the shared steps
-            "brn_c32": {2: [(100, 0.50), (200, 0.60), (300, 0.7)], 3: [(100, 0.52), (200, 0.62)]},
+            "brn_c32": {3: [(100, 0.52), (200, 0.62)], 2: [(100, 0.50), (200, 0.60), (300, 0.7)]},
             "brn_c8": {2: [(100, 0.40), (200, 0.50)]},
             "film": {0: [(100, 0.9), (200, 0.9)]},  # not a Table 2 arm: ignored
         },
     )
+    runs["brn_c8_s3"] = tmp_path / "brn_c8_s3"  # just started: no metrics.jsonl yet
+    runs["brn_c8_s3"].mkdir()
+    (runs["brn_c8_s3"] / "config.json").write_text(json.dumps({"train": {"batch_size": 64}}))
     frame, batch = separation.arm_curves(runs)
     assert batch == 64
     assert list(frame.columns) == [100, 200]
-    assert list(frame.index) == [("c=8, w/ q, gn", 2), ("c=32, w/ q, gn", 2), ("c=32, w/ q, gn", 3)]
-    assert frame.loc[("c=32, w/ q, gn", 3), 200] == pytest.approx(62.0)
-    with pytest.raises(ValueError, match="fewer than two Table 2 arms"):
+    assert list(frame.index) == [(C8, 2), (C32, 2), (C32, 3)]
+    assert frame.loc[(C32, 3), 200] == pytest.approx(62.0)
+    with pytest.raises(separation.TooFewArms):
         separation.arm_curves({"brn_c8": runs["brn_c8_s2"]})
     with pytest.raises(ValueError, match="share no validation step"):
         separation.arm_curves(runs | _runs(tmp_path / "x", {"brn_c16": {0: [(150, 0.5)]}}))
+    twin = _seed_run(tmp_path / "brn_c8", 2, [(100, 0.4), (200, 0.5)])  # config seed 2 as well
+    with pytest.raises(ValueError, match="brn_c8 and brn_c8_s2 are both seed 2 of brn_c8"):
+        separation.arm_curves({"brn_c8": twin} | runs)
+    other = _runs(tmp_path / "b", {"brn_c16": {2: [(100, 0.4), (200, 0.5)]}}, batch=32)
+    assert separation.arm_curves(runs | other)[1] is None  # batch sizes differ: steps only
 
 
-def test_a_claim_separates_beyond_two_standard_errors_and_needs_two_seeds(tmp_path):
+def test_welch_interval_matches_scipys_t_test():
+    a, b = np.array([40.0, 42.0, 45.0]), np.array([47.0, 48.0])
+    diff, se, ci = separation.welch(a, b)
+    low, high = stats.ttest_ind(b, a, equal_var=False).confidence_interval(0.95)
+    assert diff == pytest.approx(47.5 - 127 / 3)
+    assert se == pytest.approx(math.sqrt(a.var(ddof=1) / 3 + b.var(ddof=1) / 2))
+    assert (diff - ci, diff + ci) == pytest.approx((low, high))
+    assert separation.welch(np.array([1.0, 1.0]), np.array([2.0, 2.0])) == (1.0, 0.0, 0.0)
+
+
+def test_a_claim_separates_when_its_interval_excludes_zero_and_needs_two_seeds(tmp_path):
     runs = _runs(
         tmp_path,
         {
-            # step 100: c8 40/42, c16 41/43 (diff 1, s.e. 1.41): not separated
-            # step 200: c8 40/42, c16 50/52 (diff 10, s.e. 1.41): separated
-            # step 300: c8 50/52, c16 40/42: reversed
+            # step 100: c8 40/42, c16 41/43: diff 1, interval +- T2 * sqrt(2) = 6.1: no
+            # step 200: c8 40/42, c16 50/52: diff 10: separated; step 300: c16 below: reversed
             "brn_c8": {2: [(100, 0.40), (200, 0.40), (300, 0.50)],
                        3: [(100, 0.42), (200, 0.42), (300, 0.52)]},
             "brn_c16": {0: [(100, 0.41), (200, 0.50), (300, 0.40)],
@@ -65,39 +106,62 @@ def test_a_claim_separates_beyond_two_standard_errors_and_needs_two_seeds(tmp_pa
     )  # fmt: skip
     curves, _ = separation.arm_curves(runs)
     sep = separation.separation_frame(curves)
-    c8_c16 = sep.xs("c=8, w/ q, gn < c=16, w/ q, gn", level="claim")
+    c8_c16 = sep.xs(f"{C8} < {C16}", level="claim")
     assert c8_c16["verdict"].tolist() == ["not separated", "separated", "reversed"]
     assert c8_c16.loc[200, "diff"] == pytest.approx(10.0)
-    assert c8_c16.loc[200, "se"] == pytest.approx(math.sqrt(2 / 2 + 2 / 2))
+    assert c8_c16.loc[200, "se"] == pytest.approx(math.sqrt(2))
+    assert c8_c16.loc[200, "ci"] == pytest.approx(T2 * math.sqrt(2))
     assert c8_c16.loc[100, "seeds"] == "2 / 2"
-    c16_c32 = sep.xs("c=16, w/ q, gn < c=32, w/ q, gn", level="claim")
-    assert set(c16_c32["verdict"]) == {"one seed"} and c16_c32["se"].isna().all()
-    # claims without runs of both arms are left out
-    claims = set(sep.index.get_level_values("claim"))
-    assert claims == {"c=8, w/ q, gn < c=16, w/ q, gn", "c=16, w/ q, gn < c=32, w/ q, gn"}
     assert c8_c16.loc[100, "paper"] == pytest.approx(94.7 - 86.8)  # the paper's, converged
+    c16_c32 = sep.xs(f"{C16} < {C32}", level="claim")
+    assert set(c16_c32["verdict"]) == {"one seed"} and c16_c32["ci"].isna().all()
+    # claims without runs of both arms are left out; the others in the order of CLAIMS
+    assert list(dict.fromkeys(sep.index.get_level_values("claim"))) == [
+        f"{C8} < {C16}",
+        f"{C16} < {C32}",
+    ]
     assert separation.separating_step(sep) is None  # separated at 200, reversed at 300
+    assert separation.claim_steps(sep).to_dict() == {f"{C8} < {C16}": None}
     caption = separation.separation_caption(sep, 64, curves)
-    assert "No budget up to 19,200 samples" in caption
-    # pooled std at step 300: sqrt(2) (c8 50/52, c16 40/42): 2 * sqrt(2) * sqrt(2 / 2) = 2.8
-    assert separation.resolvable_difference(curves, 300) == pytest.approx(2 * math.sqrt(2))
-    assert "separate differences above 2.8 points" in caption and "+3.2 to +7.9" in caption
+    assert "Of 1 claim(s) weighed (2+ seeds an arm), 0 separate(s)" in caption
+    assert "No budget up to 19,200 samples separates them all" in caption
+    # pooled std at step 300: sqrt(2) (c8 50/52, c16 40/42): T2 * sqrt(2) * sqrt(2 / 2)
+    assert separation.resolvable_difference(curves, 300) == pytest.approx(T2 * math.sqrt(2))
+    assert f"difference of {T2 * math.sqrt(2):.1f} points" in caption
+    assert "+7.9 to +7.9" in caption  # the weighed claim's only; c16 < c32 has one seed
 
 
 def test_the_separating_step_is_the_first_from_which_it_holds(tmp_path):
     runs = _runs(
         tmp_path,
         {
-            "brn_c8": {2: [(100, 0.40), (200, 0.40), (300, 0.40)],
-                       3: [(100, 0.42), (200, 0.42), (300, 0.42)]},
-            "brn_c16": {2: [(100, 0.50), (200, 0.41), (300, 0.50)],
-                        3: [(100, 0.52), (200, 0.43), (300, 0.52)]},
+            "brn_c8": {2: [(100, 0.40), (200, 0.40), (300, 0.40), (400, 0.40)],
+                       3: [(100, 0.42), (200, 0.42), (300, 0.42), (400, 0.42)]},
+            "brn_c16": {2: [(100, 0.50), (200, 0.41), (300, 0.50), (400, 0.50)],
+                        3: [(100, 0.52), (200, 0.43), (300, 0.52), (400, 0.52)]},
         },
     )  # fmt: skip
-    sep = separation.separation_frame(separation.arm_curves(runs)[0])
-    # separated at 100, not at 200, again at 300: the budget is 300, not 100
-    assert separation.separating_step(sep) == 300
-    assert "From 19,200 samples every weighed claim" in separation.separation_caption(sep, 64)
+    t = separation.table2_over_seeds(runs, prior=42.0)
+    # separated at 100, not at 200, again from 300: the budget is 300, not 100
+    assert separation.separating_step(t["claims"]) == 300
+    assert "All of them separate from 19,200 samples on" in t["caption"]
+    assert "from 19,200 samples" in t["caption"].split(".")[0]
+    claim = f"{C8} < {C16}"
+    assert list(t["table"].columns) == ["6k", "13k", "19k", "26k", "separated from",
+                                        "paper, converged"]  # fmt: skip
+    assert t["table"].loc[claim, "separated from"] == "19k"
+    assert t["table"].loc[claim, "paper, converged"] == "+7.9"
+    assert t["table"].loc[claim, "6k"] == f"+10.0 ± {T2 * math.sqrt(2):.1f} separated"
+    assert t["by_type"].loc[C16, "seeds"] == 2 and t["step"] == 400
+    last_only = separation.separation_frame(t["curves"].drop(columns=[300]))
+    assert separation.separating_step(last_only) == 400
+    assert "only at the last step" in separation.separation_caption(last_only, 64)
+
+
+def test_budget_labels_fall_back_to_steps_where_samples_would_repeat():
+    assert separation._budget_labels([15620, 15624], 64) == {15620: "step 15,620",
+                                                              15624: "step 15,624"}  # fmt: skip
+    assert separation._budget_labels([781, 3124], 64) == {781: "50k", 3124: "200k"}
 
 
 def test_summary_adds_the_section_once_two_arms_have_runs(tmp_path):
@@ -107,11 +171,16 @@ def test_summary_adds_the_section_once_two_arms_have_runs(tmp_path):
     _seed_run(runs / "brn_c16_s2", 2, [(5, 0.45)])
     _seed_run(runs / "brn_c16_static_s2", 2, [(5, 0.45)])
     assert reference.main([str(ref)]) == 0
-    assert "Table 2 over seeds" not in (ref / "summary.md").read_text()  # one arm: c=16, w/ q, gn
+    assert "Table 2 over seeds" not in (ref / "summary.md").read_text()  # one arm: c=16, gn
     _seed_run(runs / "brn_c8_s2", 2, [(5, 0.40)])
+    (runs / "brn_c32_s2").mkdir()  # started a moment ago: config, no metrics yet
+    (runs / "brn_c32_s2" / "config.json").write_text(json.dumps({"train": {"batch_size": 64}}))
     assert reference.main([str(ref)]) == 0
     text = (ref / "summary.md").read_text()
     assert "## Table 2 over seeds: at which budget do its rows separate?" in text
-    assert "c=8, w/ q, gn < c=16, w/ q, gn" in text and "one seed" in text
+    assert f"{C8} < {C16}" in text and "one seed" in text
     assert "By type at step 5, the last they share" in text
     assert (ref / "table2.png").stat().st_size > 0
+    _seed_run(runs / "brn_c8_s3", 3, [(7, 0.40)])  # shares no step with the others
+    assert reference.main([str(ref)]) == 0
+    assert "Not available: the runs " in (ref / "summary.md").read_text()
