@@ -149,22 +149,51 @@ def mean_over_seeds(frame: pd.DataFrame) -> pd.DataFrame:
     out.insert(0, "seeds", grouped.size())
     std = grouped.std(ddof=1).dropna(how="all")
     std.index = [f"{arm} std" for arm in std.index]
-    return pd.concat([out, std])
+    both = pd.concat([out, std])
+    # a count, not a measurement: whole numbers, none on the spread's rows
+    both["seeds"] = pd.Series(grouped.size().to_dict(), dtype=object).reindex(both.index)
+    return both
+
+
+CONFIDENCE = 0.95  # the two-sided interval a difference over seeds is read against
+CI = f"{CONFIDENCE:.0%} c.i."  # the label of its half-width's row
+
+
+def welch(a: np.ndarray, b: np.ndarray) -> tuple[float, float, float]:
+    """(mean(b) - mean(a), its standard error, the half-width of its `CONFIDENCE` interval):
+    Welch's unequal-variance t interval with the Welch-Satterthwaite degrees of freedom (with
+    two or three seeds an arm, some 2-4 degrees of freedom: 4.3-2.8 standard errors). Seeds
+    that agree exactly (zero spread) give a zero-width interval; fewer than two seeds in an arm,
+    NaN for both."""
+    from scipy import stats
+
+    diff = float(np.mean(b) - np.mean(a))
+    if len(a) < 2 or len(b) < 2:
+        return diff, float("nan"), float("nan")
+    va, vb = np.var(a, ddof=1) / len(a), np.var(b, ddof=1) / len(b)
+    se = float(np.sqrt(va + vb))
+    if se == 0:
+        return diff, 0.0, 0.0
+    dof = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
+    return diff, se, float(stats.t.ppf(0.5 + CONFIDENCE / 2, dof) * se)
 
 
 def seeds_gap(frame: pd.DataFrame, first: str, second: str) -> pd.DataFrame:
     """Mean and standard deviation (over seeds, ddof=1) of each arm, and `first - second`: the
-    difference of the means with its standard error (Welch: sqrt(s1^2/n1 + s2^2/n2)). The seeds
-    are not paired: a training seed fixes the initialisation and the Gumbel noise, while every
-    seed sees the same stream of scenes (the data set's seed)."""
+    difference of the means with its standard error (Welch: sqrt(s1^2/n1 + s2^2/n2)) and the
+    half-width of its `CONFIDENCE` interval (`welch`; row `... 95% c.i.`). The seeds are not
+    paired: a training seed fixes the initialisation and the Gumbel noise, while every seed sees
+    the same stream of scenes (the data set's seed)."""
     out = {}
     a, b = frame.xs(first, level="arm"), frame.xs(second, level="arm")
     for arm, part in ((first, a), (second, b)):
         out[f"{arm} mean"] = part.mean()
         out[f"{arm} std"] = part.std(ddof=1)
-    out[f"{first} - {second}"] = a.mean() - b.mean()
-    out[f"{first} - {second} s.e."] = np.sqrt(a.var(ddof=1) / len(a) + b.var(ddof=1) / len(b))
-    result = pd.DataFrame(out).T
+    tests = {c: welch(b[c].to_numpy(), a[c].to_numpy()) for c in frame.columns}
+    out[f"{first} - {second}"] = pd.Series({c: t[0] for c, t in tests.items()})
+    out[f"{first} - {second} s.e."] = pd.Series({c: t[1] for c, t in tests.items()})
+    out[f"{first} - {second} {CI}"] = pd.Series({c: t[2] for c, t in tests.items()})
+    result = pd.DataFrame(out).T[list(frame.columns)]
     result.attrs["seeds"] = {first: list(a.index), second: list(b.index)}
     return result
 
@@ -463,26 +492,27 @@ def seeds_comparison(run_dirs: dict[str, Path], routed: str = "brn_c16"):
 
 
 def seeds_caption(gap: pd.DataFrame, step: int) -> str:
-    """`seeds_gap`'s table in words: the overall gap with its standard error, whether it is
-    outside two standard errors, and the types where it is."""
+    """`seeds_gap`'s table in words: the overall gap with the half-width of its 95% interval,
+    whether the interval excludes zero, and the types where it does."""
     seeds = gap.attrs.get("seeds", {})
     n = ", ".join(f"{len(v)} {k}" for k, v in seeds.items())
-    d, se = gap.loc["routed - static"], gap.loc["routed - static s.e."]
+    d, ci = gap.loc["routed - static"], gap.loc[f"routed - static {CI}"]
 
     def verdict(col: str) -> str:
-        if not np.isfinite(se[col]):
+        if not np.isfinite(ci[col]):
             return "no spread yet (one seed an arm)"
-        if abs(d[col]) > 2 * se[col]:
+        if abs(d[col]) > ci[col]:
             return "routed ahead" if d[col] > 0 else "static ahead"
-        return "within two standard errors: no difference shown"
+        return f"inside its {CONFIDENCE:.0%} interval: no difference shown"
 
     words = (
         f"At step {step:,} ({n} seeds), routed minus static: {d['Overall']:+.1f} ± "
-        f"{se['Overall']:.1f} points overall, {verdict('Overall')}."
+        f"{ci['Overall']:.1f} points overall ({CONFIDENCE:.0%} interval, Welch's t over seeds), "
+        f"{verdict('Overall')}."
     )
-    apart = [f"{c} {d[c]:+.1f} ± {se[c]:.1f}" for c in gap.columns[1:]
-             if np.isfinite(se[c]) and abs(d[c]) > 2 * se[c]]  # fmt: skip
-    words += (" Outside two standard errors: " + "; ".join(apart) + ".") if apart else ""
+    apart = [f"{c} {d[c]:+.1f} ± {ci[c]:.1f}" for c in gap.columns[1:]
+             if np.isfinite(ci[c]) and abs(d[c]) > ci[c]]  # fmt: skip
+    words += (" Outside the interval: " + "; ".join(apart) + ".") if apart else ""
     if PRIOR_ROW in gap.index:
         best = max(gap.loc["routed mean", "Overall"], gap.loc["static mean", "Overall"])
         words += (
@@ -512,7 +542,7 @@ def _seeds_section(run_dirs: dict[str, Path], routed: str, figure: Path) -> list
         f"so nothing here was chosen on val. Seeds: routed {seeds['routed']}, static",
         f"{seeds['static']} (a seed sets the initialisation and the Gumbel noise; all see the",
         "same stream of scenes); the gap is the difference of the means with its standard",
-        "error (s.e.).",
+        "error (s.e.) and the half-width of its 95% confidence interval (c.i.; Welch's t).",
         "",
         tables.plain_markdown(frame.round(1)),
         "",
@@ -579,9 +609,9 @@ def ours_comparison(ours: dict[str, Path], paper: dict[str, Path], routed: str =
     four arms shares, the paper's arms over all their seeds `PRESET_sN` in `paper`: each arm's
     mean and standard deviation; None without such a step), `gaps` (at that step: each of our
     routed arms minus our static one and minus the paper's routed one, ours static minus the
-    paper's, the paper's routed minus static; the difference of the means and its standard
-    error over seeds, `seeds_gap`, NaN for an arm of one seed) and `figure` (their validation
-    curves)."""
+    paper's, the paper's routed minus static; the difference of the means and the half-width of
+    its 95% interval over seeds, `seeds_gap`, NaN for an arm of one seed) and `figure` (their
+    validation curves)."""
     twins = ours_twins(ours, paper)
     both = ours | {t: paper[t] for t in twins.values()}
     arms = ours_arms(routed, ours | paper)
@@ -595,7 +625,7 @@ def ours_comparison(ours: dict[str, Path], paper: dict[str, Path], routed: str =
             pairs = [(a, b) for a in routed_arms for b in ("ours static", "paper routed")]
             pairs += [("ours static", "paper static"), ("paper routed", "paper static")]
             gaps = pd.concat(
-                seeds_gap(frame, a, b).loc[[f"{a} - {b}", f"{a} - {b} s.e."]] for a, b in pairs
+                seeds_gap(frame, a, b).loc[[f"{a} - {b}", f"{a} - {b} {CI}"]] for a, b in pairs
             )
     equal = equal_samples_frame(both)
     labels = {n: f"{n} (ours: + attribute loss{_reach_words(p)})" for n, p in ours.items()}
@@ -721,9 +751,9 @@ def ours_section(
             "",
             tables.plain_markdown(c["over_seeds"].round(1)),
             "",
-            "The differences at that step, each beside its standard error over seeds (Welch; with",
-            "three seeds an arm, about four degrees of freedom, a 95% interval spans +- 2.8",
-            "standard errors; s.e. nan: an arm of one seed):",
+            "The differences at that step, each beside the half-width of its 95% confidence",
+            "interval (Welch's t over seeds, `welch`): a difference larger than it is one the",
+            "seeds support; nan: an arm of one seed.",
             "",
             tables.plain_markdown(c["gaps"].round(1)),
             "",

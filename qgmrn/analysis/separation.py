@@ -25,12 +25,14 @@ from scipy import stats
 from qgmrn.analysis import tables
 from qgmrn.analysis._io import save_figure
 from qgmrn.analysis.reference import (
+    CONFIDENCE,
     is_run_of,
     mean_over_seeds,
     samples_text,
     seed_of,
     seeds_frame,
     val_rows,
+    welch,
 )
 
 # The paper's Table 2 rows (its labels; "gn": GroupNorm as the third norm of every bottleneck,
@@ -50,7 +52,6 @@ CLAIMS: tuple[tuple[str, str], ...] = (
     ("c=8, w/ q", "c=16, w/ q"),
     ("c=16, w/ q", "c=32, w/ q"),
 )
-CONFIDENCE = 0.95  # a claim is separated when this two-sided interval excludes zero
 MIN_SEEDS = 2  # seeds of each arm before a claim is weighed (issue 11: "stable across 2 seeds")
 
 
@@ -115,19 +116,6 @@ def paper_difference(low: str, high: str) -> float:
     return overall[high] - overall[low]
 
 
-def welch(a: np.ndarray, b: np.ndarray) -> tuple[float, float, float]:
-    """(mean(b) - mean(a), its standard error, the half-width of its `CONFIDENCE` interval):
-    Welch's unequal-variance t interval with the Welch-Satterthwaite degrees of freedom. Seeds
-    that agree exactly (zero spread) give a zero-width interval."""
-    va, vb = np.var(a, ddof=1) / len(a), np.var(b, ddof=1) / len(b)
-    se = float(np.sqrt(va + vb))
-    if se == 0:
-        return float(np.mean(b) - np.mean(a)), 0.0, 0.0
-    dof = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
-    half = float(stats.t.ppf(0.5 + CONFIDENCE / 2, dof) * se)
-    return float(np.mean(b) - np.mean(a)), se, half
-
-
 def separation_frame(
     curves: pd.DataFrame, claims: tuple[tuple[str, str], ...] = CLAIMS
 ) -> pd.DataFrame:
@@ -149,10 +137,7 @@ def separation_frame(
         a, b = curves.xs(low, level="arm"), curves.xs(high, level="arm")
         enough = len(a) >= MIN_SEEDS and len(b) >= MIN_SEEDS
         for step in curves.columns:
-            if enough:
-                diff, se, ci = welch(a[step].to_numpy(), b[step].to_numpy())
-            else:
-                diff, se, ci = b[step].mean() - a[step].mean(), float("nan"), float("nan")
+            diff, se, ci = welch(a[step].to_numpy(), b[step].to_numpy())
             if not enough:
                 verdict = "one seed"
             elif diff - ci > 0:

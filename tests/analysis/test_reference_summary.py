@@ -132,8 +132,9 @@ def test_summary_keeps_seed_runs_out_of_the_reference_tables(tmp_path):
     assert "brn_c16_s2" not in equal
 
 
-def test_seeds_caption_says_whether_the_gap_is_outside_two_standard_errors():
+def test_seeds_caption_says_whether_the_gap_is_outside_its_95_percent_interval():
     import pandas as pd
+    from scipy import stats
 
     frame = pd.DataFrame(
         {"Overall": [50.0, 52.0, 51.0, 44.0, 45.0, 46.0], "Count": [40.0, 41, 42, 40, 41, 42]},
@@ -145,7 +146,11 @@ def test_seeds_caption_says_whether_the_gap_is_outside_two_standard_errors():
     gap = reference.seeds_gap(frame, "routed", "static")
     text = reference.seeds_caption(gap, 3124)
     assert text.startswith("At step 3,124 (3 routed, 3 static seeds), routed minus static: +6.0")
-    assert "routed ahead" in text and "Outside two standard errors: Count" not in text
+    # routed 50/52/51, static 44/45/46: +6.0 +- t(4 dof) * sqrt(1/3 + 1/3)
+    half = stats.t.ppf(0.975, 4) * (2 / 3) ** 0.5
+    assert gap.loc["routed - static 95% c.i.", "Overall"] == pytest.approx(half)
+    assert f"+6.0 ± {half:.1f} points overall (95% interval" in text
+    assert "routed ahead" in text and "Outside the interval: Count" not in text  # Count: 0
     one = reference.seeds_gap(frame.xs(0, level="seed", drop_level=False), "routed", "static")
     assert "no spread yet" in reference.seeds_caption(one, 781)
 
@@ -215,11 +220,12 @@ def test_ours_comparison_by_type_at_the_step_all_four_runs_share(tmp_path):
     assert "ours routed, reach all std" not in table.index  # one seed: no spread
     gaps = seeded["gaps"]
     assert gaps.loc["paper routed - paper static", "Overall"] == pytest.approx(46.0 - 45.0)
-    assert gaps.loc["paper routed - paper static s.e.", "Overall"] == pytest.approx(
-        (2 / 2 + 2 / 2) ** 0.5  # routed 45/47, static 44/46: std sqrt(2) each
+    # routed 45/47, static 44/46: std sqrt(2) each, s.e. sqrt(2), 2 degrees of freedom
+    assert gaps.loc["paper routed - paper static 95% c.i.", "Overall"] == pytest.approx(
+        4.302653 * 2**0.5
     )
     assert gaps.loc["ours routed, reach all - paper routed", "Overall"] == pytest.approx(14.0)
-    assert math.isnan(gaps.loc["ours routed, reach all - ours static s.e.", "Overall"])
+    assert math.isnan(gaps.loc["ours routed, reach all - ours static 95% c.i.", "Overall"])
     assert c["by_type"].loc["ours (reach all): routed - static", "Overall"] == pytest.approx(5.0)
     assert c["by_type"].loc["routed: ours (reach all) - paper", "Overall"] == pytest.approx(15.0)
     # 1,000 steps of 64 = 64k samples: short of the first common budget (100k)

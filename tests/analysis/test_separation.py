@@ -28,6 +28,7 @@ def _close_figures():
     yield
     plt.close("all")
 
+
 C8, C16, C32 = "c=8, w/ q, gn", "c=16, w/ q, gn", "c=32, w/ q, gn"
 T2 = stats.t.ppf(0.975, 2)  # two seeds an arm, equal spread: 2 degrees of freedom
 
