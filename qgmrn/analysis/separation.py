@@ -217,7 +217,7 @@ def plot_arm_curves(curves: pd.DataFrame, batch: int | None = None, prior: float
 
 def _cell(row: pd.Series) -> str:
     ci = f" ± {row['ci']:.1f}" if np.isfinite(row["ci"]) else ""
-    return f"{row['diff']:+.1f}{ci} {row['verdict']}"
+    return f"{round(row['diff'], 1) + 0.0:+.1f}{ci} {row['verdict']}"  # + 0.0: no "-0.0"
 
 
 def resolvable_difference(curves: pd.DataFrame, step: int, seeds: int = MIN_SEEDS) -> float:
@@ -314,6 +314,8 @@ def table2_over_seeds(run_dirs: dict[str, Path], prior: float | None = None) -> 
         table["paper, converged"] = [f"{paper[c]:+.1f}" for c in order]
     present = dict.fromkeys(curves.index.get_level_values("arm"))
     by_type, step = seeds_frame(run_dirs, {arm: TABLE2_ARMS[arm] for arm in present})
+    rank = {arm: i for i, arm in enumerate(present)}  # the paper's row order, not the alphabet's
+    by_type = by_type.iloc[sorted(range(len(by_type)), key=lambda i: rank[by_type.index[i][0]])]
     return {
         "curves": curves,
         "batch": batch,

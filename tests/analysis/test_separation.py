@@ -154,6 +154,7 @@ def test_the_separating_step_is_the_first_from_which_it_holds(tmp_path):
     assert t["table"].loc[claim, "paper, converged"] == "+7.9"
     assert t["table"].loc[claim, "6k"] == f"+10.0 ± {T2 * math.sqrt(2):.1f} separated"
     assert t["by_type"].loc[C16, "seeds"] == 2 and t["step"] == 400
+    assert list(t["by_type"].index) == [C8, C16, f"{C8} std", f"{C16} std"]  # the paper's order
     last_only = separation.separation_frame(t["curves"].drop(columns=[300]))
     assert separation.separating_step(last_only) == 400
     assert "only at the last step" in separation.separation_caption(last_only, 64)
