@@ -201,7 +201,8 @@ def plot_arm_curves(curves: pd.DataFrame, batch: int | None = None, prior: float
         part = curves.xs(arm, level="arm")
         mean, std = part.mean(), part.std(ddof=1).fillna(0)
         color = f"C{i}"
-        ax.plot(x, mean, color=color, marker="o", ms=3, label=f"{arm} ({len(part)} seeds)")
+        seeds = f"{len(part)} seed" + "s" * (len(part) != 1)
+        ax.plot(x, mean, color=color, marker="o", ms=3, label=f"{arm} ({seeds})")
         ax.fill_between(x, mean - std, mean + std, color=color, alpha=0.15, lw=0)
         for _, row in part.iterrows():
             ax.plot(x, row.to_numpy(), ".", color=color, ms=3, alpha=0.6)
