@@ -249,37 +249,33 @@ def separation_caption(
     last = max(separation.index.get_level_values("step"))
     weighed = separation[separation["verdict"] != "one seed"]
     if not len(weighed):
-        return f"Every claim with runs has one seed in an arm: no verdict (up to {unit(last)})."
-    steps = claim_steps(separation)
-    held = steps.dropna()
-    words = (
-        f"Of {len(steps)} claim(s) weighed ({MIN_SEEDS}+ seeds an arm), {len(held)} "
-        "separate(s) in the paper's order and stay(s) so to "
-        f"{unit(last)}" + (": " + "; ".join(f"{c} from {unit(s)}" for c, s in held.items())
-                           if len(held) else "") + "."
-    )  # fmt: skip
-    final = weighed.xs(last, level="step")["verdict"].value_counts().to_dict()
-    words += f" At {unit(last)}: " + ", ".join(f"{n} {v}" for v, n in final.items()) + "."
-    step = separating_step(separation)
-    if step is None:
-        words += (
-            f" No budget up to {unit(last)} separates them all: Table 2 read there shows noise."
-        )
-    elif step == last:
-        words += (
-            f" All of them separate only at the last step, {unit(last)}: not yet a lasting order."
-        )
+        words = f"Every claim with runs has one seed in an arm: no verdict (up to {unit(last)})."
     else:
-        words += (
-            f" All of them separate from {unit(step)} on: Table 2's smallest separating budget."
-        )
+        steps = claim_steps(separation)
+        held = steps.dropna()
+        words = (
+            f"Of {len(steps)} claim(s) weighed ({MIN_SEEDS}+ seeds an arm), {len(held)} "
+            "separate(s) in the paper's order and stay(s) so to "
+            f"{unit(last)}" + (": " + "; ".join(f"{c} from {unit(s)}" for c, s in held.items())
+                               if len(held) else "") + "."
+        )  # fmt: skip
+        final = weighed.xs(last, level="step")["verdict"].value_counts().to_dict()
+        words += f" At {unit(last)}: " + ", ".join(f"{n} {v}" for v, n in final.items()) + "."
+        step = separating_step(separation)
+        if step is None:
+            words += f" No budget up to {unit(last)} separates them all: Table 2 there is noise."
+        elif step == last:
+            words += f" All of them separate only at the last step, {unit(last)}: not yet lasting."
+        else:
+            words += f" All of them separate from {unit(step)} on: Table 2's smallest such budget."
     if curves is not None and np.isfinite(least := resolvable_difference(curves, last)):
-        paper = weighed["paper"]
+        paper = (weighed if len(weighed) else separation)["paper"]
+        which = "weighed" if len(weighed) else "compared"
         words += (
             f" At {unit(last)} the seeds' spread puts the edge of separation for {MIN_SEEDS} "
             f"seeds an arm at a difference of {least:.1f} points (`resolvable_difference`); the "
-            f"paper's differences for the weighed claims, at convergence, are {paper.min():+.1f}"
-            f" to {paper.max():+.1f}."
+            f"paper's differences for the {which} claims, at convergence, are "
+            f"{paper.min():+.1f} to {paper.max():+.1f}."
         )
     return words
 

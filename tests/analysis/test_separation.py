@@ -130,6 +130,11 @@ def test_a_claim_separates_when_its_interval_excludes_zero_and_needs_two_seeds(t
     assert separation.resolvable_difference(curves, 300) == pytest.approx(T2 * math.sqrt(2))
     assert f"difference of {T2 * math.sqrt(2):.1f} points" in caption
     assert "+7.9 to +7.9" in caption  # the weighed claim's only; c16 < c32 has one seed
+    one = separation.separation_caption(
+        sep.xs(f"{C16} < {C32}", level="claim", drop_level=False), 64, curves
+    )
+    assert one.startswith("Every claim with runs has one seed in an arm: no verdict")
+    assert "edge of separation" in one and "+3.2 to +3.2" in one  # still says what 2 seeds buy
 
 
 def test_the_separating_step_is_the_first_from_which_it_holds(tmp_path):
