@@ -103,6 +103,26 @@ def val_rows(run_dir: Path) -> pd.DataFrame:
     return val.drop_duplicates("step", keep="last").set_index("step").sort_index()
 
 
+def arm_runs(
+    run_dirs: dict[str, Path], arms: dict[str, str]
+) -> dict[tuple[str, int], tuple[str, pd.DataFrame]]:
+    """(arm, seed) -> (run name, its `val_rows`) for every run of each arm (label -> preset: the
+    folder named after the preset and its `PRESET_sN` folders) with a validation pass, in the
+    order of `arms`. Raises ValueError when two runs are the same seed of one arm."""
+    found: dict[tuple[str, int], tuple[str, pd.DataFrame]] = {}
+    for arm, preset in arms.items():
+        for name, run_dir in run_dirs.items():
+            if not is_run_of(name, preset) or not len(val := val_rows(run_dir)):
+                continue
+            key = (arm, seed_of(name, run_dir))
+            if key in found:
+                raise ValueError(
+                    f"{found[key][0]} and {name} are both seed {key[1]} of {preset}: keep one"
+                )
+            found[key] = (name, val)
+    return found
+
+
 def seeds_frame(run_dirs: dict[str, Path], arms: dict[str, str]) -> tuple[pd.DataFrame, int]:
     """Validation accuracy (percent, overall and by type) of every seed of each arm at one common
     step: the largest step at which every run of the arms has a validation pass (a fixed step,
@@ -115,14 +135,8 @@ def seeds_frame(run_dirs: dict[str, Path], arms: dict[str, str]) -> tuple[pd.Dat
     """
     from qgmrn.clevr.constants import TYPE_LABELS
 
-    found: dict[tuple[str, int], pd.DataFrame] = {}
+    found = {key: val for key, (_, val) in arm_runs(run_dirs, arms).items()}
     for arm, preset in arms.items():
-        for name, run_dir in run_dirs.items():
-            if not is_run_of(name, preset):
-                continue
-            val = val_rows(run_dir)
-            if len(val):
-                found[(arm, seed_of(name, run_dir))] = val
         if not any(a == arm for a, _ in found):
             raise ValueError(f"no run of {preset!r} ({arm}) with a validation pass")
     common = set.intersection(*(set(v.index) for v in found.values()))
@@ -145,13 +159,11 @@ def mean_over_seeds(frame: pd.DataFrame) -> pd.DataFrame:
     """Each arm's mean over its seeds of `seeds_frame`'s rows (a first column `seeds` counts
     them), then, below, the standard deviation (ddof=1) of each arm with more than one seed."""
     grouped = frame.groupby(level="arm", sort=False)
-    out = grouped.mean()
-    out.insert(0, "seeds", grouped.size())
     std = grouped.std(ddof=1).dropna(how="all")
     std.index = [f"{arm} std" for arm in std.index]
-    both = pd.concat([out, std])
+    both = pd.concat([grouped.mean(), std])
     # a count, not a measurement: whole numbers, none on the spread's rows
-    both["seeds"] = pd.Series(grouped.size().to_dict(), dtype=object).reindex(both.index)
+    both.insert(0, "seeds", pd.Series(grouped.size().to_dict(), dtype=object).reindex(both.index))
     return both
 
 

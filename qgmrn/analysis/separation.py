@@ -26,12 +26,10 @@ from qgmrn.analysis import tables
 from qgmrn.analysis._io import save_figure
 from qgmrn.analysis.reference import (
     CONFIDENCE,
-    is_run_of,
+    arm_runs,
     mean_over_seeds,
     samples_text,
-    seed_of,
     seeds_frame,
-    val_rows,
     welch,
 )
 
@@ -77,30 +75,19 @@ def arm_curves(
     arms have runs, ValueError when two runs are the same seed of one arm or the runs share no
     validation step.
     """
-    rows: dict[tuple[str, int], pd.Series] = {}
-    source: dict[tuple[str, int], str] = {}
-    batches = set()
-    for arm, preset in arms.items():
-        for name, run_dir in run_dirs.items():
-            if not is_run_of(name, preset):
-                continue
-            val = val_rows(run_dir)
-            if not len(val):
-                continue
-            key = (arm, seed_of(name, run_dir))
-            if key in source:
-                raise ValueError(
-                    f"{source[key]} and {name} are both seed {key[1]} of {preset}: keep one"
-                )
-            rows[key], source[key] = 100 * val["overall"], name
-            cfg = json.loads((run_dir / "config.json").read_text())
-            batches.add(cfg.get("train", {}).get("batch_size"))
+    runs = arm_runs(run_dirs, arms)
+    rows = {key: 100 * val["overall"] for key, (_, val) in runs.items()}
+    batches = {
+        json.loads((run_dirs[name] / "config.json").read_text()).get("train", {}).get("batch_size")
+        for name, _ in runs.values()
+    }
     found = list(dict.fromkeys(arm for arm, _ in rows))
     if len(found) < 2:
         raise TooFewArms(f"runs of fewer than two Table 2 arms ({', '.join(found) or 'none'})")
     common = sorted(set.intersection(*(set(v.index) for v in rows.values())))
     if not common:
-        raise ValueError(f"the runs {', '.join(sorted(source.values()))} share no validation step")
+        names = ", ".join(sorted(name for name, _ in runs.values()))
+        raise ValueError(f"the runs {names} share no validation step")
     frame = pd.DataFrame({k: v.loc[common] for k, v in rows.items()}).T
     frame.index = pd.MultiIndex.from_tuples(frame.index, names=["arm", "seed"])
     order = {arm: i for i, arm in enumerate(arms)}  # the paper's row order, then the seed
