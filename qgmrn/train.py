@@ -6,6 +6,7 @@ a budget in epochs and/or wall-clock minutes, checkpoints that resume exactly, a
 directory of docs/internals.md:
 
     config.json  vocab.json  metrics.jsonl  eval.json  checkpoint.pt  best.pt  routing_paths.npz
+    history.jsonl (one row per call: where and how each stretch of steps trained)
 
 Devices: ``device="cpu"`` or ``"cuda"`` (bf16 autocast and channels-last when the config asks).
 Under torchrun (``WORLD_SIZE`` > 1) the model is wrapped in DistributedDataParallel, each epoch is
@@ -53,6 +54,7 @@ from qgmrn.evaluate import (
     scores,
 )
 from qgmrn.fileio import atomic_write_json, atomic_write_text
+from qgmrn.history import HISTORY_FILE, RunHistory, device_name
 from qgmrn.model import build_model, set_tau
 from qgmrn.runtime import (
     autocast,
@@ -175,6 +177,7 @@ def fit(
             if run.last_val_step != state.step:
                 validate(run, collect_paths=True)  # final_eval reuses it if it is the best
             result = final_eval(run, stop_reason, t_start)
+            update_history(run, stop_reason)
         finally:
             run.log.close()
         return {
@@ -358,7 +361,7 @@ def prepare_run_dir(
     if restored is not None:
         _truncate_metrics(out_dir / "metrics.jsonl", restored["step"])
         return
-    for name in ("checkpoint.pt", "best.pt", "metrics.jsonl", "eval.json"):
+    for name in ("checkpoint.pt", "best.pt", "metrics.jsonl", "eval.json", HISTORY_FILE):
         (out_dir / name).unlink(missing_ok=True)
 
 
@@ -566,10 +569,46 @@ class _Run:
         # the last validation's predictions with routing paths (validate(collect_paths=True)):
         # final_eval's, when they come from the best weights, so it need not predict again
         self.last_val_pred: dict[str, np.ndarray] | None = None
+        # history.jsonl: where and how this call trains (a resumed run may change machines)
+        self.seconds_at_start = state.train_seconds
+        self.history = _begin_history(self) if info.is_main else None
 
     @property
     def steps_per_epoch(self) -> int:
         return self.data.steps_per_epoch
+
+
+def _begin_history(run: _Run) -> RunHistory:
+    """Append this call's segment to the run's history.jsonl (`qgmrn.history`)."""
+    cfg, device = run.cfg, run.device
+    return RunHistory.begin(
+        run.out_dir,
+        resumed=run.state.step > 0,
+        start_step=run.state.step,
+        device=str(device),
+        device_name=device_name(device),
+        precision="bf16 autocast" if run.amp else "fp32",
+        channels_last=run.channels_last,
+        threads=torch.get_num_threads(),
+        workers=cfg.data.num_workers,
+        world_size=run.info.world_size,
+        global_batch=cfg.train.batch_size,
+        train_source=cfg.data.train_source,
+        torch=torch.__version__,
+    )
+
+
+def update_history(run: _Run, stop_reason: str | None = None) -> None:
+    """Record in history.jsonl the step the segment has checkpointed (and why it stopped)."""
+    if run.history is not None:
+        minutes = (run.state.train_seconds - run.seconds_at_start) / 60.0
+        run.history.update(end_step=run.state.step, train_minutes=minutes, stop_reason=stop_reason)
+
+
+def save_resume_checkpoint(run: _Run) -> None:
+    """checkpoint.pt, the point a resume continues from, and the history's end of segment."""
+    save_run_checkpoint(run, run.out_dir / "checkpoint.pt")
+    update_history(run)
 
 
 def save_run_checkpoint(run: _Run, path: Path, *, with_optimizer: bool = True) -> None:
@@ -798,7 +837,7 @@ def train_one_epoch(run: _Run, loader: Iterable) -> str | None:
                 )
             if tc.checkpoint_every_steps and s.step % tc.checkpoint_every_steps == 0:
                 _check_finite(means.first_bad, run)
-                save_run_checkpoint(run, run.out_dir / "checkpoint.pt")
+                save_resume_checkpoint(run)
             stop = _stop_reason(run)
             if stop is not None:
                 break
@@ -839,11 +878,10 @@ def train_loop(run: _Run) -> str:
     """Epochs until the budget (epochs, minutes, steps) is spent, validating at epoch ends and
     every `eval_every_steps`, checkpointing after each stretch; returns why it stopped."""
     tc, state = run.cfg.train, run.state
-    ckpt_path = run.out_dir / "checkpoint.pt"
     stop_reason = None
     if run.max_steps is not None and state.step >= run.max_steps:
         stop_reason = "max_steps"
-        save_run_checkpoint(run, ckpt_path)
+        save_resume_checkpoint(run)
     while stop_reason is None and state.epoch < tc.epochs:
         stop_reason = train_one_epoch(run, _epoch_batches(run))
         due = stop_reason == "validate"
@@ -855,7 +893,7 @@ def train_loop(run: _Run) -> str:
             due |= bool(tc.eval_every_epochs) and state.epoch % max(tc.eval_every_epochs, 1) == 0
         if due:
             validate(run)
-        save_run_checkpoint(run, ckpt_path)
+        save_resume_checkpoint(run)
     return stop_reason or "epochs"
 
 

@@ -31,6 +31,7 @@ from qgmrn.analysis import curves, tables
 from qgmrn.analysis._io import save_figure
 from qgmrn.config import upgrade_config_dict, uses_attribute_loss
 from qgmrn.fileio import atomic_write_text
+from qgmrn.history import read_history
 
 PathLike = str | os.PathLike
 
@@ -356,6 +357,51 @@ def milestones_frame(run_dirs: dict[str, Path], targets=MILESTONES) -> pd.DataFr
     return pd.DataFrame.from_dict(rows, orient="index")
 
 
+def segments_frame(run_dirs: dict[str, Path]) -> pd.DataFrame:
+    """Where and how each run's steps were trained: one row per segment of the runs that keep
+    a history.jsonl (`qgmrn.history`; one segment per call of fit), in run order.
+
+    Columns: steps ("0-15,731"), samples (that segment's), where (device name, precision,
+    workers), minutes (its own training minutes), samples/s, stopped (its stop reason; "killed"
+    when the call did not finish, "running" for the last segment of a run without eval.json
+    that has not stopped). Empty when no run has a history.
+    """
+    rows = []
+    for name, run_dir in run_dirs.items():
+        segments = read_history(run_dir)
+        for seg in segments:
+            start, end = int(seg["start_step"]), int(seg["end_step"])
+            batch = int(seg.get("global_batch") or 64)
+            minutes = float(seg.get("train_minutes") or 0.0)
+            where = [str(seg.get("device_name") or seg.get("device") or "?")]
+            where.append(str(seg.get("precision") or "?"))
+            if seg.get("threads") is not None and str(seg.get("device")) == "cpu":
+                where.append(f"{seg['threads']} thread{'s' if seg['threads'] != 1 else ''}")
+            if seg.get("workers") is not None:
+                workers = int(seg["workers"])
+                where.append(f"{workers} data worker{'s' if workers != 1 else ''}")
+            stopped = seg.get("stop_reason")
+            if stopped is None:
+                last = seg is segments[-1] and not (run_dir / "eval.json").exists()
+                stopped = "running" if last else "killed"
+            rows.append(
+                {
+                    "run": name,
+                    "segment": int(seg["segment"]),
+                    "steps": f"{start:,}-{end:,}",
+                    "samples": samples_text((end - start) * batch),
+                    "where": ", ".join(where),
+                    "minutes": round(minutes, 1),
+                    "samples/s": round((end - start) * batch / (60 * minutes))
+                    if minutes > 0
+                    else None,
+                    "stopped": stopped,
+                }
+            )
+    columns = ["run", "segment", "steps", "samples", "where", "minutes", "samples/s", "stopped"]
+    return pd.DataFrame(rows, columns=columns).set_index(["run", "segment"])
+
+
 def samples_text(n: float) -> str:
     """A sample count in a table's words: 320, 200k, 1.01M."""
     if n < 999.5:
@@ -404,6 +450,7 @@ def summarize(reference_dir: PathLike, *, routed: str = "brn_c16") -> dict[str, 
             tables.budget_frame({"reference": runs_dir})[["budget"]].droplevel(0)
         ),
         "",
+        *_segments_section(all_runs),
         "## Best on val beside the last checkpoint (val and test)",
         "",
         "The table above is each run's best validation pass (its best.pt): chosen on val, so",
@@ -452,6 +499,22 @@ def summarize(reference_dir: PathLike, *, routed: str = "brn_c16") -> dict[str, 
         lines += ["![accuracy by type](by_type.png)", ""]
     atomic_write_text(out["summary"], "\n".join(lines))
     return out
+
+
+def _segments_section(run_dirs: dict[str, Path]) -> list[str]:
+    """summary.md's "Where the steps were trained" (runs with a history.jsonl), or nothing."""
+    frame = segments_frame(run_dirs)
+    if frame.empty:
+        return []
+    return [
+        "## Where the steps were trained",
+        "",
+        "Runs that kept a history (history.jsonl, one row per call of `fit`): a run resumed",
+        "on another machine lists each stretch of steps with the machine that trained it.",
+        "",
+        tables.plain_markdown(frame),
+        "",
+    ]
 
 
 def plot_seeds(frame: pd.DataFrame, step: int | None = None, prior: pd.Series | None = None):

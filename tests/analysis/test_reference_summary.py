@@ -12,6 +12,7 @@ import matplotlib
 import pytest
 
 from qgmrn.analysis import reference
+from qgmrn.history import write_history
 
 from .test_reference_runs import _reference
 
@@ -29,6 +30,40 @@ def test_summary_names_budgets_and_the_routed_static_gap(tmp_path):
     assert "## Routed vs static twin (brn_c16 vs brn_c16_static)" in text
     gap = reference.routed_static_gap(ref / "runs" / "brn_c16", ref / "runs" / "brn_c16_static")
     assert gap.loc["routed - static", "Overall"] == pytest.approx(10.0)
+
+
+def test_summary_says_where_each_stretch_of_steps_was_trained(tmp_path):
+    """A run resumed on another machine: summary.md lists its segments (history.jsonl), with a
+    killed call and a call still running told apart; runs without a history are left out."""
+    ref = tmp_path / "reference"
+    runs = _reference(ref)
+    gpu = {"device": "cuda:0", "device_name": "GPU X", "precision": "bf16 autocast",
+           "workers": 4, "global_batch": 64}  # fmt: skip
+    cpu = {"device": "cpu", "device_name": "CPU Y, 2 cores", "precision": "fp32",
+           "threads": 1, "workers": 1, "global_batch": 64}  # fmt: skip
+    write_history(
+        runs / "brn_c16",
+        [
+            {"segment": 1, "start_step": 0, "end_step": 1000, "train_minutes": 1.0,
+             "stop_reason": "max_minutes", **gpu},
+            {"segment": 2, "start_step": 1000, "end_step": 1500, "train_minutes": 10.0,
+             "stop_reason": None, **cpu},
+            {"segment": 3, "start_step": 1500, "end_step": 2000, "train_minutes": 10.0,
+             "stop_reason": "max_steps", **cpu},
+        ],
+    )  # fmt: skip
+    write_history(runs / "film", [{"segment": 1, "start_step": 0, "end_step": 64,
+                                   "train_minutes": 0.5, "stop_reason": None, **cpu}])  # fmt: skip
+    frame = reference.segments_frame({p.name: p for p in sorted(runs.iterdir())})
+    assert list(frame.index) == [("brn_c16", 1), ("brn_c16", 2), ("brn_c16", 3), ("film", 1)]
+    assert frame.loc[("brn_c16", 1), "where"] == "GPU X, bf16 autocast, 4 data workers"
+    assert frame.loc[("brn_c16", 2), "where"] == ("CPU Y, 2 cores, fp32, 1 thread, 1 data worker")
+    assert frame.loc[("brn_c16", 1), "samples/s"] == round(64_000 / 60)
+    assert list(frame["stopped"]) == ["max_minutes", "killed", "max_steps", "running"]
+    assert frame.loc[("brn_c16", 2), "steps"] == "1,000-1,500"
+    assert reference.main([str(ref)]) == 0
+    text = (ref / "summary.md").read_text()
+    assert "## Where the steps were trained" in text and "| brn_c16 | 3 | 1,500-2,000 |" in text
 
 
 def test_summary_without_runs_is_a_clear_error(tmp_path):

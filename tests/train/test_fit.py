@@ -16,6 +16,7 @@ from qgmrn import cli
 from qgmrn.checkpoint import CheckpointError, read_checkpoint
 from qgmrn.clevr.constants import QUESTION_TYPES, SUBTYPES
 from qgmrn.finetune import finetune
+from qgmrn.history import read_history
 from qgmrn.train import NonFiniteLossError, fit
 
 from . import make_tiny_clevr, tiny_config
@@ -43,7 +44,12 @@ def test_run_directory_layout(trained):
     assert result["stop_reason"] == "epochs" and result["step"] == 2 * STEPS_PER_EPOCH
     names = {p.name for p in out.iterdir()}
     assert {"config.json", "vocab.json", "metrics.jsonl", "eval.json", "checkpoint.pt",
-            "best.pt", "routing_paths.npz"} <= names  # fmt: skip
+            "best.pt", "routing_paths.npz", "history.jsonl"} <= names  # fmt: skip
+    (segment,) = read_history(out)  # one call of fit: one segment, from step 0 to the end
+    assert (segment["start_step"], segment["end_step"]) == (0, 2 * STEPS_PER_EPOCH)
+    assert (segment["resumed"], segment["stop_reason"]) == (False, "epochs")
+    assert (segment["device"], segment["precision"], segment["global_batch"]) == ("cpu", "fp32", 8)
+    assert segment["train_minutes"] > 0 and segment["device_name"]
     assert json.loads((out / "config.json").read_text())["model"]["cardinality"] == 8
 
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
@@ -88,6 +94,16 @@ def test_resume_is_bit_identical(trained, data_dir, tmp_path):
     assert (c["step"], c["epoch"], c["batch_in_epoch"]) == (STEPS_PER_EPOCH + 1, 1, 1)
     second = fit(cfg, data_dir, out, progress=False, resume=True)
     assert second["step"] == 2 * STEPS_PER_EPOCH
+    # history.jsonl: two segments that meet at the checkpoint the second resumed from
+    history = read_history(out)
+    assert [(h["segment"], h["start_step"], h["end_step"]) for h in history] == [
+        (1, 0, STEPS_PER_EPOCH + 1),
+        (2, STEPS_PER_EPOCH + 1, 2 * STEPS_PER_EPOCH),
+    ]
+    assert [(h["resumed"], h["stop_reason"]) for h in history] == [
+        (False, "max_steps"),
+        (True, "epochs"),
+    ]
     a = read_checkpoint(full / "checkpoint.pt")
     b = read_checkpoint(out / "checkpoint.pt")
     assert a["model"].keys() == b["model"].keys()
