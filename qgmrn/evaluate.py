@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 from qgmrn import checkpoint as ckpt
 from qgmrn import distributed as qdist
 from qgmrn.config import config_from_dict, config_to_json
-from qgmrn.fileio import atomic_write, atomic_write_json
+from qgmrn.fileio import atomic_write, atomic_write_json, locate
 from qgmrn.metrics import accuracy
 from qgmrn.runtime import (
     autocast,
@@ -207,7 +207,7 @@ def output_stem(
     file's stem before `which` when one was given (CLEVR-Humans, say). The run's own eval.json
     (written by training) is never among them."""
     parts = []
-    if Path(run_data_dir).resolve() != Path(data_dir).resolve():
+    if locate(run_data_dir).resolve() != Path(data_dir).resolve():
         parts.append(Path(data_dir).resolve().name)
     parts.append(split)
     if questions_file is not None:
@@ -220,7 +220,7 @@ def run_data_dir(run_dir: str | os.PathLike, cfg) -> Path:
     """The data set a run trained on (its config's `data.data_dir`), or a FileNotFoundError that
     says so and how to point at another copy (a run made on another machine, or moved, records
     a path that is not here)."""
-    path = Path(cfg.data.data_dir)
+    path = locate(cfg.data.data_dir)  # recorded relative to the project root when inside it
     if not path.is_dir():
         raise FileNotFoundError(
             f"{Path(run_dir) / 'config.json'}: the run's data set, data.data_dir = {str(path)!r}, "

@@ -254,3 +254,24 @@ def project_root() -> Path:
     """The checkout the package is imported from (the folder holding ``qgmrn/`` and
     ``notebooks/``): relative paths in notebooks and commands are read from there."""
     return Path(__file__).resolve().parents[1]
+
+
+def portable_path(path: str | os.PathLike) -> str:
+    """`path` as a record that travels: relative to the project root when inside it (so that a
+    committed config.json names no machine's folders), else absolute."""
+    resolved = Path(path).expanduser().resolve()
+    try:
+        return str(resolved.relative_to(project_root()))
+    except ValueError:
+        return str(resolved)
+
+
+def locate(path: str | os.PathLike) -> Path:
+    """Where a recorded path is on this machine: as given when it exists from the working
+    directory (or is absolute), else, when relative, under the project root where it exists
+    there (a run recorded by `portable_path`, read from notebooks/); else as given."""
+    p = Path(path).expanduser()
+    if p.is_absolute() or p.exists():
+        return p
+    under_root = project_root() / p
+    return under_root if under_root.exists() else p

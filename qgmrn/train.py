@@ -53,7 +53,7 @@ from qgmrn.evaluate import (
     save_routing_paths,
     scores,
 )
-from qgmrn.fileio import atomic_write_json, atomic_write_text
+from qgmrn.fileio import atomic_write_json, atomic_write_text, portable_path
 from qgmrn.history import HISTORY_FILE, RunHistory, device_name
 from qgmrn.model import build_model, set_tau
 from qgmrn.runtime import (
@@ -131,8 +131,10 @@ def fit(
         if info.is_main:  # one training per run folder: a second one is refused, naming this
             lock = runlock.acquire(out_dir)
         data_dir = Path(data_dir if data_dir is not None else cfg.data.data_dir)
-        # config.json records the data set actually used (not part of the resume check)
-        cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, data_dir=str(data_dir)))
+        # config.json records the data set actually used (not part of the resume check), relative
+        # to the project root when inside it: a committed run names no machine's folders
+        recorded = portable_path(data_dir)
+        cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, data_dir=recorded))
         device = resolve_device(device, info)
         if cfg.train.threads and device.type == "cpu":
             torch.set_num_threads(cfg.train.threads)  # for this call only: restored below

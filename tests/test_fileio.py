@@ -133,3 +133,22 @@ def test_import_is_free_of_torch_and_numpy():
     code = "import sys, qgmrn.fileio; print('torch' in sys.modules or 'numpy' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_portable_path_is_relative_inside_the_project_and_absolute_outside(tmp_path, monkeypatch):
+    root = fileio.project_root()
+    assert fileio.portable_path(root / "data" / "mini-clevr") == os.path.join("data", "mini-clevr")
+    monkeypatch.chdir(root / "notebooks")  # a notebook's relative path, from notebooks/
+    assert fileio.portable_path("../data/mini-clevr") == os.path.join("data", "mini-clevr")
+    monkeypatch.chdir(tmp_path)
+    assert fileio.portable_path("elsewhere") == str(tmp_path.resolve() / "elsewhere")
+
+
+def test_locate_reads_a_recorded_relative_path_from_the_project_root(tmp_path, monkeypatch):
+    root = fileio.project_root()
+    monkeypatch.chdir(tmp_path)  # e.g. notebooks/: "qgmrn" is not here but under the root
+    assert fileio.locate("qgmrn") == root / "qgmrn"
+    (tmp_path / "qgmrn").mkdir()  # a folder of that name here wins: the path as given
+    assert fileio.locate("qgmrn") == fileio.Path("qgmrn")
+    assert fileio.locate("no/such/folder") == fileio.Path("no/such/folder")
+    assert fileio.locate(tmp_path / "x") == tmp_path / "x"

@@ -30,7 +30,7 @@ import pandas as pd
 from qgmrn.analysis import curves, tables
 from qgmrn.analysis._io import save_figure
 from qgmrn.config import upgrade_config_dict, uses_attribute_loss
-from qgmrn.fileio import atomic_write_text
+from qgmrn.fileio import atomic_write_text, locate
 from qgmrn.history import read_history
 
 PathLike = str | os.PathLike
@@ -232,7 +232,8 @@ def _prior_of(run_dirs) -> dict | None:
         if data_dir is None:
             continue
         try:
-            return {**data_set_prior(data_dir), "data_dir": data_dir}
+            located = locate(data_dir)  # recorded relative to the project root when inside it
+            return {**data_set_prior(located), "data_dir": located}
         except FileNotFoundError:
             return None
     return None

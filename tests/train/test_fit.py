@@ -255,6 +255,37 @@ def test_a_run_whose_data_set_is_not_here_names_its_config_and_the_flag(trained,
     assert not list(moved.glob("eval_val_best*.json.*"))  # nothing half-written
 
 
+def test_a_run_inside_the_project_records_its_data_relative_and_evaluates_from_elsewhere(
+    data_dir, tmp_path, monkeypatch
+):
+    """A data set under the project root is recorded relative to it (committed runs name no
+    machine's folders) and found again from another working directory (as from notebooks/);
+    one outside it is recorded absolute."""
+    import shutil as _shutil
+
+    from qgmrn.evaluate import evaluate_run
+    from qgmrn.fileio import project_root
+
+    relative = f"results/.test-data-{os.getpid()}/clevr"
+    inside = project_root() / relative
+    try:
+        _shutil.copytree(data_dir, inside, ignore=_shutil.ignore_patterns("cache"))
+        monkeypatch.chdir(tmp_path)
+        out = tmp_path / "run"
+        fit(tiny_config("lstm"), inside, out, progress=False, max_steps=1)
+        assert json.loads((out / "config.json").read_text())["data"]["data_dir"] == relative
+        monkeypatch.chdir(project_root() / "notebooks")
+        ev = evaluate_run(out, which="latest", progress=False)
+        assert ev["n"] == 16 and (out / "eval_val_latest.json").exists()  # its own data set
+    finally:
+        _shutil.rmtree(inside.parent, ignore_errors=True)
+    other = tmp_path / "run-outside"
+    fit(tiny_config("lstm"), data_dir, other, progress=False, max_steps=1)
+    assert json.loads((other / "config.json").read_text())["data"]["data_dir"] == str(
+        data_dir.resolve()
+    )
+
+
 def test_sparse_evaluation_gives_the_dense_answers(trained):
     from qgmrn.evaluate import evaluate_run
 
