@@ -16,6 +16,7 @@ relative to the unchanged demo configuration, measured the same way:
   dataset's batched `__getitems__` vs per-item `__getitem__` + collate, the latter by hiding
   `__getitems__` from the DataLoader).
   torch.compile of the model inside fit (`TrainConfig.compile`, ours; `--skip-compile` drops it).
+  Batch size (64 / 128 / 256; ours, a labelled lever only: the paper-faithful runs keep 64).
   `--only LEVER`: brn_c16's baseline and that lever's fit rows, nothing else.
 - level "model": forward + backward + Adam step on one synthetic batch, no data
   (`bench_model.interleaved_samples_per_s`), the variants interleaved step by step with an
@@ -194,7 +195,13 @@ def fit_rows(
             emit("threads", str(t), same_as_base=True)
         elif fl.plan.max_threads and t > fl.plan.max_threads and only in (None, "threads"):
             rows.append(
-                _row(preset, "threads", str(t), "fit", note="skipped: --quick caps threads")
+                _row(
+                    preset,
+                    "threads",
+                    str(t),
+                    "fit",
+                    note="skipped: threads capped (--quick, --threads)",
+                )
             )
             print(_line(rows[-1]), flush=True)
         elif full_set or t == 1:
@@ -204,6 +211,15 @@ def fit_rows(
             emit("loader workers", str(nw), same_as_base=True)
         elif full_set or nw == 0:
             emit("loader workers", str(nw), data(num_workers=nw))
+    # a larger batch: ours, a labelled lever only (the paper and its faithful runs keep 64);
+    # samples/s, not what a sample teaches (a larger batch takes fewer, larger steps)
+    b0 = base_cfg.train.batch_size
+    for b in (b0, 2 * b0, 4 * b0):
+        if b == b0:
+            emit("batch size", str(b), same_as_base=True)
+        else:
+            emit("batch size", str(b), train(batch_size=b),
+                 "ours, a labelled lever only (paper-faithful runs: 64); same lr")  # fmt: skip
     if compile_backend:  # TrainConfig.compile: torch.compile of the model inside fit (ours)
         emit("torch.compile", "off", same_as_base=True)
         emit("torch.compile", compile_backend, train(compile=compile_backend),
@@ -352,10 +368,15 @@ def main() -> int:
     parser.add_argument(
         "--only", help="fit level only, brn_c16: the baseline and this lever (e.g. torch.compile)"
     )
+    parser.add_argument(
+        "--threads", type=int, help="cap torch threads (one-thread-per-run trainings: 1)"
+    )
     parser.add_argument("--out", help="default results/bench/levers.json (levers_<only>.json)")
     args = parser.parse_args()
     if args.out is None:
         slug = "".join(c if c.isalnum() else "_" for c in args.only or "").strip("_")
+        if args.threads:
+            slug = f"{slug}_{args.threads}thr".strip("_")
         args.out = str(
             ROOT / "results" / "bench" / (f"levers_{slug}.json" if slug else "levers.json")
         )
@@ -364,6 +385,8 @@ def main() -> int:
         plan = dataclasses.replace(plan, steps=max(args.steps, 2))
     if args.compile_backend:
         plan = dataclasses.replace(plan, compile_backend=args.compile_backend)
+    if args.threads:
+        plan = dataclasses.replace(plan, max_threads=args.threads)
     if plan.max_threads:
         torch.set_num_threads(min(torch.get_num_threads(), plan.max_threads))
     load_start = list(os.getloadavg())
@@ -372,7 +395,9 @@ def main() -> int:
     print(table([]), flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        data = make_data(tmp / "data", data_scenes(plan.steps, plan.batch_size))
+        # enough scenes for the largest batch's steps within one epoch (the batch size lever)
+        largest = 4 * plan.batch_size if args.only in (None, "batch size") else plan.batch_size
+        data = make_data(tmp / "data", data_scenes(plan.steps, largest))
         fl = FitLevers(plan, data, tmp, args.device)
         backend = None if args.skip_compile else plan.compile_backend
         rows += fit_rows(fl, "brn_c16", full_set=True, compile_backend=backend, only=args.only)
