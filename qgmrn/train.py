@@ -55,6 +55,7 @@ from qgmrn.evaluate import (
 )
 from qgmrn.fileio import atomic_write_json, atomic_write_text, portable_path
 from qgmrn.history import HISTORY_FILE, RunHistory, device_name
+from qgmrn.interrupt import StopRequest
 from qgmrn.model import build_model, set_tau
 from qgmrn.runtime import (
     autocast,
@@ -75,6 +76,8 @@ from qgmrn.schedules import lr_at, tau_at
 # breaks the exact resume of runs started before the change).
 RANK_SEED_STRIDE = 7919
 EPOCH_SEED_STRIDE = 100_003
+# the stop reason of a run asked to stop by SIGINT/SIGTERM (qgmrn.interrupt): not finished
+INTERRUPTED = "interrupted"
 
 
 class NonFiniteLossError(RuntimeError):
@@ -121,7 +124,9 @@ def fit(
     max_steps: stop after this many optimizer steps in total (as if the budget were spent).
     questions_files: {"train": path, "val": path} question files on the data set's images
               (CLEVR-Humans).
-    Returns {"out_dir", "step", "epoch", "stop_reason", "best_val_acc", "eval", ...}.
+    Returns {"out_dir", "step", "epoch", "stop_reason", "best_val_acc", "eval", ...}; "eval" is
+    None when the run was interrupted (SIGINT/SIGTERM: stop reason INTERRUPTED, checkpoint.pt at
+    the last step, no final evaluation).
     """
     t_start = time.monotonic()
     info = qdist.setup(torch.device(device).type)
@@ -175,10 +180,15 @@ def fit(
             attributes,
         )
         try:
-            stop_reason = train_loop(run)
-            if run.last_val_step != state.step:
-                validate(run, collect_paths=True)  # final_eval reuses it if it is the best
-            result = final_eval(run, stop_reason, t_start)
+            # SIGINT/SIGTERM: stop after the step under way with checkpoint.pt at that step
+            # (qgmrn.interrupt; a single process only: DDP ranks would have to agree on the step)
+            with StopRequest(enabled=not info.enabled) as run.stop:
+                stop_reason = train_loop(run)
+            result = None  # interrupted: not finished, so no final evaluation and no eval.json
+            if stop_reason != INTERRUPTED:
+                if run.last_val_step != state.step:
+                    validate(run, collect_paths=True)  # final_eval reuses it if it is the best
+                result = final_eval(run, stop_reason, t_start)
             update_history(run, stop_reason)
         finally:
             run.log.close()
@@ -574,6 +584,7 @@ class _Run:
         # history.jsonl: where and how this call trains (a resumed run may change machines)
         self.seconds_at_start = state.train_seconds
         self.history = _begin_history(self) if info.is_main else None
+        self.stop = StopRequest(enabled=False)  # fit installs the signal handlers around the loop
 
     @property
     def steps_per_epoch(self) -> int:
@@ -786,9 +797,11 @@ def _check_finite(first_bad: Tensor, run: _Run) -> None:
 
 
 def _stop_reason(run: _Run) -> str | None:
-    """Why the epoch stops after this step: "max_steps", "validate" (a step-based validation is
-    due) or "max_minutes"; None to go on."""
+    """Why the epoch stops after this step: INTERRUPTED (SIGINT/SIGTERM), "max_steps",
+    "validate" (a step-based validation is due) or "max_minutes"; None to go on."""
     tc, s = run.cfg.train, run.state
+    if run.stop.requested:
+        return INTERRUPTED
     if run.max_steps is not None and s.step >= run.max_steps:
         return "max_steps"
     if tc.eval_every_steps and s.step % tc.eval_every_steps == 0:

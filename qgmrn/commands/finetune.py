@@ -62,5 +62,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"qgmrn finetune: error: {e}", file=sys.stderr)
         return 1
     ev = result["eval"]
+    if ev is None:  # interrupted (SIGINT/SIGTERM): checkpoint.pt holds the last step
+        print(json.dumps({"out_dir": result["out_dir"], "step": result["step"]}))
+        print(f"qgmrn finetune: interrupted at step {result['step']}; continue with --resume",
+              file=sys.stderr)  # fmt: skip
+        return 130
     print(json.dumps({"out_dir": result["out_dir"], "n": ev["n"], "overall": ev["overall"]}))
     return 0

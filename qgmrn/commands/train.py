@@ -159,6 +159,11 @@ def run(args: argparse.Namespace) -> int:
         return 1
     ev = result["eval"]
     summary = {k: result[k] for k in ("out_dir", "step", "epoch", "stop_reason", "best_val_acc")}
+    if ev is None:  # interrupted (SIGINT/SIGTERM): checkpoint.pt holds the last step
+        print(json.dumps(summary, indent=2))
+        print(f"qgmrn train: interrupted at step {result['step']}; continue with --resume",
+              file=sys.stderr)  # fmt: skip
+        return 130
     summary.update(split=ev["split"], n=ev["n"], overall=ev["overall"])
     print(json.dumps(summary, indent=2))
     return 0

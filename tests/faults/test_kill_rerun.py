@@ -13,6 +13,7 @@ from __future__ import annotations
 import errno
 import inspect
 import json
+import os
 import random
 import shutil
 import signal
@@ -263,6 +264,43 @@ def test_train_killed_three_times_resumes_to_the_same_weights(data_dir, tmp_path
         kill_group(nxt)
     assert read_checkpoint(out / "checkpoint.pt")["step"] == total
     _assert_same_run(out, ref)
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_after_the_step_and_the_resume_ends_as_the_uninterrupted_run(
+    data_dir, tmp_path
+):
+    """SIGINT to the training's process group (what Ctrl-C in a terminal sends, workers
+    included) once step 3 is logged: `qgmrn train` finishes the step under way, saves
+    checkpoint.pt at the step it reached (checkpoints are every 2 steps), writes no eval.json,
+    says how to continue and exits with 130; `--resume` then ends with the weights of an
+    uninterrupted run."""
+    out, log = tmp_path / "stopped", tmp_path / "log.txt"
+    metrics = out / "metrics.jsonl"
+    proc = start(_train_args(data_dir, out), log, warm=True)
+    try:
+        ref = tmp_path / "uninterrupted"
+        assert cli.main(_train_args(data_dir, ref)) == 0
+        since = time.time_ns()
+        go(proc)
+        deadline = time.monotonic() + 180
+        while proc.poll() is None and _logged_step(metrics, since) < 3:
+            assert time.monotonic() < deadline, "step 3 was never logged"
+            time.sleep(0.001)
+        os.killpg(proc.pid, signal.SIGINT)
+        assert proc.wait(timeout=120) == 130, log.read_text()
+    finally:
+        kill_group(proc)
+    said = log.read_text()
+    step = read_checkpoint(out / "checkpoint.pt")["step"]
+    assert step == _logged_step(metrics, 0) >= 3
+    assert f"interrupted at step {step}; continue with --resume" in said
+    assert "Traceback" not in said and not (out / "eval.json").exists()
+    assert cli.main(_train_args(data_dir, out, "--resume")) == 0
+    a, b = read_checkpoint(out / "checkpoint.pt"), read_checkpoint(ref / "checkpoint.pt")
+    assert a["step"] == b["step"]
+    for key in a["model"]:
+        assert torch.equal(a["model"][key], b["model"][key]), key
 
 
 # --------------------------------------------------------------------------------------------

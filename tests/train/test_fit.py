@@ -331,3 +331,41 @@ def test_the_end_of_run_validation_is_not_predicted_twice(data_dir, tmp_path, mo
     assert again["by_subtype"] == result["eval"]["by_subtype"]
     paths = np.load(out / "routing_paths.npz")
     assert paths["paths"].shape == (16, 64)
+
+
+def test_sigterm_stops_after_the_step_with_a_checkpoint_there_and_resume_finishes(
+    trained, data_dir, tmp_path, monkeypatch
+):
+    """SIGTERM during step 2 (qgmrn.interrupt): fit finishes that step, saves checkpoint.pt at
+    step 2 (the periodic one is every 3 steps), writes no eval.json, restores the handlers; the
+    resumed run ends bit-identical to the uninterrupted one."""
+    import signal
+
+    import qgmrn.train
+
+    cfg, full, _ = trained
+    real = qgmrn.train.train_step
+    calls = []
+
+    def signalled(run, batch):
+        calls.append(1)
+        if len(calls) == 2:
+            os.kill(os.getpid(), signal.SIGTERM)  # arrives while the step is under way
+        return real(run, batch)
+
+    before = signal.getsignal(signal.SIGTERM)
+    monkeypatch.setattr(qgmrn.train, "train_step", signalled)
+    out = tmp_path / "stopped"
+    result = fit(cfg, data_dir, out, progress=False)
+    assert signal.getsignal(signal.SIGTERM) is before
+    assert (result["stop_reason"], result["step"], result["eval"]) == ("interrupted", 2, None)
+    assert read_checkpoint(out / "checkpoint.pt")["step"] == 2
+    assert not (out / "eval.json").exists()
+    (segment,) = read_history(out)
+    assert (segment["end_step"], segment["stop_reason"]) == (2, "interrupted")
+
+    monkeypatch.setattr(qgmrn.train, "train_step", real)
+    assert fit(cfg, data_dir, out, progress=False, resume=True)["step"] == 2 * STEPS_PER_EPOCH
+    a, b = read_checkpoint(full / "checkpoint.pt"), read_checkpoint(out / "checkpoint.pt")
+    for key in a["model"]:
+        assert torch.equal(a["model"][key], b["model"][key]), key
