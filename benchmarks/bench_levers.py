@@ -214,7 +214,7 @@ def fit_rows(
     # a larger batch: ours, a labelled lever only (the paper and its faithful runs keep 64);
     # samples/s, not what a sample teaches (a larger batch takes fewer, larger steps)
     b0 = base_cfg.train.batch_size
-    for b in (b0, 2 * b0, 4 * b0):
+    for b in (b0, 2 * b0, 4 * b0) if full_set else ():
         if b == b0:
             emit("batch size", str(b), same_as_base=True)
         else:

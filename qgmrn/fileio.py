@@ -259,11 +259,13 @@ def project_root() -> Path:
 def portable_path(path: str | os.PathLike) -> str:
     """`path` as a record that travels: relative to the project root when inside it (so that a
     committed config.json names no machine's folders), else absolute."""
-    resolved = Path(path).expanduser().resolve()
-    try:
-        return str(resolved.relative_to(project_root()))
-    except ValueError:
-        return str(resolved)
+    absolute = Path(os.path.abspath(Path(path).expanduser()))  # symlinks kept: data/x -> /mnt
+    for candidate in (absolute, absolute.resolve()):
+        try:
+            return str(candidate.relative_to(project_root()))
+        except ValueError:
+            continue
+    return str(absolute)
 
 
 def locate(path: str | os.PathLike) -> Path:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import warnings
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -80,6 +81,20 @@ def write_history(run_dir: str | os.PathLike, rows: list[Mapping[str, Any]]) -> 
     return atomic_write_text(Path(run_dir) / HISTORY_FILE, text, fsync=False)
 
 
+def _readable_history(run_dir: Path) -> list[dict[str, Any]]:
+    """The history to continue; a damaged one is set aside (history.jsonl.damaged) with a
+    warning rather than stopping the training it only describes."""
+    try:
+        return read_history(run_dir)
+    except ValueError as err:
+        path = run_dir / HISTORY_FILE
+        path.replace(path.with_name(HISTORY_FILE + ".damaged"))
+        warnings.warn(
+            f"{err}; set aside as {path.name}.damaged, a new history begins", stacklevel=3
+        )
+        return []
+
+
 class RunHistory:
     """The current segment of a run: `begin` appends its row, `update` rewrites it.
 
@@ -97,10 +112,14 @@ class RunHistory:
         (those that end after `start_step` are cut back to it: their later steps were lost with
         the kill); a fresh run starts a new history. `fields`: device, precision, ..."""
         run_dir = Path(run_dir)
-        rows = read_history(run_dir) if resumed else []
+        rows = _readable_history(run_dir) if resumed else []
         for row in rows:
             if row.get("end_step") is not None and row["end_step"] > start_step:
                 row["end_step"] = start_step
+        if rows and rows[-1].get("stop_reason") is None:
+            # killed between writing checkpoint.pt and updating the history: the checkpoint it
+            # resumes from is the true end of that segment
+            rows[-1]["end_step"] = max(int(rows[-1].get("end_step") or 0), start_step)
         rows.append(
             {
                 "segment": len(rows) + 1,

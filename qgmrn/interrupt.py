@@ -2,23 +2,53 @@
 
 A run stopped at the end of a sitting continues with ``--resume`` in the next. Killed outright,
 it loses the steps since its last checkpoint; asked with a signal, `qgmrn.train.fit` finishes
-the step under way, writes checkpoint.pt at that exact step and returns with stop reason
-``"interrupted"`` (no final evaluation: the run is not finished, and no eval.json says it is).
-A second signal acts as it would without this (KeyboardInterrupt, or termination), for when the
-first stop takes too long.
+the step under way (and a validation due at that step), writes checkpoint.pt at that exact step,
+records the stop in history.jsonl and raises `TrainingInterrupted`, a KeyboardInterrupt: a
+notebook cell or a script stops as it would on Ctrl-C, with nothing lost, and the command line
+(`qgmrn train`, `qgmrn finetune`) exits with 128 + the signal's number (130, 143) saying how to
+continue. No final evaluation: the run is not finished, and no eval.json says it is. A second
+signal acts as it would without this (KeyboardInterrupt, or termination), for when the first
+stop takes too long.
 
-Only in the main thread of a single-process run: under torchrun every rank would have to agree
-on the step, so there the signals keep their usual meaning.
+Only in the main thread of a single-process run, and not under torchrun (every rank would have
+to agree on the step, and torchrun's agent forwards a Ctrl-C as SIGTERM): there the signals keep
+their usual meaning. A signal the process ignores (a background job's SIGINT) stays ignored.
+DataLoader workers ignore SIGINT (`ignore_interrupts`), so that a Ctrl-C to the whole process
+group does not kill them under the batch the main process waits for.
 """
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import threading
 from types import FrameType
+from typing import Any
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Raised by `fit` after a stop request: checkpoint.pt holds `step`; `result` is what fit
+    would have returned (stop reason "interrupted", no "eval"); `signal` the signal's number."""
+
+    def __init__(self, result: dict[str, Any], signum: int) -> None:
+        self.result, self.signal, self.step = result, signum, result.get("step")
+        super().__init__(
+            f"training interrupted ({signal.Signals(signum).name}) at step {self.step}; "
+            f"checkpoint.pt saved in {result.get('out_dir')}: continue with --resume"
+        )
+
+    @property
+    def exit_status(self) -> int:
+        return 128 + int(self.signal)
+
+
+def ignore_interrupts(worker_id: int | None = None) -> None:
+    """DataLoader worker init: ignore SIGINT, which Ctrl-C sends to the whole process group;
+    the main process decides (it stops after the step, then shuts the workers down)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 class StopRequest:
@@ -31,7 +61,8 @@ class StopRequest:
     def __init__(self, enabled: bool = True) -> None:
         self.enabled = enabled and threading.current_thread() is threading.main_thread()
         self.signal: int | None = None
-        self._previous: dict[int, object] = {}
+        self._pid = os.getpid()
+        self._previous: dict[int, Any] = {}
 
     @property
     def requested(self) -> bool:
@@ -40,6 +71,8 @@ class StopRequest:
     def __enter__(self) -> StopRequest:
         if self.enabled:
             for sig in SIGNALS:
+                if signal.getsignal(sig) is signal.SIG_IGN:  # ignored by whoever started us
+                    continue
                 self._previous[sig] = signal.signal(sig, self._handle)
         return self
 
@@ -52,6 +85,8 @@ class StopRequest:
         self._previous.clear()
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if os.getpid() != self._pid:  # a forked child that inherited the handler
+            return
         if self.signal is not None:  # the second: as without us
             self._restore()
             signal.raise_signal(signum)

@@ -55,7 +55,7 @@ from qgmrn.evaluate import (
 )
 from qgmrn.fileio import atomic_write_json, atomic_write_text, portable_path
 from qgmrn.history import HISTORY_FILE, RunHistory, device_name
-from qgmrn.interrupt import StopRequest
+from qgmrn.interrupt import StopRequest, TrainingInterrupted
 from qgmrn.model import build_model, set_tau
 from qgmrn.runtime import (
     autocast,
@@ -124,9 +124,10 @@ def fit(
     max_steps: stop after this many optimizer steps in total (as if the budget were spent).
     questions_files: {"train": path, "val": path} question files on the data set's images
               (CLEVR-Humans).
-    Returns {"out_dir", "step", "epoch", "stop_reason", "best_val_acc", "eval", ...}; "eval" is
-    None when the run was interrupted (SIGINT/SIGTERM: stop reason INTERRUPTED, checkpoint.pt at
-    the last step, no final evaluation).
+    Returns {"out_dir", "step", "epoch", "stop_reason", "best_val_acc", "eval", ...}.
+    Raises `qgmrn.interrupt.TrainingInterrupted` (a KeyboardInterrupt) after SIGINT/SIGTERM, once
+    checkpoint.pt holds the step it reached (no final evaluation; its `.result` is this dict with
+    stop reason INTERRUPTED and "eval" None).
     """
     t_start = time.monotonic()
     info = qdist.setup(torch.device(device).type)
@@ -182,7 +183,9 @@ def fit(
         try:
             # SIGINT/SIGTERM: stop after the step under way with checkpoint.pt at that step
             # (qgmrn.interrupt; a single process only: DDP ranks would have to agree on the step)
-            with StopRequest(enabled=not info.enabled) as run.stop:
+            # (and not under torchrun, whose agent forwards Ctrl-C to its children as SIGTERM)
+            catch = not info.enabled and "TORCHELASTIC_RUN_ID" not in os.environ
+            with StopRequest(enabled=catch) as run.stop:
                 stop_reason = train_loop(run)
             result = None  # interrupted: not finished, so no final evaluation and no eval.json
             if stop_reason != INTERRUPTED:
@@ -192,21 +195,27 @@ def fit(
             update_history(run, stop_reason)
         finally:
             run.log.close()
-        return {
-            "out_dir": str(out_dir),
-            "step": state.step,
-            "epoch": state.epoch,
-            "stop_reason": stop_reason,
-            "best_val_acc": state.best_val_acc,
-            "best_step": state.best_step,
-            "train_minutes": state.train_seconds / 60.0,
-            "eval": result,
-        }
+        if stop_reason == INTERRUPTED:  # checkpoint.pt is at this step: stop as Ctrl-C would
+            raise TrainingInterrupted(_result(out_dir, state, stop_reason, None), run.stop.signal)
+        return _result(out_dir, state, stop_reason, result)
     finally:
         if lock is not None:
             lock.release()
         torch.set_num_threads(threads)
         qdist.teardown(info)
+
+
+def _result(out_dir: Path, state: TrainState, stop_reason: str, ev: dict | None) -> dict:
+    return {
+        "out_dir": str(out_dir),
+        "step": state.step,
+        "epoch": state.epoch,
+        "stop_reason": stop_reason,
+        "best_val_acc": state.best_val_acc,
+        "best_step": state.best_step,
+        "train_minutes": state.train_seconds / 60.0,
+        "eval": ev,
+    }
 
 
 # --------------------------------------------------------------------------------------------
@@ -372,6 +381,11 @@ def prepare_run_dir(
     data.vocab.save(out_dir / "vocab.json")
     if restored is not None:
         _truncate_metrics(out_dir / "metrics.jsonl", restored["step"])
+        # a finished run trained further: its end-of-run files describe an earlier step, and a
+        # continuation that is stopped or killed must not look finished (they are rewritten when
+        # it finishes)
+        for name in ("eval.json", "routing_paths.npz"):
+            (out_dir / name).unlink(missing_ok=True)
         return
     for name in ("checkpoint.pt", "best.pt", "metrics.jsonl", "eval.json", HISTORY_FILE):
         (out_dir / name).unlink(missing_ok=True)
@@ -796,6 +810,12 @@ def _check_finite(first_bad: Tensor, run: _Run) -> None:
         )
 
 
+def _validation_due(run: _Run) -> bool:
+    """Whether a step-based validation (`eval_every_steps`) falls on the current step."""
+    every = run.cfg.train.eval_every_steps
+    return bool(every) and run.state.step % every == 0
+
+
 def _stop_reason(run: _Run) -> str | None:
     """Why the epoch stops after this step: INTERRUPTED (SIGINT/SIGTERM), "max_steps",
     "validate" (a step-based validation is due) or "max_minutes"; None to go on."""
@@ -804,7 +824,7 @@ def _stop_reason(run: _Run) -> str | None:
         return INTERRUPTED
     if run.max_steps is not None and s.step >= run.max_steps:
         return "max_steps"
-    if tc.eval_every_steps and s.step % tc.eval_every_steps == 0:
+    if _validation_due(run):
         return "validate"
     # under DDP the ranks agree on the wall-clock budget at log steps only
     if tc.max_minutes is not None and (not run.info.enabled or s.step % tc.log_every == 0):
@@ -899,8 +919,10 @@ def train_loop(run: _Run) -> str:
         save_resume_checkpoint(run)
     while stop_reason is None and state.epoch < tc.epochs:
         stop_reason = train_one_epoch(run, _epoch_batches(run))
-        due = stop_reason == "validate"
-        if due:
+        # a step-based validation due at this step, also when a stop request came first (the
+        # resumed run would not redo it)
+        due = stop_reason == "validate" or (stop_reason == INTERRUPTED and _validation_due(run))
+        if stop_reason == "validate":
             stop_reason = None
         if state.batch_in_epoch >= run.steps_per_epoch:  # the epoch is complete
             state.epoch += 1
@@ -909,6 +931,8 @@ def train_loop(run: _Run) -> str:
         if due:
             validate(run)
         save_resume_checkpoint(run)
+        if run.stop.requested:  # asked during the validation or the save: no further step
+            stop_reason = INTERRUPTED
     return stop_reason or "epochs"
 
 

@@ -152,3 +152,13 @@ def test_locate_reads_a_recorded_relative_path_from_the_project_root(tmp_path, m
     assert fileio.locate("qgmrn") == fileio.Path("qgmrn")
     assert fileio.locate("no/such/folder") == fileio.Path("no/such/folder")
     assert fileio.locate(tmp_path / "x") == tmp_path / "x"
+
+
+def test_portable_path_keeps_a_symlinked_data_folder_inside_the_project(tmp_path):
+    """data/clevr -> /mnt/...: recorded by its name in the project, not the link's target."""
+    link = fileio.project_root() / "results" / f".test-link-{os.getpid()}"
+    link.symlink_to(tmp_path, target_is_directory=True)
+    try:
+        assert fileio.portable_path(link / "clevr") == os.path.join("results", link.name, "clevr")
+    finally:
+        link.unlink()

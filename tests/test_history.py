@@ -18,8 +18,8 @@ def test_segments_append_and_a_killed_segment_is_cut_back_to_its_checkpoint(tmp_
     rows = read_history(tmp_path)
     assert [(r["start_step"], r["end_step"], r["stop_reason"]) for r in rows] == [(0, 500, None)]
 
-    # the file says 600 (say, written by hand or by a run killed between its checkpoint and the
-    # history update); the resume starts from the checkpoint at 500, so the segment ends there
+    # the file says 600 (say, edited by hand) but the resume starts from the checkpoint at 500:
+    # the steps after it were lost, so the segment ends there
     rows[0]["end_step"] = 600
     (tmp_path / HISTORY_FILE).write_text(json.dumps(rows[0]) + "\n")
     second = RunHistory.begin(tmp_path, resumed=True, start_step=500, device="cpu")
@@ -51,3 +51,20 @@ def test_bad_lines_are_named(tmp_path):
 
 def test_cpu_device_name_says_cores():
     assert device_name(torch.device("cpu")).endswith("cores")
+
+
+def test_a_kill_between_the_checkpoint_and_the_history_update_leaves_no_gap(tmp_path):
+    """checkpoint.pt is written before history.jsonl: killed in between, the history says 250
+    while the resume starts at 500; the killed segment is extended to 500."""
+    RunHistory.begin(tmp_path, resumed=False, start_step=0).update(end_step=250, train_minutes=1)
+    RunHistory.begin(tmp_path, resumed=True, start_step=500)
+    rows = read_history(tmp_path)
+    assert [(r["start_step"], r["end_step"]) for r in rows] == [(0, 500), (500, 500)]
+
+
+def test_a_damaged_history_is_set_aside_and_the_run_goes_on(tmp_path):
+    (tmp_path / HISTORY_FILE).write_text("not json\n")
+    with pytest.warns(UserWarning, match=r"set aside as history\.jsonl\.damaged"):
+        RunHistory.begin(tmp_path, resumed=True, start_step=7)
+    assert [r["start_step"] for r in read_history(tmp_path)] == [7]
+    assert (tmp_path / (HISTORY_FILE + ".damaged")).read_text() == "not json\n"

@@ -26,3 +26,14 @@ def test_disabled_installs_nothing():
     before = signal.getsignal(signal.SIGTERM)
     with StopRequest(enabled=False) as stop:
         assert signal.getsignal(signal.SIGTERM) is before and not stop.requested
+
+
+def test_an_ignored_signal_stays_ignored():
+    """A background job (`cmd &` in a script) starts with SIGINT ignored: it stays so."""
+    before = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        with StopRequest():
+            assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+            assert signal.getsignal(signal.SIGTERM) is not signal.SIG_IGN  # this one is taken
+    finally:
+        signal.signal(signal.SIGINT, before)

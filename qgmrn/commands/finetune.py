@@ -34,6 +34,7 @@ def run(args: argparse.Namespace) -> int:
     from qgmrn.checkpoint import CheckpointError
     from qgmrn.fileio import DiskFullError
     from qgmrn.finetune import finetune
+    from qgmrn.interrupt import TrainingInterrupted
     from qgmrn.runlock import RunLockedError
     from qgmrn.train import NonFiniteLossError
 
@@ -61,11 +62,10 @@ def run(args: argparse.Namespace) -> int:
     ) as e:
         print(f"qgmrn finetune: error: {e}", file=sys.stderr)
         return 1
-    ev = result["eval"]
-    if ev is None:  # interrupted (SIGINT/SIGTERM): checkpoint.pt holds the last step
-        print(json.dumps({"out_dir": result["out_dir"], "step": result["step"]}))
-        print(f"qgmrn finetune: interrupted at step {result['step']}; continue with --resume",
+    except TrainingInterrupted as stop:  # SIGINT/SIGTERM: checkpoint.pt holds the step reached
+        print(f"qgmrn finetune: interrupted at step {stop.step}; continue with --resume",
               file=sys.stderr)  # fmt: skip
-        return 130
+        return stop.exit_status
+    ev = result["eval"]
     print(json.dumps({"out_dir": result["out_dir"], "n": ev["n"], "overall": ev["overall"]}))
     return 0

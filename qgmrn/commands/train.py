@@ -136,6 +136,7 @@ def budget_note(args: argparse.Namespace, cfg) -> str | None:
 def run(args: argparse.Namespace) -> int:
     from qgmrn.checkpoint import CheckpointError
     from qgmrn.fileio import DiskFullError
+    from qgmrn.interrupt import TrainingInterrupted
     from qgmrn.runlock import RunLockedError
     from qgmrn.train import NonFiniteLossError, fit
 
@@ -157,13 +158,12 @@ def run(args: argparse.Namespace) -> int:
     except (CheckpointError, NonFiniteLossError, RunLockedError, DiskFullError) as e:
         print(f"qgmrn train: error: {e}", file=sys.stderr)
         return 1
+    except TrainingInterrupted as stop:  # SIGINT/SIGTERM: checkpoint.pt holds the step reached
+        print(f"qgmrn train: interrupted at step {stop.step}; continue with --resume",
+              file=sys.stderr)  # fmt: skip
+        return stop.exit_status
     ev = result["eval"]
     summary = {k: result[k] for k in ("out_dir", "step", "epoch", "stop_reason", "best_val_acc")}
-    if ev is None:  # interrupted (SIGINT/SIGTERM): checkpoint.pt holds the last step
-        print(json.dumps(summary, indent=2))
-        print(f"qgmrn train: interrupted at step {result['step']}; continue with --resume",
-              file=sys.stderr)  # fmt: skip
-        return 130
     summary.update(split=ev["split"], n=ev["n"], overall=ev["overall"])
     print(json.dumps(summary, indent=2))
     return 0

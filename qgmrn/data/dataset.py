@@ -27,6 +27,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from qgmrn.data.cache import cached_image_indices, open_cache
 from qgmrn.data.vocab import Vocab
+from qgmrn.interrupt import ignore_interrupts
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -288,6 +289,7 @@ def seed_worker(worker_id: int) -> None:
     s = torch.initial_seed() % 2**32
     np.random.seed(s)
     random.seed(s)
+    ignore_interrupts()  # Ctrl-C reaches the whole process group: the main process decides
 
 
 def usable_workers(num_workers: int) -> int:

@@ -50,6 +50,7 @@ from qgmrn.clevr import SUBTYPES, question_subtype
 from qgmrn.data.attributes import object_attribute_rows
 from qgmrn.data.dataset import Batch, _empty_for_transfer, usable_workers
 from qgmrn.data.vocab import Vocab
+from qgmrn.interrupt import ignore_interrupts
 from qgmrn.synth.camera import Camera
 from qgmrn.synth.families import families_up_to
 from qgmrn.synth.generate import make_scene, scene_rng
@@ -289,7 +290,12 @@ def stream_batches(
     num_workers = usable_workers(num_workers)
     extra = {}
     if num_workers > 0:
-        extra = dict(prefetch_factor=prefetch_factor, persistent_workers=False)
+        # workers ignore Ctrl-C (sent to the whole process group): the main process decides
+        extra = dict(
+            prefetch_factor=prefetch_factor,
+            persistent_workers=False,
+            worker_init_fn=ignore_interrupts,
+        )
     # a generator of its own: a DataLoader otherwise draws its base seed from the global RNG,
     # which would shift the Gumbel noise of a resumed run (the stream needs no random seed)
     generator = torch.Generator()

@@ -17,6 +17,7 @@ from qgmrn.checkpoint import CheckpointError, read_checkpoint
 from qgmrn.clevr.constants import QUESTION_TYPES, SUBTYPES
 from qgmrn.finetune import finetune
 from qgmrn.history import read_history
+from qgmrn.interrupt import TrainingInterrupted
 from qgmrn.train import NonFiniteLossError, fit
 
 from . import make_tiny_clevr, tiny_config
@@ -356,9 +357,12 @@ def test_sigterm_stops_after_the_step_with_a_checkpoint_there_and_resume_finishe
     before = signal.getsignal(signal.SIGTERM)
     monkeypatch.setattr(qgmrn.train, "train_step", signalled)
     out = tmp_path / "stopped"
-    result = fit(cfg, data_dir, out, progress=False)
+    with pytest.raises(TrainingInterrupted, match="at step 2") as stopped:  # a KeyboardInterrupt
+        fit(cfg, data_dir, out, progress=False)
     assert signal.getsignal(signal.SIGTERM) is before
+    result = stopped.value.result
     assert (result["stop_reason"], result["step"], result["eval"]) == ("interrupted", 2, None)
+    assert stopped.value.exit_status == 128 + signal.SIGTERM
     assert read_checkpoint(out / "checkpoint.pt")["step"] == 2
     assert not (out / "eval.json").exists()
     (segment,) = read_history(out)
@@ -369,3 +373,68 @@ def test_sigterm_stops_after_the_step_with_a_checkpoint_there_and_resume_finishe
     a, b = read_checkpoint(full / "checkpoint.pt"), read_checkpoint(out / "checkpoint.pt")
     for key in a["model"]:
         assert torch.equal(a["model"][key], b["model"][key]), key
+
+
+def test_a_validation_due_at_the_interrupted_step_is_not_skipped(data_dir, tmp_path, monkeypatch):
+    """SIGINT during step 2 of a run validating every 2 steps: the validation of step 2 runs
+    before the checkpoint, so the resumed run's validation rows and best.pt are the
+    uninterrupted run's."""
+    import signal
+
+    import qgmrn.train
+
+    cfg = tiny_config("lstm", epochs=2, checkpoint_every_steps=3, eval_every_steps=2)
+    ref = tmp_path / "uninterrupted"
+    fit(cfg, data_dir, ref, progress=False)
+    real, calls = qgmrn.train.train_step, []
+
+    def signalled(run, batch):
+        calls.append(1)
+        if len(calls) == 2:
+            os.kill(os.getpid(), signal.SIGINT)
+        return real(run, batch)
+
+    monkeypatch.setattr(qgmrn.train, "train_step", signalled)
+    out = tmp_path / "stopped"
+    with pytest.raises(TrainingInterrupted):
+        fit(cfg, data_dir, out, progress=False)
+    monkeypatch.setattr(qgmrn.train, "train_step", real)
+    fit(cfg, data_dir, out, progress=False, resume=True)
+
+    def val_rows(run):
+        rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+        return [(r["step"], r["overall"]) for r in rows if r.get("kind") == "val"]
+
+    assert [step for step, _ in val_rows(ref)] == [2, 4, 6, 8]  # every 2 steps (epoch ends too)
+    assert val_rows(out) == val_rows(ref)
+    a, b = read_checkpoint(ref / "best.pt"), read_checkpoint(out / "best.pt")
+    for key in a["model"]:
+        assert torch.equal(a["model"][key], b["model"][key]), key
+
+
+def test_a_finished_run_trained_further_and_stopped_does_not_look_finished(
+    trained, data_dir, tmp_path, monkeypatch
+):
+    """Resuming a finished run with a larger budget drops its end-of-run eval.json and
+    routing_paths.npz (they describe an earlier step); stopped before the new end, the run
+    has none, so nothing reads it as finished; its history says where it stopped."""
+    import signal
+
+    import qgmrn.train
+
+    cfg, full, _ = trained
+    out = tmp_path / "extended"
+    shutil.copytree(full, out)
+    assert (out / "eval.json").exists()
+    real = qgmrn.train.train_step
+
+    def signalled(run, batch):
+        os.kill(os.getpid(), signal.SIGTERM)
+        return real(run, batch)
+
+    monkeypatch.setattr(qgmrn.train, "train_step", signalled)
+    longer = tiny_config("brn_c8", epochs=3, checkpoint_every_steps=3)
+    with pytest.raises(TrainingInterrupted, match=f"at step {2 * STEPS_PER_EPOCH + 1}"):
+        fit(longer, data_dir, out, progress=False, resume=True)
+    assert not (out / "eval.json").exists() and not (out / "routing_paths.npz").exists()
+    assert read_history(out)[-1]["stop_reason"] == "interrupted"
