@@ -24,7 +24,9 @@
 #    batch 64, lr 3e-4 after warmup, bf16 autocast + channels-last on CUDA), on the stream
 #    (REUSE batches per rendered group of scenes; WORKERS rendering processes per run), each
 #    for MINUTES of training. Checkpoints every CKPT steps, validation every EVAL_EVERY steps.
-#    A run folder that exists is continued (--resume): the budget is summed over resumes.
+#    A run folder that exists is continued (--resume) for MINUTES more: fit's --max-minutes
+#    counts training minutes over all the run's calls, so the script passes the minutes its
+#    checkpoint has already trained (on any machine) plus MINUTES.
 #    DEADLINE_S after the start, runs still going are stopped (their last checkpoint stays).
 # 5. Packs the run folders into one archive in 15 MiB parts ($OUT/runs.tar.gz.partNN), plus
 #    gpu_check.json, the training logs and device.txt: the files the device tool brings back
@@ -93,8 +95,16 @@ for spec in "${PRESETS[@]}"; do
     fi
     if [ "$spec" != "${spec%@*}" ]; then name="${name}_s${spec#*@}"; seed_args=(--seed "${spec#*@}"); fi
     NAMES+=("$name")
+    budget=$MINUTES  # an existing run: its minutes so far (checkpoint.pt) + MINUTES
+    if [ -f "$RUNS/$name/checkpoint.pt" ]; then
+        budget=$("$PYTHON" -c 'import sys, torch
+c = torch.load(sys.argv[1], map_location="cpu", weights_only=True)
+print(c.get("extra", {}).get("train_seconds", 0.0) / 60 + float(sys.argv[2]))' \
+            "$RUNS/$name/checkpoint.pt" "$MINUTES") || budget=$MINUTES
+        echo "[$(elapsed)s] $name: continuing to $budget training minutes in all"
+    fi
     "$PYTHON" -m qgmrn.cli train --preset "$preset" --profile demo --data "$DATA" \
-        --out "$RUNS/$name" --device "$DEVICE" --max-minutes "$MINUTES" --epochs 100000 \
+        --out "$RUNS/$name" --device "$DEVICE" --max-minutes "$budget" --epochs 100000 \
         --train-source stream --scene-reuse "$REUSE" --workers "$WORKERS" "${seed_args[@]}" "${attr_args[@]}" \
         --eval-every-steps "$EVAL_EVERY" --checkpoint-every-steps "$CKPT" --resume \
         --no-progress > "$OUT/train_$name.log" 2>&1 &
