@@ -358,6 +358,28 @@ def milestones_frame(run_dirs: dict[str, Path], targets=MILESTONES) -> pd.DataFr
     return pd.DataFrame.from_dict(rows, orient="index")
 
 
+def trained_on(run_dir: Path) -> str:
+    """Where a run's steps were trained, in a table's words: "CPU" or "GPU (its name)", from its
+    history (history.jsonl; segments that trained no step left out; several joined by " + " in
+    order), else from the device of eval.json's last call, else "?"."""
+
+    def words(device: str, name: str | None = None) -> str:
+        if device.startswith("cuda"):
+            return f"GPU ({name})" if name else "GPU"
+        return "CPU" if device == "cpu" else device
+
+    names = [
+        words(str(seg.get("device") or "?"), seg.get("device_name"))
+        for seg in read_history(run_dir)
+        if int(seg.get("end_step") or 0) > int(seg.get("start_step") or 0)
+    ]
+    if names:
+        return " + ".join(dict.fromkeys(names))
+    ev = _read_json_or_none(run_dir / "eval.json") or {}
+    device = (ev.get("train") or {}).get("device")
+    return words(str(device)) if device else "?"
+
+
 def segments_frame(run_dirs: dict[str, Path]) -> pd.DataFrame:
     """Where and how each run's steps were trained: one row per segment of the runs that keep
     a history.jsonl (`qgmrn.history`; one segment per call of fit), in run order.
@@ -610,6 +632,10 @@ def _seeds_section(run_dirs: dict[str, Path], routed: str, figure: Path) -> list
     seeds = gap.attrs["seeds"]
     prior_row = gap.loc[PRIOR_ROW] if PRIOR_ROW in gap.index else None
     save_figure(plot_seeds(frame, step, prior_row), figure)
+    arms = {"routed": routed, "static": f"{routed}_static"}
+    names = {key: name for key, (name, _) in arm_runs(run_dirs, arms).items()}
+    shown = frame.round(1)
+    shown["trained on"] = [trained_on(run_dirs[names[key]]) for key in frame.index]
     return [
         f"## Routed vs static over seeds ({routed} vs {routed}_static)",
         "",
@@ -620,7 +646,7 @@ def _seeds_section(run_dirs: dict[str, Path], routed: str, figure: Path) -> list
         "same stream of scenes); the gap is the difference of the means with its standard",
         "error (s.e.) and the half-width of its 95% confidence interval (c.i.; Welch's t).",
         "",
-        tables.plain_markdown(frame.round(1)),
+        tables.plain_markdown(shown),
         "",
         tables.plain_markdown(gap.round(1)),
         "",

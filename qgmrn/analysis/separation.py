@@ -30,6 +30,7 @@ from qgmrn.analysis.reference import (
     mean_over_seeds,
     samples_text,
     seeds_frame,
+    trained_on,
     welch,
 )
 
@@ -300,10 +301,14 @@ def table2_over_seeds(run_dirs: dict[str, Path], prior: float | None = None) -> 
     by_type, step = seeds_frame(run_dirs, {arm: TABLE2_ARMS[arm] for arm in present})
     rank = {arm: i for i, arm in enumerate(present)}  # the paper's row order, not the alphabet's
     by_type = by_type.iloc[sorted(range(len(by_type)), key=lambda i: rank[by_type.index[i][0]])]
+    # the machine of each seed run (the seeds of one arm may come from a GPU and this CPU)
+    names = {key: name for key, (name, _) in arm_runs(run_dirs, TABLE2_ARMS).items()}
+    shown = curves.rename(columns=labels)
+    shown["trained on"] = [trained_on(run_dirs[names[key]]) for key in curves.index]
     return {
         "curves": curves,
         "batch": batch,
-        "shown": curves.rename(columns=labels),
+        "shown": shown,
         "claims": claims,
         "table": table,
         "by_type": mean_over_seeds(by_type),

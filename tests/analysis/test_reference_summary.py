@@ -61,6 +61,8 @@ def test_summary_says_where_each_stretch_of_steps_was_trained(tmp_path):
     assert frame.loc[("brn_c16", 1), "samples/s"] == round(64_000 / 60)
     assert list(frame["stopped"]) == ["max_minutes", "killed", "max_steps", "running"]
     assert frame.loc[("brn_c16", 2), "steps"] == "1,000-1,500"
+    assert reference.trained_on(runs / "brn_c16") == "GPU (GPU X) + CPU"
+    assert reference.trained_on(runs / "film") == "CPU"
     assert reference.main([str(ref)]) == 0
     text = (ref / "summary.md").read_text()
     assert "## Where the steps were trained" in text and "| brn_c16 | 3 | 1,500-2,000 |" in text
