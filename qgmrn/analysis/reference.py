@@ -124,6 +124,10 @@ def arm_runs(
     return found
 
 
+# a seed frame's attrs key: (arm, seed) -> the run folder's name (seeds_frame, arm_curves)
+RUNS_ATTR = "runs"
+
+
 def seeds_frame(run_dirs: dict[str, Path], arms: dict[str, str]) -> tuple[pd.DataFrame, int]:
     """Validation accuracy (percent, overall and by type) of every seed of each arm at one common
     step: the largest step at which every run of the arms has a validation pass (a fixed step,
@@ -131,12 +135,14 @@ def seeds_frame(run_dirs: dict[str, Path], arms: dict[str, str]) -> tuple[pd.Dat
 
     arms: label -> preset (e.g. {"routed": "brn_c16", "static": "brn_c16_static"}); the runs of
     a preset are the folder named after it (seed of its config) and its `PRESET_sN` folders.
-    Returns (rows indexed by (arm, seed), the common step). Raises ValueError when an arm has no
-    run, or the runs share no validation step.
+    Returns (rows indexed by (arm, seed), the common step; `attrs[RUNS_ATTR]` names each row's
+    run, for `with_trained_on`). Raises ValueError when an arm has no run, or the runs share no
+    validation step.
     """
     from qgmrn.clevr.constants import TYPE_LABELS
 
-    found = {key: val for key, (_, val) in arm_runs(run_dirs, arms).items()}
+    runs = arm_runs(run_dirs, arms)
+    found = {key: val for key, (_, val) in runs.items()}
     for arm, preset in arms.items():
         if not any(a == arm for a, _ in found):
             raise ValueError(f"no run of {preset!r} ({arm}) with a validation pass")
@@ -153,6 +159,7 @@ def seeds_frame(run_dirs: dict[str, Path], arms: dict[str, str]) -> tuple[pd.Dat
         }
     frame = pd.DataFrame.from_dict(rows, orient="index")
     frame.index = pd.MultiIndex.from_tuples(frame.index, names=["arm", "seed"])
+    frame.attrs[RUNS_ATTR] = {key: name for key, (name, _) in runs.items()}
     return frame, step
 
 
@@ -378,6 +385,13 @@ def trained_on(run_dir: Path) -> str:
     ev = _read_json_or_none(run_dir / "eval.json") or {}
     device = (ev.get("train") or {}).get("device")
     return words(str(device)) if device else "?"
+
+
+def with_trained_on(frame: pd.DataFrame, run_dirs: dict[str, Path]) -> pd.DataFrame:
+    """`frame` (rows (arm, seed) of `seeds_frame` or `arm_curves`, which name their runs in
+    `attrs[RUNS_ATTR]`) with a last column "trained on" (`trained_on` of each row's run)."""
+    names = frame.attrs[RUNS_ATTR]
+    return frame.assign(**{"trained on": [trained_on(run_dirs[names[k]]) for k in frame.index]})
 
 
 def segments_frame(run_dirs: dict[str, Path]) -> pd.DataFrame:
@@ -632,10 +646,6 @@ def _seeds_section(run_dirs: dict[str, Path], routed: str, figure: Path) -> list
     seeds = gap.attrs["seeds"]
     prior_row = gap.loc[PRIOR_ROW] if PRIOR_ROW in gap.index else None
     save_figure(plot_seeds(frame, step, prior_row), figure)
-    arms = {"routed": routed, "static": f"{routed}_static"}
-    names = {key: name for key, (name, _) in arm_runs(run_dirs, arms).items()}
-    shown = frame.round(1)
-    shown["trained on"] = [trained_on(run_dirs[names[key]]) for key in frame.index]
     return [
         f"## Routed vs static over seeds ({routed} vs {routed}_static)",
         "",
@@ -646,7 +656,7 @@ def _seeds_section(run_dirs: dict[str, Path], routed: str, figure: Path) -> list
         "same stream of scenes); the gap is the difference of the means with its standard",
         "error (s.e.) and the half-width of its 95% confidence interval (c.i.; Welch's t).",
         "",
-        tables.plain_markdown(shown),
+        tables.plain_markdown(with_trained_on(frame.round(1), run_dirs)),
         "",
         tables.plain_markdown(gap.round(1)),
         "",

@@ -26,12 +26,13 @@ from qgmrn.analysis import tables
 from qgmrn.analysis._io import save_figure
 from qgmrn.analysis.reference import (
     CONFIDENCE,
+    RUNS_ATTR,
     arm_runs,
     mean_over_seeds,
     samples_text,
     seeds_frame,
-    trained_on,
     welch,
+    with_trained_on,
 )
 
 # The paper's Table 2 rows (its labels; "gn": GroupNorm as the third norm of every bottleneck,
@@ -94,6 +95,7 @@ def arm_curves(
     order = {arm: i for i, arm in enumerate(arms)}  # the paper's row order, then the seed
     frame = frame.iloc[sorted(range(len(frame)), key=lambda i: (order[frame.index[i][0]],
                                                                 frame.index[i][1]))]  # fmt: skip
+    frame.attrs[RUNS_ATTR] = {key: name for key, (name, _) in runs.items()}  # with_trained_on
     batch = batches.pop() if len(batches) == 1 else None
     return frame, batch
 
@@ -301,14 +303,11 @@ def table2_over_seeds(run_dirs: dict[str, Path], prior: float | None = None) -> 
     by_type, step = seeds_frame(run_dirs, {arm: TABLE2_ARMS[arm] for arm in present})
     rank = {arm: i for i, arm in enumerate(present)}  # the paper's row order, not the alphabet's
     by_type = by_type.iloc[sorted(range(len(by_type)), key=lambda i: rank[by_type.index[i][0]])]
-    # the machine of each seed run (the seeds of one arm may come from a GPU and this CPU)
-    names = {key: name for key, (name, _) in arm_runs(run_dirs, TABLE2_ARMS).items()}
-    shown = curves.rename(columns=labels)
-    shown["trained on"] = [trained_on(run_dirs[names[key]]) for key in curves.index]
     return {
         "curves": curves,
         "batch": batch,
-        "shown": shown,
+        # with the machine of each seed run (one arm's seeds may come from a GPU and this CPU)
+        "shown": with_trained_on(curves.rename(columns=labels), run_dirs),
         "claims": claims,
         "table": table,
         "by_type": mean_over_seeds(by_type),
