@@ -17,13 +17,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
-import torch
+from machine import describe
 from PIL import Image
 
 from qgmrn.data import ClevrQuestions, Vocab, build_cache, make_loader
@@ -147,11 +146,7 @@ def main() -> None:
         "benchmark": "qgmrn.data",
         "note": "CPU timings; taken on a machine shared with other jobs unless stated otherwise",
         "machine": {
-            "platform": platform.platform(),
-            "processor": platform.processor() or platform.machine(),
-            "cpu_count": os.cpu_count(),
-            "python": platform.python_version(),
-            "torch": torch.__version__,
+            **describe(),
             "numpy": np.__version__,
             "pillow": Image.__version__,
         },

@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+from machine import describe
 
 from qgmrn.clevr import load_scenes
 from qgmrn.synth.generate import generate_dataset
@@ -75,7 +74,7 @@ def main() -> None:
     ap.add_argument("--scenes-large", type=int, default=16, help="scenes per 480x320 run")
     ap.add_argument("--out", default="results/bench/generate.json")
     args = ap.parse_args()
-    load = os.getloadavg()
+    machine = describe()  # with the load average at the start
     runs = [
         end_to_end(size, n, workers)
         for size, n in (((128, 128), args.scenes_small), ((480, 320), args.scenes_large))
@@ -85,9 +84,7 @@ def main() -> None:
     out = {
         "runs": runs,
         "questions_only": questions,
-        "machine": platform.processor() or platform.machine(),
-        "cpus": os.cpu_count(),
-        "loadavg_at_start": list(load),
+        "machine": machine,
         "note": "end to end: sample + render (supersample 2) + RGBA PNG + 10 questions per scene; "
         "measured on a 2-core machine shared with other jobs, so noisy and the 2-worker "
         "speed-up understated",

@@ -19,12 +19,12 @@ import dataclasses
 import functools
 import json
 import os
-import platform
 import statistics
 import time
 from collections.abc import Callable, Mapping
 
 import torch
+from machine import describe
 from torch.utils.flop_counter import FlopCounterMode
 
 from qgmrn.config import PRESETS, get_config
@@ -124,7 +124,7 @@ def main() -> None:
     parser.add_argument("--skip-macs", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    load_at_start = os.getloadavg()[0]  # the timings mean little on a loaded machine
+    machine = describe()  # the load average at the start: timings mean little on a loaded machine
 
     sizes = []
     if args.skip_macs and os.path.exists(args.out):  # keep the sizes measured last time
@@ -143,9 +143,7 @@ def main() -> None:
         "what": "params/MACs per preset; demo training-step throughput, routed vs static twin",
         "note": "routed and static steps interleaved on the same batch; compare routed with "
         "static, not across presets or runs",
-        "load_average_at_start": load_at_start,
-        "torch": torch.__version__,
-        "machine": f"{platform.machine()} {os.cpu_count()} cpus, threads={args.threads}",
+        "machine": machine,
         "steps": args.steps,
         "sizes": sizes,
         "throughput": speed,

@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import time
 from pathlib import Path
 
 import numpy as np
+from machine import describe
 from PIL import Image
 
 from qgmrn.clevr import DIRECTIONS
@@ -146,8 +145,7 @@ def main() -> None:
         "runs": runs,
         "supersample": 2,
         "statistic": "median of the repeats",
-        "machine": platform.processor() or platform.machine(),
-        "cpus": os.cpu_count(),
+        "machine": describe(),
         "note": "single process; measured on a machine shared with other jobs, so noisy",
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

@@ -25,13 +25,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
-import platform
 import statistics
 import time
 from pathlib import Path
 
 import torch
+from machine import describe
 
 from qgmrn.config import get_config
 from qgmrn.fileio import atomic_write_json
@@ -128,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default=str(ROOT / "results" / "bench" / "sparse.json"))
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
-    load = os.getloadavg()[0]
+    machine = describe()  # with the load average at the start
     plan = [(pr, "demo", b) for pr in args.presets for b in (1, 64)]
     plan += [(pr, "paper", 1) for pr in args.paper_presets]
     rows = []
@@ -152,9 +151,7 @@ def main(argv: list[str] | None = None) -> int:
             "threads": args.threads,
             "iters": args.iters,
             "repeats": args.repeats,
-            "load_average_at_start": load,
-            "machine": platform.processor() or platform.machine(),
-            "torch": torch.__version__,
+            "machine": machine,
             "runs": rows,
         },
         indent=1,

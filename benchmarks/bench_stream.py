@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import time
 from pathlib import Path
 
 import torch
+from machine import describe
 
 from qgmrn.data.stream import SceneStream, StreamSpec, stream_vocab
 from qgmrn.fileio import atomic_write_json
@@ -59,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     spec = StreamSpec.from_data_dir(args.data)
-    load = os.getloadavg()[0]
+    machine = describe()  # with the load average at the start
     runs = []
     for label, size, reuse in SETTINGS:
         r = {"setting": label, "image_size": list(size), "scene_reuse": reuse}
@@ -73,9 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         {
             "benchmark": "bench_stream",
             "spec": spec.__dict__,
-            "load_average_at_start": load,
-            "machine": platform.processor() or platform.machine(),
-            "torch": torch.__version__,
+            "machine": machine,
             "runs": runs,
         },
         indent=1,

@@ -18,13 +18,11 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
-import platform
 import tempfile
 import time
 from pathlib import Path
 
-import torch
+from machine import describe
 
 from qgmrn.config import ExperimentConfig, get_config
 from qgmrn.train import fit
@@ -100,19 +98,6 @@ def bench_preset(preset: str, data: Path, out: Path, steps: int, device: str) ->
     return {"preset": preset, **fit_throughput(cfg, data, out, steps, device)}
 
 
-def machine_info(device: str = "cpu") -> dict:
-    """The machine, torch, and the load average now (other jobs make CPU timings lower bounds)."""
-    return {
-        "platform": platform.platform(),
-        "processor": platform.processor(),
-        "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "cuda": torch.cuda.get_device_name() if device.startswith("cuda") else None,
-        "load_average_at_end": list(os.getloadavg()),
-    }
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--presets", default=DEFAULT_PRESETS)
@@ -132,7 +117,7 @@ def main() -> None:
     report = {
         "benchmark": "end-to-end training throughput (fit, data loading included), demo profile",
         "device": args.device,
-        "machine": machine_info(args.device),
+        "machine": describe(args.device),  # the load average at the end
         "note": "the machine's cores were shared with other jobs: numbers are lower bounds",
         "results": results,
     }

@@ -48,6 +48,7 @@ import torch
 from bench_model import ANSWERS, PAPER_SIZES, VOCAB, inputs
 
 from qgmrn.config import get_config
+from qgmrn.history import device_name
 from qgmrn.losses import load_balance_loss, vqa_loss
 from qgmrn.model import build_model
 
@@ -116,7 +117,7 @@ def env_info(device: torch.device) -> dict[str, Any]:
         "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
         "cuda_available": torch.cuda.is_available(),
         "device": str(device),
-        "device_name": platform.processor() or platform.machine(),
+        "device_name": device_name(device),
         "bf16_supported": None,
         "cudnn_benchmark": torch.backends.cudnn.benchmark,
     }

@@ -42,3 +42,21 @@ def test_gpu_check_quick_on_cpu(tmp_path, monkeypatch):
     for r in rows:
         assert r["samples_per_s"] > 0 and r["ms_per_step"] > 0 and r["loss_finite"]
         assert {"profile", "input_hw", "batch", "peak_mem_mib", "params"} <= set(r)
+
+
+def test_benchmarks_name_the_machine_they_ran_on(monkeypatch):
+    """Every benchmark JSON names its CPU as a run's history.jsonl does (benchmarks/machine.py):
+    the same script reads 2x apart on two of this project's CPUs."""
+    monkeypatch.syspath_prepend(str(BENCH))
+    import machine
+    import torch
+
+    from qgmrn.history import device_name
+    from qgmrn.runtime import cpu_has_native_bf16
+
+    info = machine.describe("cpu")
+    assert info["name"] == info["cpu"] == device_name(torch.device("cpu"))
+    assert info["native_bf16"] is cpu_has_native_bf16()
+    assert info["torch_threads"] == torch.get_num_threads()
+    assert len(info["load_average"]) == 3
+    json.dumps(info)  # JSON-ready
