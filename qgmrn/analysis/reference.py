@@ -38,8 +38,9 @@ PathLike = str | os.PathLike
 # Common training-sample budgets at which the runs are compared, and the validation accuracies
 # whose sample cost is reported (issue 11: "the samples it took to reach 60/70/80%").
 # (200k and 400k: 4 and 8 stream epochs of 781 steps = 199,936 and 399,872 samples, where the
-# seed runs and our arm's CPU runs validate)
-EQUAL_SAMPLE_BUDGETS: tuple[int, ...] = (100_000, 200_000, 400_000, 1_000_000)
+# seed runs and our arm's CPU runs validate; 2M: 31,250 steps, the routed BRN and its static twin
+# continued on the CPU)
+EQUAL_SAMPLE_BUDGETS: tuple[int, ...] = (100_000, 200_000, 400_000, 1_000_000, 2_000_000)
 BUDGET_SLACK = 0.01  # a last pass within 1% below a budget counts as reaching it
 MILESTONES: tuple[float, ...] = (0.5, 0.6, 0.7, 0.8, 0.9)
 EXTRAPOLATION_LIMIT = 100  # a fit asked for more than this many times the run's samples says so
@@ -365,10 +366,12 @@ def milestones_frame(run_dirs: dict[str, Path], targets=MILESTONES) -> pd.DataFr
     return pd.DataFrame.from_dict(rows, orient="index")
 
 
-def trained_on(run_dir: Path) -> str:
+def trained_on(run_dir: Path, up_to_step: int | None = None) -> str:
     """Where a run's steps were trained, in a table's words: "CPU" or "GPU (its name)", from its
     history (history.jsonl; segments that trained no step left out; several joined by " + " in
-    order), else from the device of eval.json's last call, else "?"."""
+    order), else from the device of eval.json's last call, else "?". `up_to_step`: only the
+    segments that trained some of the first `up_to_step` steps (a table that reads the run at
+    that step: a GPU run continued on the CPU was still the GPU's at its early steps)."""
 
     def words(device: str, name: str | None = None) -> str:
         if device.startswith("cuda"):
@@ -379,6 +382,7 @@ def trained_on(run_dir: Path) -> str:
         words(str(seg.get("device") or "?"), seg.get("device_name"))
         for seg in read_history(run_dir)
         if int(seg.get("end_step") or 0) > int(seg.get("start_step") or 0)
+        and (up_to_step is None or int(seg.get("start_step") or 0) < up_to_step)
     ]
     if names:
         return " + ".join(dict.fromkeys(names))
@@ -387,11 +391,15 @@ def trained_on(run_dir: Path) -> str:
     return words(str(device)) if device else "?"
 
 
-def with_trained_on(frame: pd.DataFrame, run_dirs: dict[str, Path]) -> pd.DataFrame:
+def with_trained_on(
+    frame: pd.DataFrame, run_dirs: dict[str, Path], up_to_step: int | None = None
+) -> pd.DataFrame:
     """`frame` (rows (arm, seed) of `seeds_frame` or `arm_curves`, which name their runs in
-    `attrs[RUNS_ATTR]`) with a last column "trained on" (`trained_on` of each row's run)."""
+    `attrs[RUNS_ATTR]`) with a last column "trained on" (`trained_on` of each row's run, up to
+    `up_to_step`: the last step the frame shows)."""
     names = frame.attrs[RUNS_ATTR]
-    return frame.assign(**{"trained on": [trained_on(run_dirs[names[k]]) for k in frame.index]})
+    where = [trained_on(run_dirs[names[k]], up_to_step) for k in frame.index]
+    return frame.assign(**{"trained on": where})
 
 
 def segments_frame(run_dirs: dict[str, Path]) -> pd.DataFrame:
@@ -656,7 +664,7 @@ def _seeds_section(run_dirs: dict[str, Path], routed: str, figure: Path) -> list
         "same stream of scenes); the gap is the difference of the means with its standard",
         "error (s.e.) and the half-width of its 95% confidence interval (c.i.; Welch's t).",
         "",
-        tables.plain_markdown(with_trained_on(frame.round(1), run_dirs)),
+        tables.plain_markdown(with_trained_on(frame.round(1), run_dirs, step)),
         "",
         tables.plain_markdown(gap.round(1)),
         "",

@@ -306,8 +306,9 @@ def table2_over_seeds(run_dirs: dict[str, Path], prior: float | None = None) -> 
     return {
         "curves": curves,
         "batch": batch,
-        # with the machine of each seed run (one arm's seeds may come from a GPU and this CPU)
-        "shown": with_trained_on(curves.rename(columns=labels), run_dirs),
+        # with the machine that trained each seed run up to the last step shown (one arm's seeds
+        # may come from a GPU and this CPU; a GPU run may have been continued on the CPU since)
+        "shown": with_trained_on(curves.rename(columns=labels), run_dirs, max(curves.columns)),
         "claims": claims,
         "table": table,
         "by_type": mean_over_seeds(by_type),

@@ -62,6 +62,9 @@ def test_summary_says_where_each_stretch_of_steps_was_trained(tmp_path):
     assert list(frame["stopped"]) == ["max_minutes", "killed", "max_steps", "running"]
     assert frame.loc[("brn_c16", 2), "steps"] == "1,000-1,500"
     assert reference.trained_on(runs / "brn_c16") == "GPU (GPU X) + CPU"
+    # read at a step the GPU segment trained, the run was the GPU's alone
+    assert reference.trained_on(runs / "brn_c16", up_to_step=1000) == "GPU (GPU X)"
+    assert reference.trained_on(runs / "brn_c16", up_to_step=1001) == "GPU (GPU X) + CPU"
     assert reference.trained_on(runs / "film") == "CPU"
     assert reference.main([str(ref)]) == 0
     text = (ref / "summary.md").read_text()
