@@ -52,7 +52,7 @@ import torch
 import torch.multiprocessing
 from bench_model import ANSWERS, VOCAB, inputs, interleaved_samples_per_s, train_step
 from bench_train import data_scenes, fit_throughput, make_data
-from machine import describe
+from machine import describe, load_average
 
 from qgmrn.config import ExperimentConfig, get_config
 from qgmrn.fileio import atomic_write_json
@@ -420,7 +420,7 @@ def main() -> int:
             "to the eager contiguous twin",
             "loader": "DataLoader alone, 0 workers; relative to the batched __getitems__ path",
         },
-        "machine": {**machine, "load_average_at_end": describe(args.device)["load_average"]},
+        "machine": {**machine, "load_average_at_end": load_average()},
         "python": sys.version.split()[0],
         "wall_s": round(wall, 1),
         "note": "CPU timings; with other jobs on the cores the numbers are lower bounds"

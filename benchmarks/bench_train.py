@@ -22,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from machine import describe
+from machine import describe, load_average
 
 from qgmrn.config import ExperimentConfig, get_config
 from qgmrn.train import fit
@@ -106,6 +106,7 @@ def main() -> None:
     parser.add_argument("--out", default=str(ROOT / "results" / "bench" / "train.json"))
     args = parser.parse_args()
     steps = max(args.steps, 2)
+    machine = describe(args.device)  # with the load average at the start
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -117,7 +118,7 @@ def main() -> None:
     report = {
         "benchmark": "end-to-end training throughput (fit, data loading included), demo profile",
         "device": args.device,
-        "machine": describe(args.device),  # the load average at the end
+        "machine": {**machine, "load_average_at_end": load_average()},
         "note": "the machine's cores were shared with other jobs: numbers are lower bounds",
         "results": results,
     }

@@ -18,10 +18,15 @@ from qgmrn.history import device_name
 from qgmrn.runtime import cpu_has_native_bf16
 
 
+def load_average() -> list[float]:
+    """The 1/5/15-minute load averages now, rounded: other jobs make CPU timings lower bounds."""
+    return [round(x, 2) for x in os.getloadavg()]
+
+
 def describe(device: str | torch.device = "cpu") -> dict:
     """The machine as a JSON-ready dict: `name` (the CPU's model and cores, or the GPU's name),
     `cpu` (the CPU's, always), `native_bf16` (the CPU's), torch threads and versions, and the
-    1/5/15-minute load averages now (other jobs make CPU timings lower bounds)."""
+    load averages now (`load_average`; every script calls this at its start)."""
     device = torch.device(device)
     return {
         "name": device_name(device),
@@ -32,5 +37,5 @@ def describe(device: str | torch.device = "cpu") -> dict:
         "torch": torch.__version__,
         "python": platform.python_version(),
         "platform": platform.platform(),
-        "load_average": [round(x, 2) for x in os.getloadavg()],
+        "load_average": load_average(),
     }
