@@ -179,6 +179,17 @@ TIMINGS = ("samples_per_s", "data_wait_frac")  # metrics fields that measure tim
 EVAL_TIMINGS = ("train_minutes", "wall_minutes_this_call")
 
 
+# 0.35 s more before each training step in the killed runs: the kill, at most 0.3 s after step k
+# is logged, then lands before step k+1 ends even on a fast machine, never after the last step
+# (where the run has released its lock and finished). Pacing changes when, not what, it writes.
+TRAIN_PACE = """
+import time
+import qgmrn.train as tr
+_step = tr.train_step
+tr.train_step = lambda *a, **k: (time.sleep(0.35), _step(*a, **k))[1]
+"""
+
+
 def _train_args(data, out, *more):
     return ["train", "--preset", "brn_c8", "--profile", "smoke", "--data", str(data),
             "--out", str(out), "--device", "cpu", "--checkpoint-every-steps", "2",
@@ -233,7 +244,8 @@ def _assert_same_run(got, want):
 @pytest.mark.slow
 def test_train_killed_three_times_resumes_to_the_same_weights(data_dir, tmp_path):
     """`qgmrn train` (brn_c8: Gumbel gates, so the RNG must resume too) killed after seeded
-    steps k1 < k2 < k3 (and a seeded fraction of a step), each time resumed with --resume:
+    steps k1 < k2 < k3 (and a seeded delay, within the next paced step), each time resumed
+    with --resume:
     the final checkpoint.pt and best.pt equal an uninterrupted run's bit for bit, the metrics
     hold each step once with the same values, and nothing is left behind (temporary files, the
     dead runs' locks). Excluded from the byte comparison, as they measure time: samples_per_s
@@ -241,7 +253,8 @@ def test_train_killed_three_times_resumes_to_the_same_weights(data_dir, tmp_path
     and routing_paths.npz's zip timestamps (its arrays are compared)."""
     out, log = tmp_path / "killed", tmp_path / "log.txt"
     metrics = out / "metrics.jsonl"
-    nxt = start(_train_args(data_dir, out), log, warm=True)  # imports while the reference runs
+    # imports while the reference runs
+    nxt = start(_train_args(data_dir, out), log, warm=True, preamble=TRAIN_PACE)
     try:
         ref = tmp_path / "uninterrupted"
         assert cli.main(_train_args(data_dir, ref)) == 0  # in this process: same threads (1)
@@ -252,7 +265,8 @@ def test_train_killed_three_times_resumes_to_the_same_weights(data_dir, tmp_path
         for k in kills:
             proc, since = nxt, time.time_ns()
             go(proc)
-            nxt = start(_train_args(data_dir, out, "--resume"), log, warm=True)
+            nxt = start(_train_args(data_dir, out, "--resume"), log, warm=True,
+                        preamble=TRAIN_PACE)  # fmt: skip
             rc = kill_when(proc, lambda k=k, t=since: _logged_step(metrics, t) >= k,
                            delay=rng.uniform(0.0, 0.3))  # fmt: skip
             assert rc == KILLED, f"train ended ({rc}) before the kill after step {k}"
