@@ -291,7 +291,7 @@ def test_ctrl_c_stops_after_the_step_and_the_resume_ends_as_the_uninterrupted_ru
     uninterrupted run."""
     out, log = tmp_path / "stopped", tmp_path / "log.txt"
     metrics = out / "metrics.jsonl"
-    proc = start(_train_args(data_dir, out), log, warm=True)
+    proc = start(_train_args(data_dir, out), log, warm=True, preamble=TRAIN_PACE)
     try:
         ref = tmp_path / "uninterrupted"
         assert cli.main(_train_args(data_dir, ref)) == 0
