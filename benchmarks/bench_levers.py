@@ -12,7 +12,9 @@ relative to the unchanged demo configuration, measured the same way:
   (`bench_train.fit_throughput`). Levers: input size (64 demo / 96 / 128), visual widths (demo;
   the prototype's stem 32 + stem max pool; the paper's stage widths), torch threads (1 / 2),
   DataLoader workers (0 / 1 / 2 demo), CPU precision and memory format (fp32 / bf16 autocast x
-  contiguous / channels_last: `TrainConfig.cpu_amp`, `cpu_channels_last`), batch building (the
+  contiguous / channels_last: `TrainConfig.cpu_amp`, `cpu_channels_last`), the activations'
+  layout (the loader's images are channels-last in memory, so every activation in fit is
+  channels-last even with `cpu_channels_last` off; the lever makes them NCHW), batch building (the
   dataset's batched `__getitems__` vs per-item `__getitem__` + collate, the latter by hiding
   `__getitems__` from the DataLoader).
   torch.compile of the model inside fit (`TrainConfig.compile`, ours; `--skip-compile` drops it).
@@ -21,7 +23,9 @@ relative to the unchanged demo configuration, measured the same way:
 - level "model": forward + backward + Adam step on one synthetic batch, no data
   (`bench_model.interleaved_samples_per_s`), the variants interleaved step by step with an
   eager contiguous twin: channels_last (fit: `runtime.use_channels_last`) and torch.compile (fit
-  does not compile). A compile failure is recorded, not raised.
+  does not compile). A compile failure is recorded, not raised. The twin's synthetic images are
+  NCHW-contiguous, which fit's never are: the channels_last row measures the activations'
+  layout, which fit already has (the "image layout" fit rows).
 - level "loader": the training DataLoader alone (0 workers, demo size and batch): batch
   building in isolation, `__getitems__` vs per-item.
 
@@ -101,6 +105,22 @@ def _hide_getitems():
     from qgmrn.data.dataset import ClevrQuestions
 
     return mock.patch.object(ClevrQuestions, "__getitems__", None)
+
+
+def _contiguous_images():
+    """The batch's images made NCHW-contiguous before the model: the loader hands them over
+    channels-last in memory (a permuted (B, H, W, 3) array), and every conv then keeps that
+    layout, so fit's baseline runs its activations channels-last whatever `cpu_channels_last`
+    (which only adds the weights' layout) says."""
+    import qgmrn.train
+
+    real = qgmrn.train.batch_images
+
+    def contiguous(batch, device, channels_last):
+        images = real(batch, device, channels_last)
+        return images if channels_last else images.contiguous()
+
+    return mock.patch.object(qgmrn.train, "batch_images", contiguous)
 
 
 class FitLevers:
@@ -190,6 +210,12 @@ def fit_rows(
         else:  # every preset: the lever differs by architecture (BN vs GroupNorm)
             emit("CPU precision", setting, train(cpu_amp=amp, cpu_channels_last=cl),
                  f"TrainConfig.cpu_amp={amp}, cpu_channels_last={cl}; {native}")  # fmt: skip
+    # the activations' layout (ours): what the loader's channels-last images are worth in fit
+    if not t0.cpu_channels_last:
+        emit("image layout", "channels-last in memory, as the loader gives them", same_as_base=True)
+        emit("image layout", "NCHW-contiguous", base_cfg,
+             "images made .contiguous() before the model: every activation NCHW",
+             patch=_contiguous_images())  # fmt: skip
     for t in (1, 2):
         if t == base_threads:
             emit("threads", str(t), same_as_base=True)

@@ -55,6 +55,8 @@ def test_a_batch_is_a_pure_function_of_the_step(spec):
     assert _same(first, b[3][0])  # another object, same batch
     assert not torch.equal(first.images, a[4][0].images)  # the next step: other scenes
     assert first.images.shape == (8, 3, 32, 48) and first.images.dtype == torch.uint8
+    # (B, H, W, 3) bytes seen as (B, 3, H, W): fit's convolutions then run channels-last
+    assert first.images.is_contiguous(memory_format=torch.channels_last)
     assert (first.answers >= 0).all() and (first.subtypes >= 0).all()
     assert (first.lengths == (first.questions != 0).sum(1)).all()
 
