@@ -16,6 +16,8 @@ with nothing kept (`sparse_fresh_ms`, `speedup_fresh`: every call a path met for
 Ratio 0 is the floor: every module closed, the trunk still runs its stem, its downsampling
 shortcuts and the third norms. It bounds what skipping can buy (Amdahl): at ratio r the sparse
 trunk cannot beat dense / (floor + r * (dense - floor)), written as `bound` in each row.
+The images are channels-last in memory by default, as the loaders hand them to `qgmrn
+evaluate` (`--nchw`: NCHW-contiguous, this script's layout before 2026-12-01).
 Writes results/bench/sparse.json with the load average at the start.
 
     python benchmarks/bench_sparse.py [--presets brn_c32 brn_c16 frn] [--paper-presets brn_c32]
@@ -66,12 +68,24 @@ def _no_path_cache():
         sparse_mod.PATHS_PER_BLOCK = kept
 
 
-def measure(preset: str, profile: str, batch: int, ratios, iters: int, repeats: int) -> list:
+def measure(
+    preset: str,
+    profile: str,
+    batch: int,
+    ratios,
+    iters: int,
+    repeats: int,
+    channels_last: bool = True,
+) -> list:
+    """`channels_last`: the images' memory layout, channels-last as the loaders (and so `qgmrn
+    evaluate`) give them; False: NCHW-contiguous (this script before 2026-12-01)."""
     torch.manual_seed(0)
     cfg = get_config(preset, profile)
     model = build_model(cfg.model, 100, 28).eval()
     H, W = cfg.data.image_size
-    x = torch.randn(batch, 3, H, W)
+    x = torch.randn(batch, 3, H, W)  # (B, 3, H, W)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
     trunk = model.backbone
     rows = []
     for ratio in ratios:
@@ -100,6 +114,7 @@ def measure(preset: str, profile: str, batch: int, ratios, iters: int, repeats: 
                 "preset": preset,
                 "profile": profile,
                 "image_size": [H, W],
+                "image_layout": "channels_last" if channels_last else "nchw",
                 "batch": batch,
                 "ratio": ratio,
                 "union_open": union,
@@ -124,6 +139,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--iters", type=int, default=10)
     p.add_argument("--repeats", type=int, default=7)
+    p.add_argument(
+        "--nchw",
+        action="store_true",
+        help="NCHW-contiguous images (default: channels-last, as the loaders give)",
+    )
     p.add_argument("--out", default=str(ROOT / "results" / "bench" / "sparse.json"))
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -133,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for preset, profile, batch in plan:
         iters = max(1, args.iters // (1 if batch == 1 else 5))
-        for r in measure(preset, profile, batch, RATIOS, iters, args.repeats):
+        for r in measure(preset, profile, batch, RATIOS, iters, args.repeats, not args.nchw):
             rows.append(r)
             bound = f"  bound x{r['bound']:.2f}" if "bound" in r else ""
             if "speedup_fresh" in r:
@@ -151,6 +171,7 @@ def main(argv: list[str] | None = None) -> int:
             "threads": args.threads,
             "iters": args.iters,
             "repeats": args.repeats,
+            "image_layout": "nchw" if args.nchw else "channels_last",
             "machine": machine,
             "runs": rows,
         },

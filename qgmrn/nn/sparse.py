@@ -169,8 +169,14 @@ def _conv1x1(weight: Tensor, bias: Tensor | None, x: Tensor) -> Tensor:
     """A stride-1 1x1 convolution as one matrix product: weight (C_out, C_in), x (B, C_in, H, W)
     -> (B, C_out, H, W). At the small maps and batches of inference this skips the convolution
     dispatch (im2col, layout conversion) that dominates a 1x1 conv's cost; at batch 1 the bias
-    is fused into the product (addmm)."""
+    is fused into the product (addmm). A channels-last x (the loaders' layout: `qgmrn evaluate`
+    feeds it) is multiplied as (B * H * W, C_in) rows and stays channels-last, where reshaping
+    it to (B, C_in, H * W) would copy it and hand the next convolution an NCHW map."""
     B, C, H, W = x.shape
+    if not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
+        rows = x.permute(0, 2, 3, 1).reshape(B * H * W, C)  # (B * H * W, C_in), no copy
+        out = rows @ weight.t() if bias is None else torch.addmm(bias, rows, weight.t())
+        return out.view(B, H, W, -1).permute(0, 3, 1, 2)  # (B, C_out, H, W), channels-last
     if B == 1 and bias is not None:
         return torch.addmm(bias[:, None], weight, x.reshape(C, H * W)).view(1, -1, H, W)
     out = torch.matmul(weight, x.reshape(B, C, H * W))  # (B, C_out, H * W)
@@ -267,7 +273,8 @@ def basic_block_sparse(block: RoutedBasicBlock, x: Tensor, gates: Tensor) -> Ten
         out = _gated(out, gates if idx is None else gates[:, idx], n)
     if idx is None:
         return block.relu(out + identity)
-    return block.relu(identity.index_add(1, idx, out))
+    # into a copy of the shortcut in its own layout (out-of-place index_add returns NCHW)
+    return block.relu(identity.clone().index_add_(1, idx, out))
 
 
 SPARSE_FORWARD: dict[type, Callable[[nn.Module, Tensor, Tensor], Tensor]] = {

@@ -46,13 +46,15 @@ def _gates(sizes, batch: int, p_open: float, gen, closed_layers=()):
     return gates
 
 
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
 @pytest.mark.parametrize("preset", ROUTED)
 @pytest.mark.parametrize(("batch", "p_open"), [(1, 0.5), (4, 0.3), (3, 0.9)])
-def test_sparse_backbone_equals_dense_masked(preset, batch, p_open):
+def test_sparse_backbone_equals_dense_masked(preset, batch, p_open, layout):
+    """Images NCHW or channels-last (the loaders' layout, which `qgmrn evaluate` feeds)."""
     cfg, model = _model(preset)
     gen = torch.Generator().manual_seed(batch)
     H, W = cfg.data.image_size
-    x = torch.randn(batch, 3, H, W, generator=gen)
+    x = torch.randn(batch, 3, H, W, generator=gen).contiguous(memory_format=layout)
     gates = _gates(model.gate_sizes, batch, p_open, gen, closed_layers=(1,))
     with torch.no_grad():
         dense = model.backbone(x, gates)
