@@ -63,7 +63,8 @@ def predict(
     sparse: bool = False,
 ) -> dict[str, np.ndarray]:
     """Deterministic (eval-mode) predictions over `loader`; `sparse`: a routed model skips its
-    closed modules (`qgmrn.nn.sparse`; same predictions up to float ties), a baseline ignores it.
+    closed modules (`qgmrn.nn.sparse`; the same predictions in fp32, up to bf16's near-ties under
+    `amp`: docs/model.md), a baseline ignores it.
 
     Returns numpy arrays `predictions, answers, subtypes, question_index` (N,), and with
     `collect_paths` also `paths` (N, G) uint8 (the routing paths, layers concatenated) and

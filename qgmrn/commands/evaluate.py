@@ -20,7 +20,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--questions", default=None, help="another question file on the split")
     parser.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
     parser.add_argument(
-        "--sparse", action="store_true", help="skip closed modules (routed models; same answers)"
+        "--sparse",
+        action="store_true",
+        help="skip closed modules (routed models; same answers in fp32, bf16 may flip near-ties)",
     )
     parser.add_argument("--no-progress", action="store_true")
 
