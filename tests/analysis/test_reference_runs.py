@@ -196,6 +196,10 @@ def test_choose_run_prefers_reference_and_skips_static_twins(tmp_path):
     with pytest.raises(FileNotFoundError):
         runs.choose_run(demo, "demo", ref, run_name="nope")
     assert runs.choose_run(tmp_path / "x", "smoke").path is None
+    # once the reference has an FRN, 06's Figure 3 takes it over the demo profile's
+    write_fake_run(ref / "frn", overall=0.4, profile="demo", model=FRN)
+    c = runs.choose_run(demo, "demo", ref, arch="frn", require=need)
+    assert c.path == ref / "frn" and c.source == "reference"
 
 
 def test_reference_validation_curves(tmp_path):
