@@ -1,0 +1,57 @@
+"""The benchmarks' own logic, smoke-sized (their numbers are measured by running them, not here):
+the image layouts bench_sparse feeds and the "image layout" lever of bench_levers."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+import qgmrn.train
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+CPU = torch.device("cpu")
+
+
+def _load(name: str, monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCH))  # the scripts import `machine` and each other
+    spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, name, module)  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_bench_sparse_rows_name_their_layout_and_bound(monkeypatch, channels_last):
+    bench_sparse = _load("bench_sparse", monkeypatch)
+    rows = bench_sparse.measure("brn_c8", "smoke", 2, (0.0, 1.0), 1, 1, channels_last)
+    assert [r["ratio"] for r in rows] == [0.0, 1.0]
+    layout = "channels_last" if channels_last else "nchw"
+    for r in rows:
+        assert r["image_layout"] == layout and r["batch"] == 2
+        assert r["dense_ms"] > 0 and r["sparse_ms"] > 0 and r["bound"] > 0
+    assert rows[0]["union_open"] == 0.0 and rows[1]["union_open"] == 1.0
+
+
+def test_image_layout_lever_makes_fits_images_nchw(monkeypatch):
+    """The loaders' images are channels-last in memory; the lever's patch of
+    `qgmrn.train.batch_images` hands the model NCHW-contiguous ones instead (and leaves a run
+    that asks for channels-last alone), and is undone on leaving."""
+    bench_levers = _load("bench_levers", monkeypatch)
+    batch = SimpleNamespace(
+        images=torch.randint(0, 256, (2, 8, 12, 3), dtype=torch.uint8).permute(0, 3, 1, 2)
+    )
+    assert qgmrn.train.batch_images(batch, CPU, False).is_contiguous(
+        memory_format=torch.channels_last
+    )
+    with bench_levers._contiguous_images():
+        images = qgmrn.train.batch_images(batch, CPU, False)
+        assert images.is_contiguous() and images.shape == (2, 3, 8, 12)
+        kept = qgmrn.train.batch_images(batch, CPU, True)
+        assert kept.is_contiguous(memory_format=torch.channels_last)
+    assert not qgmrn.train.batch_images(batch, CPU, False).is_contiguous()
