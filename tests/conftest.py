@@ -7,12 +7,16 @@ copy it first if a test needs to change files.
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 # The smoke set's shape, for tests that count things in it.
 MINI_CLEVR = dict(
@@ -56,3 +60,20 @@ def scratch(tmp_path) -> Iterator[Path]:
             yield Path(folder)
     else:
         yield tmp_path
+
+
+@pytest.fixture
+def load_benchmark(monkeypatch) -> Callable:
+    """`load_benchmark("bench_sparse")`: the script benchmarks/bench_sparse.py imported as a
+    module, with benchmarks/ on sys.path as when it runs (the scripts import `machine` and each
+    other); both undone after the test."""
+
+    def load(name: str):
+        monkeypatch.syspath_prepend(str(BENCHMARKS))
+        spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        monkeypatch.setitem(sys.modules, name, module)  # dataclasses look their module up
+        spec.loader.exec_module(module)
+        return module
+
+    return load

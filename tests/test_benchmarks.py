@@ -3,9 +3,6 @@ the image layouts bench_sparse feeds and the "image layout" lever of bench_lever
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -13,22 +10,12 @@ import torch
 
 import qgmrn.train
 
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 CPU = torch.device("cpu")
 
 
-def _load(name: str, monkeypatch):
-    monkeypatch.syspath_prepend(str(BENCH))  # the scripts import `machine` and each other
-    spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, name, module)  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.mark.parametrize("channels_last", [True, False])
-def test_bench_sparse_rows_name_their_layout_and_bound(monkeypatch, channels_last):
-    bench_sparse = _load("bench_sparse", monkeypatch)
+def test_bench_sparse_rows_name_their_layout_and_bound(load_benchmark, channels_last):
+    bench_sparse = load_benchmark("bench_sparse")
     rows = bench_sparse.measure("brn_c8", "smoke", 2, (0.0, 1.0), 1, 1, channels_last)
     assert [r["ratio"] for r in rows] == [0.0, 1.0]
     layout = "channels_last" if channels_last else "nchw"
@@ -38,11 +25,11 @@ def test_bench_sparse_rows_name_their_layout_and_bound(monkeypatch, channels_las
     assert rows[0]["union_open"] == 0.0 and rows[1]["union_open"] == 1.0
 
 
-def test_image_layout_lever_makes_fits_images_nchw(monkeypatch):
+def test_image_layout_lever_makes_fits_images_nchw(load_benchmark):
     """The loaders' images are channels-last in memory; the lever's patch of
     `qgmrn.train.batch_images` hands the model NCHW-contiguous ones instead (and leaves a run
     that asks for channels-last alone), and is undone on leaving."""
-    bench_levers = _load("bench_levers", monkeypatch)
+    bench_levers = load_benchmark("bench_levers")
     batch = SimpleNamespace(
         images=torch.randint(0, 256, (2, 8, 12, 3), dtype=torch.uint8).permute(0, 3, 1, 2)
     )

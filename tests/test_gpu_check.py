@@ -2,25 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
-def _load(monkeypatch):
-    monkeypatch.syspath_prepend(str(BENCH))  # gpu_check imports bench_model's helpers
-    spec = importlib.util.spec_from_file_location("gpu_check", BENCH / "gpu_check.py")
-    module = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, "gpu_check", module)  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_gpu_check_quick_on_cpu(tmp_path, monkeypatch):
-    gpu_check = _load(monkeypatch)
+def test_gpu_check_quick_on_cpu(tmp_path, load_benchmark):
+    gpu_check = load_benchmark("gpu_check")
     out = tmp_path / "out"
     rc = gpu_check.main(
         ["--device", "cpu", "--quick", "--out", str(out), "--data", str(tmp_path / "data")]

@@ -5,8 +5,8 @@ The helpers start each command in its own session (process group), so a kill tak
 processes too, with one thread per process (``OMP_NUM_THREADS=1``) and the package of this
 checkout on ``PYTHONPATH``. `start(..., warm=True)` imports torch and the package first and
 runs the command only on `go`: the next run's imports (seconds) overlap the current one's work.
-`start(..., preamble=CODE)` runs CODE first, e.g. to pace a command too quick for a poll to
-catch it mid-work (the pacing changes when it writes, not what).
+`start(..., preamble=CODE)` runs CODE first, e.g. `pace(module, function, seconds)` to slow a
+command too quick for a poll to catch it mid-work (the pacing changes when it writes, not what).
 """
 
 from __future__ import annotations
@@ -49,6 +49,15 @@ import qgmrn.cli
 sys.argv = ["qgmrn", *sys.argv[1:]]
 sys.exit(qgmrn.cli.main(sys.argv[1:]))
 """
+
+
+def pace(module: str, function: str, seconds: float) -> str:
+    """A `start` preamble that sleeps `seconds` before each call of `module.function` in the
+    started command, so a poll catches it mid-work on any machine (when it writes, not what)."""
+    return (
+        f"import time\nimport {module} as _paced\n_real = _paced.{function}\n"
+        f"_paced.{function} = lambda *a, **k: (time.sleep({seconds}), _real(*a, **k))[1]\n"
+    )
 
 
 def start(

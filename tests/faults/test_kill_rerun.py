@@ -38,6 +38,7 @@ from . import (
     go,
     kill_group,
     kill_when,
+    pace,
     start,
     write_random_images,
 )
@@ -52,12 +53,7 @@ HOOKED = "runlock" in inspect.getsource(qgmrn.train)
 
 # 10 ms more per scene in the killed runs, so a kill after image k lands before the end even on
 # a loaded machine (the rerun, compared byte for byte, is not paced)
-GEN_PACE = """
-import time
-import qgmrn.synth.generate as gen
-_make = gen.make_scene
-gen.make_scene = lambda *a, **k: (time.sleep(0.01), _make(*a, **k))[1]
-"""
+GEN_PACE = pace("qgmrn.synth.generate", "make_scene", 0.01)
 
 
 def _pngs(folder):
@@ -123,12 +119,7 @@ PREP_COUNTS = {"train": 160, "val": 60}
 PREP_SIZE = ("16", "24")
 # 2 ms more per decoded image in the killed run: at ~0.3 ms an image the build is over before a
 # poll on a loaded machine sees row k (the rerun, compared byte for byte, is not paced)
-PACE = """
-import time
-import qgmrn.data.cache as cache
-_load = cache.load_image
-cache.load_image = lambda path, size: (time.sleep(0.002), _load(path, size))[1]
-"""
+PACE = pace("qgmrn.data.cache", "load_image", 0.002)
 
 
 def _prepare_args(data, cache, workers=1):
@@ -182,12 +173,7 @@ EVAL_TIMINGS = ("train_minutes", "wall_minutes_this_call")
 # 0.35 s more before each training step in the killed runs: the kill, at most 0.3 s after step k
 # is logged, then lands before step k+1 ends even on a fast machine, never after the last step
 # (where the run has released its lock and finished). Pacing changes when, not what, it writes.
-TRAIN_PACE = """
-import time
-import qgmrn.train as tr
-_step = tr.train_step
-tr.train_step = lambda *a, **k: (time.sleep(0.35), _step(*a, **k))[1]
-"""
+TRAIN_PACE = pace("qgmrn.train", "train_step", 0.35)
 
 
 def _train_args(data, out, *more):
