@@ -14,13 +14,19 @@ per block: a trained router's repeated paths); at batch 1 each row also times th
 with nothing kept (`sparse_fresh_ms`, `speedup_fresh`: every call a path met for the first time).
 
 Ratio 0 is the floor: every module closed, the trunk still runs its stem, its downsampling
-shortcuts and the third norms. It bounds what skipping can buy (Amdahl): at ratio r the sparse
-trunk cannot beat dense / (floor + r * (dense - floor)), written as `bound` in each row.
+shortcuts and the third norms (on a 1x1 map: a layer with every gate closed skips its block's
+work). It bounds what skipping can buy (Amdahl): at ratio r the sparse trunk cannot beat
+dense / (floor + r * (dense - floor)), written as `bound` in each row. That bound is loose: a
+block with any branch open still runs the work no branch decides (its third norm and residual
+add on the full map, the ops' dispatch). `--blocks` measures that work: every routed block at
+batch 1, dense and with a fraction of its branches open, down to one (`block_rows`; writes
+results/bench/sparse_blocks.json), and estimates the trunk at each fraction from it.
 The images are channels-last in memory by default, as the loaders hand them to `qgmrn
 evaluate` (`--nchw`: NCHW-contiguous, this script's layout before 2026-12-01).
 Writes results/bench/sparse.json with the load average at the start.
 
     python benchmarks/bench_sparse.py [--presets brn_c32 brn_c16 frn] [--paper-presets brn_c32]
+    python benchmarks/bench_sparse.py --blocks [--presets brn_c32 brn_c16]
 """
 
 from __future__ import annotations
@@ -132,6 +138,104 @@ def measure(
     return rows
 
 
+BLOCK_FRACTIONS = (1.0, 0.7, 0.57, 0.3, 0.0)  # 0.0: one branch open per block
+
+
+def block_rows(
+    preset: str,
+    profile: str,
+    fractions=BLOCK_FRACTIONS,
+    iters: int = 20,
+    repeats: int = 7,
+    channels_last: bool = True,
+) -> list[dict]:
+    """Where the sparse trunk's batch-1 time goes, block by block. Every routed bottleneck is
+    timed on the map it sees in the trunk, densely (`block(x, gates)`) and sparsely
+    (`bottleneck_sparse`) with the first S of its M branches open, S = round(fraction * M) and at
+    least 1 (fraction 0: one branch, the least a block that runs at all computes); its grouped
+    3x3 conv (conv2) is timed alone with S groups, as the sparse block calls it. One row per
+    fraction, medians summed over the blocks, beside the dense trunk's time (`RoutedResNet`
+    forward, all gates open), so that `trunk_estimate_ms` = trunk - dense blocks + sparse blocks
+    is what the sparse trunk would take with every block at that fraction, and `speedup_estimate`
+    its ratio: an Amdahl bound that counts the per-block work no branch decides (shortcut, third
+    norm and residual add on the full map, the ops' dispatch). Calls are timed round-robin."""
+    import torch.nn.functional as F
+
+    from qgmrn.nn.blocks import RoutedBottleneck
+    from qgmrn.nn.sparse import bottleneck_sparse
+
+    torch.manual_seed(0)
+    cfg = get_config(preset, profile)
+    model = build_model(cfg.model, 100, 28).eval()
+    H, W = cfg.data.image_size
+    x = torch.randn(1, 3, H, W)  # (1, 3, H, W)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    seen = []  # (block, its input) of each routed bottleneck
+    blocks = [m for m in model.modules() if isinstance(m, RoutedBottleneck)]
+    hooks = [b.register_forward_hook(lambda m, i, o: seen.append((m, i[0]))) for b in blocks]
+    all_open = [torch.ones(1, m) for m in model.gate_sizes]
+    with torch.no_grad():
+        model.backbone(x, all_open)
+    for h in hooks:
+        h.remove()
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    calls = {"trunk": [lambda: model.backbone(x, all_open)]}  # kind -> one call per block
+    for f in fractions:
+        calls[("sparse", f)], calls[("conv2", f)] = [], []
+    calls["dense"] = []
+    for block, xi in seen:
+        m = block.groups
+        ones = torch.ones(1, m)  # (1, M): the dense block's cost does not depend on its gates
+        calls["dense"].append(lambda b=block, xi=xi, g=ones: b(xi, g))
+        c = block.conv2
+        cpg = c.in_channels // m
+        with torch.no_grad():
+            y = block.relu(block.bn1(block.conv1(xi)))  # conv2's input, all branches
+        for f in fractions:
+            s = max(1, round(f * m))
+            gates = (torch.arange(m) < s).float()[None]  # (1, M): the first S open
+            calls[("sparse", f)].append(lambda b=block, xi=xi, g=gates: bottleneck_sparse(b, xi, g))
+            yi = y[:, : s * cpg].contiguous(memory_format=fmt)  # (1, S * cpg, H', W')
+            w = c.weight[: s * cpg].contiguous()
+            calls[("conv2", f)].append(lambda yi=yi, w=w, s=s, c=c: F.conv2d(
+                yi, w, None, c.stride, c.padding, c.dilation, s))  # fmt: skip
+    times = {k: [[] for _ in fns] for k, fns in calls.items()}
+    with torch.no_grad():
+        for fns in calls.values():
+            for fn in fns:
+                fn()
+        for _ in range(repeats):
+            for k, fns in calls.items():
+                for i, fn in enumerate(fns):
+                    t = time.perf_counter()
+                    for _ in range(iters):
+                        fn()
+                    times[k][i].append((time.perf_counter() - t) / iters)
+    ms = {k: 1000 * sum(statistics.median(ts) for ts in per) for k, per in times.items()}
+    rows = []
+    for f in fractions:
+        estimate = ms["trunk"] - ms["dense"] + ms[("sparse", f)]
+        rows.append(
+            {
+                "preset": preset,
+                "profile": profile,
+                "image_size": [H, W],
+                "batch": 1,
+                "blocks": len(seen),
+                "fraction": f,
+                "open_per_block": [max(1, round(f * b.groups)) for b, _ in seen],
+                "trunk_dense_ms": ms["trunk"],
+                "blocks_dense_ms": ms["dense"],
+                "blocks_sparse_ms": ms[("sparse", f)],
+                "conv2_ms": ms[("conv2", f)],
+                "trunk_estimate_ms": estimate,
+                "speedup_estimate": ms["trunk"] / estimate,
+            }
+        )
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--presets", nargs="+", default=["brn_c32", "brn_c16", "frn"])
@@ -144,10 +248,18 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="NCHW-contiguous images (default: channels-last, as the loaders give)",
     )
-    p.add_argument("--out", default=str(ROOT / "results" / "bench" / "sparse.json"))
+    p.add_argument(
+        "--blocks",
+        action="store_true",
+        help="only time the routed blocks at batch 1, dense and with a fraction of their branches "
+        "open (`block_rows`; default out: results/bench/sparse_blocks.json)",
+    )
+    p.add_argument("--out", default=None, help="default: results/bench/sparse.json")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     machine = describe()  # with the load average at the start
+    if args.blocks:
+        return _blocks_main(args, machine)
     plan = [(pr, "demo", b) for pr in args.presets for b in (1, 64)]
     plan += [(pr, "paper", 1) for pr in args.paper_presets]
     rows = []
@@ -165,11 +277,43 @@ def main(argv: list[str] | None = None) -> int:
                 flush=True,
             )
     atomic_write_json(
-        args.out,
+        args.out or ROOT / "results" / "bench" / "sparse.json",
         {
             "benchmark": "bench_sparse",
             "threads": args.threads,
             "iters": args.iters,
+            "repeats": args.repeats,
+            "image_layout": "nchw" if args.nchw else "channels_last",
+            "machine": machine,
+            "runs": rows,
+        },
+        indent=1,
+        trailing_newline=True,
+    )
+    return 0
+
+
+def _blocks_main(args, machine: dict) -> int:
+    rows = []
+    plan = [(pr, "demo") for pr in args.presets] + [(pr, "paper") for pr in args.paper_presets]
+    for preset, profile in plan:
+        if get_config(preset, profile).model.arch != "brn":
+            continue  # the FRN's blocks are basic blocks: this breakdown is the BRN's
+        for r in block_rows(preset, profile, repeats=args.repeats, channels_last=not args.nchw):
+            rows.append(r)
+            print(
+                f"{preset:8s} {profile:5s} batch 1, {r['blocks']} blocks at {r['fraction']:.2f} "
+                f"(open {min(r['open_per_block'])}-{max(r['open_per_block'])}): blocks dense "
+                f"{r['blocks_dense_ms']:.2f} ms, sparse {r['blocks_sparse_ms']:.2f} (conv2 "
+                f"{r['conv2_ms']:.2f}); trunk dense {r['trunk_dense_ms']:.2f} -> "
+                f"{r['trunk_estimate_ms']:.2f} ms, x{r['speedup_estimate']:.2f}",
+                flush=True,
+            )
+    atomic_write_json(
+        args.out or ROOT / "results" / "bench" / "sparse_blocks.json",
+        {
+            "benchmark": "bench_sparse --blocks",
+            "threads": args.threads,
             "repeats": args.repeats,
             "image_layout": "nchw" if args.nchw else "channels_last",
             "machine": machine,

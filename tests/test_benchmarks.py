@@ -25,6 +25,22 @@ def test_bench_sparse_rows_name_their_layout_and_bound(load_benchmark, channels_
     assert rows[0]["union_open"] == 0.0 and rows[1]["union_open"] == 1.0
 
 
+def test_block_rows_time_every_routed_bottleneck(load_benchmark):
+    bench_sparse = load_benchmark("bench_sparse")
+    rows = bench_sparse.block_rows("brn_c8", "smoke", (1.0, 0.5, 0.0), iters=1, repeats=1)
+    model = bench_sparse.build_model(bench_sparse.get_config("brn_c8", "smoke").model, 100, 28)
+    assert [r["fraction"] for r in rows] == [1.0, 0.5, 0.0]
+    assert {r["blocks"] for r in rows} == {len(model.gate_sizes)}  # one routed block a layer
+    assert rows[0]["open_per_block"] == list(model.gate_sizes)  # all branches
+    assert rows[1]["open_per_block"] == [m // 2 for m in model.gate_sizes]
+    assert rows[2]["open_per_block"] == [1] * len(model.gate_sizes)  # one branch at least
+    for r in rows:
+        assert r["batch"] == 1 and min(r["conv2_ms"], r["blocks_sparse_ms"]) > 0
+        assert r["trunk_estimate_ms"] == pytest.approx(
+            r["trunk_dense_ms"] - r["blocks_dense_ms"] + r["blocks_sparse_ms"]
+        )
+
+
 def test_image_layout_lever_makes_fits_images_nchw(load_benchmark):
     """The loaders' images are channels-last in memory; the lever's patch of
     `qgmrn.train.batch_images` hands the model NCHW-contiguous ones instead (and leaves a run
