@@ -522,11 +522,11 @@ def summarize(reference_dir: PathLike, *, routed: str = "brn_c16") -> dict[str, 
         tables.plain_markdown(milestones_frame(run_dirs)),
         "",
     ]
-    static = f"{routed}_static"
-    if routed in finished and static in finished:
-        gap = routed_static_gap(finished[routed], finished[static])
+    for name in twin_pairs(finished, routed):  # `routed` first, then e.g. brn_c32
+        static = f"{name}_static"
+        gap = routed_static_gap(finished[name], finished[static])
         lines += [
-            f"## Routed vs static twin ({routed} vs {static})",
+            f"## Routed vs static twin ({name} vs {static})",
             "",
             tables.plain_markdown(gap),
             "",
@@ -544,6 +544,14 @@ def summarize(reference_dir: PathLike, *, routed: str = "brn_c16") -> dict[str, 
         lines += ["![accuracy by type](by_type.png)", ""]
     atomic_write_text(out["summary"], "\n".join(lines))
     return out
+
+
+def twin_pairs(finished: dict[str, Path], routed: str = "brn_c16") -> list[str]:
+    """The routed runs among `finished` whose static twin (`NAME_static`) finished too:
+    `routed` first, then the others by name (best.pt against best.pt, each pair at its own
+    budget)."""
+    names = [n for n in finished if not n.endswith("_static") and f"{n}_static" in finished]
+    return sorted(names, key=lambda n: (n != routed, n))
 
 
 def _segments_section(run_dirs: dict[str, Path]) -> list[str]:

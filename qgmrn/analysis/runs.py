@@ -175,6 +175,19 @@ class RunChoice:
         return run_label(self.path, self.source) if self.path is not None else "no run"
 
 
+def reference_run(
+    reference_runs: PathLike | None, name: str, require: Sequence[str] = ("best.pt",)
+) -> RunChoice:
+    """The reference run `name` (e.g. ``"brn_c32"``, the BRN the paper's Figure 3b draws) if
+    `reference_runs` holds it with every file of `require`; else a choice whose ``path`` is None.
+    Unlike `choose_run(..., run_name=name)` it never falls back to a profile's run of that name."""
+    if reference_runs is not None:
+        run = Path(reference_runs) / name
+        if all((run / f).exists() for f in require):
+            return RunChoice(run, "reference")
+    return RunChoice(None, "reference")
+
+
 def labelled_runs(runs_dir: PathLike | None, source: str) -> dict[str, Path]:
     """{`RunChoice.label`: run directory} of every run under `runs_dir` with a metrics.jsonl
     (finished or still training), by name; {} if `runs_dir` is None or missing."""

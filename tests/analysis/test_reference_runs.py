@@ -252,3 +252,17 @@ def test_paths_are_shown_relative_to_the_project_root(tmp_path):
     assert inside.is_absolute()
     assert runs.shown(inside) == str(Path("results/demo/runs/brn_c16"))
     assert runs.shown(tmp_path / "x") == str(tmp_path / "x")  # outside: as it is
+
+
+def test_reference_run_names_a_reference_run_and_never_a_profile_one(tmp_path):
+    ref, demo = _reference(tmp_path), _demo(tmp_path)
+    need = ("eval.json", "routing_paths.npz")
+    # 06's Figure 3b (BRN c=32, as the paper draws it): none in the reference yet, and the demo
+    # profile's run of that name is not taken in its place
+    write_fake_run(demo / "brn_c32", overall=0.5, profile="demo", model=BRN)
+    assert runs.reference_run(ref, "brn_c32", require=need) == runs.RunChoice(None, "reference")
+    assert runs.reference_run(None, "brn_c32").path is None
+    write_fake_run(ref / "brn_c32", overall=0.4, profile="demo", model=BRN)
+    c = runs.reference_run(ref, "brn_c32", require=need)
+    assert c == runs.RunChoice(ref / "brn_c32", "reference")
+    assert runs.reference_run(ref, "brn_c32", require=("best.pt",)).path is None  # no checkpoint

@@ -32,6 +32,13 @@ def test_summary_names_budgets_and_the_routed_static_gap(tmp_path):
     assert gap.loc["routed - static", "Overall"] == pytest.approx(10.0)
 
 
+def test_twin_pairs_lists_every_routed_run_with_a_finished_twin():
+    finished = dict.fromkeys(["brn_c32", "brn_c16_static", "brn_c32_static", "brn_c16", "film"])
+    assert reference.twin_pairs(finished) == ["brn_c16", "brn_c32"]  # the --routed one first
+    assert reference.twin_pairs(finished, routed="brn_c32") == ["brn_c32", "brn_c16"]
+    assert reference.twin_pairs({"brn_c32": None, "brn_c16_static": None}) == []
+
+
 def test_summary_says_where_each_stretch_of_steps_was_trained(tmp_path):
     """A run resumed on another machine: summary.md lists its segments (history.jsonl), with a
     killed call and a call still running told apart; runs without a history are left out."""
