@@ -20,13 +20,16 @@ dense / (floor + r * (dense - floor)), written as `bound` in each row. That boun
 block with any branch open still runs the work no branch decides (its third norm and residual
 add on the full map, the ops' dispatch). `--blocks` measures that work: every routed block at
 batch 1, dense and with a fraction of its branches open, down to one (`block_rows`; writes
-results/bench/sparse_blocks.json), and estimates the trunk at each fraction from it.
+results/bench/sparse_blocks.json), and estimates the trunk at each fraction from it. `--runs`
+times trained runs on their own routing paths (`measure_run`: the router's gates for the first
+256 validation questions, batch 64 and batch 1; writes results/bench/sparse_runs.json).
 The images are channels-last in memory by default, as the loaders hand them to `qgmrn
 evaluate` (`--nchw`: NCHW-contiguous, this script's layout before 2026-12-01).
 Writes results/bench/sparse.json with the load average at the start.
 
     python benchmarks/bench_sparse.py [--presets brn_c32 brn_c16 frn] [--paper-presets brn_c32]
     python benchmarks/bench_sparse.py --blocks [--presets brn_c32 brn_c16]
+    python benchmarks/bench_sparse.py --runs results/reference/runs/brn_c32 [...]
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ import statistics
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 from machine import describe
 
@@ -236,6 +240,90 @@ def block_rows(
     return rows
 
 
+def measure_run(
+    run_dir: str | Path,
+    data_dir: str | Path,
+    questions: int = 256,
+    single: int = 64,
+    iters: int = 2,
+    repeats: int = 5,
+) -> list[dict]:
+    """Dense against sparse trunk on a trained run's own routing paths: its best.pt in eval mode
+    (fp32) on the first `questions` validation questions of `data_dir`, images channels-last as
+    the loaders give them. The gates are the router's for each question ([sigmoid > 0.5], sec.
+    3.3), so the execution ratio is the checkpoint's, not a forced one. Batch 64: the val
+    batches in order (the sparse trunk computes each block's union over the batch). Batch 1:
+    the first `single` questions one at a time, summed; "kept" reuses the sliced weights of the
+    paths met before (as a server answering many questions does), "new" clears them before every
+    question. Rows as `measure`'s, with `ratio` the mean execution ratio of the questions timed."""
+    from qgmrn.data import ClevrQuestions
+    from qgmrn.evaluate import eval_loader, load_run
+    from qgmrn.runtime import ensure_cache
+    from qgmrn.train import batch_images
+
+    torch.manual_seed(0)
+    cfg, vocab, model, c = load_run(run_dir, "best")
+    size = tuple(cfg.data.image_size)
+    ensure_cache(Path(data_dir), "val", size, 0, False)
+    ds = ClevrQuestions(Path(data_dir), "val", vocab, size)
+    cpu = torch.device("cpu")
+    batches = []  # (images (B, 3, H, W) channels-last, gates L x (B, M_l))
+    with torch.no_grad():
+        for batch in eval_loader(ds, 64, 0, cpu):
+            images = batch_images(batch, cpu, False)
+            out = model(images, batch.questions, batch.lengths)
+            batches.append((images, [(g > 0.5).float() for g in out.gates]))
+            if 64 * len(batches) >= questions:
+                break
+    trunk = model.backbone
+
+    def row(batch: int, ratio: float, union: float, dense: float, sparse: float, **extra):
+        return {
+            "run": Path(run_dir).name,
+            "checkpoint_step": int(c["step"]),
+            "arch": cfg.model.arch,
+            "profile": cfg.profile,
+            "image_size": list(size),
+            "image_layout": "channels_last",
+            "batch": batch,
+            "ratio": ratio,
+            "union_open": union,
+            "dense_ms": 1000 * dense,
+            "sparse_ms": 1000 * sparse,
+            "speedup": dense / sparse,
+            **extra,
+        }
+
+    def ratio_of(gates) -> float:
+        return float(torch.cat(gates, 1).mean())
+
+    def union_of(gates) -> float:
+        return float(torch.cat([g.amax(0) > 0 for g in gates]).float().mean())
+
+    rows = []
+    with torch.no_grad():
+        calls = [(lambda x=x, g=g: trunk(x, g), lambda x=x, g=g: trunk.forward_sparse(x, g))
+                 for x, g in batches]  # fmt: skip
+        d, s, _ = _time_pair(lambda: [f() for f, _ in calls], lambda: [f() for _, f in calls],
+                             1, repeats)  # fmt: skip
+        gates = [torch.cat(gs) for gs in zip(*(g for _, g in batches), strict=True)]
+        n = sum(len(x) for x, _ in batches)
+        rows.append(row(64, ratio_of(gates), float(np.mean([union_of(g) for _, g in batches])),
+                        d / n * 64, s / n * 64, questions=n))  # fmt: skip
+        x1 = [batches[0][0][i : i + 1] for i in range(single)]  # (1, 3, H, W) each
+        g1 = [[g[i : i + 1] for g in batches[0][1]] for i in range(single)]
+        dense = lambda: [trunk(x, g) for x, g in zip(x1, g1, strict=True)]  # noqa: E731
+        sparse = lambda: [trunk.forward_sparse(x, g) for x, g in zip(x1, g1, strict=True)]  # noqa: E731
+        d, s, _ = _time_pair(dense, sparse, iters, repeats)
+        with _no_path_cache():
+            _, s_new, _ = _time_pair(dense, sparse, iters, repeats)
+        first = [torch.cat(g) for g in zip(*g1, strict=True)]
+        rows.append(row(1, ratio_of(first), ratio_of(first), d / single, s / single,
+                        sparse_fresh_ms=1000 * s_new / single, speedup_fresh=d / s_new,
+                        questions=single))  # fmt: skip
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--presets", nargs="+", default=["brn_c32", "brn_c16", "frn"])
@@ -254,12 +342,22 @@ def main(argv: list[str] | None = None) -> int:
         help="only time the routed blocks at batch 1, dense and with a fraction of their branches "
         "open (`block_rows`; default out: results/bench/sparse_blocks.json)",
     )
+    p.add_argument(
+        "--runs",
+        nargs="+",
+        default=None,
+        help="only time trained runs on their own routing paths (`measure_run`), e.g. "
+        "results/reference/runs/brn_c32 (default out: results/bench/sparse_runs.json)",
+    )
+    p.add_argument("--data", default=str(ROOT / "data" / "mini-clevr"), help="with --runs")
     p.add_argument("--out", default=None, help="default: results/bench/sparse.json")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     machine = describe()  # with the load average at the start
     if args.blocks:
         return _blocks_main(args, machine)
+    if args.runs:
+        return _runs_main(args, machine)
     plan = [(pr, "demo", b) for pr in args.presets for b in (1, 64)]
     plan += [(pr, "paper", 1) for pr in args.paper_presets]
     rows = []
@@ -284,6 +382,37 @@ def main(argv: list[str] | None = None) -> int:
             "iters": args.iters,
             "repeats": args.repeats,
             "image_layout": "nchw" if args.nchw else "channels_last",
+            "machine": machine,
+            "runs": rows,
+        },
+        indent=1,
+        trailing_newline=True,
+    )
+    return 0
+
+
+def _runs_main(args, machine: dict) -> int:
+    rows = []
+    for run in args.runs:
+        for r in measure_run(run, args.data, repeats=args.repeats):
+            rows.append(r)
+            fresh = ""
+            if "speedup_fresh" in r:
+                fresh = f"  (new paths: {r['sparse_fresh_ms']:.2f} ms, x{r['speedup_fresh']:.2f})"
+            print(
+                f"{r['run']:14s} batch {r['batch']:2d} ratio {r['ratio']:.2f} (union "
+                f"{r['union_open']:.2f}): dense {r['dense_ms']:7.2f} ms  sparse "
+                f"{r['sparse_ms']:7.2f} ms  x{r['speedup']:.2f}{fresh}",
+                flush=True,
+            )
+    atomic_write_json(
+        args.out or ROOT / "results" / "bench" / "sparse_runs.json",
+        {
+            "benchmark": "bench_sparse --runs",
+            "threads": args.threads,
+            "repeats": args.repeats,
+            "image_layout": "channels_last",
+            "data": args.data,
             "machine": machine,
             "runs": rows,
         },

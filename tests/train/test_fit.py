@@ -438,3 +438,20 @@ def test_a_finished_run_trained_further_and_stopped_does_not_look_finished(
         fit(longer, data_dir, out, progress=False, resume=True)
     assert not (out / "eval.json").exists() and not (out / "routing_paths.npz").exists()
     assert read_history(out)[-1]["stop_reason"] == "interrupted"
+
+
+def test_bench_sparse_times_a_trained_run_on_its_own_paths(trained, data_dir, load_benchmark):
+    """`bench_sparse.py --runs`: the gates are the checkpoint's router's, not forced ones."""
+    _, out, _ = trained
+    bench_sparse = load_benchmark("bench_sparse")
+    rows = bench_sparse.measure_run(out, data_dir, questions=8, single=2, iters=1, repeats=1)
+    assert [r["batch"] for r in rows] == [64, 1]
+    assert rows[1]["questions"] == 2 and rows[0]["questions"] >= 8
+    paths = np.load(out / "routing_paths.npz")["paths"]  # best.pt's paths on val, by fit
+    assert 0.0 < rows[0]["ratio"] <= 1.0 and rows[0]["ratio"] == pytest.approx(
+        paths[: rows[0]["questions"]].mean(), abs=1e-6
+    )
+    for r in rows:
+        assert r["run"] == out.name and r["arch"] == "brn" and r["profile"] == "smoke"
+        assert r["dense_ms"] > 0 and r["sparse_ms"] > 0 and r["union_open"] >= r["ratio"]
+    assert rows[1]["sparse_fresh_ms"] > 0
