@@ -47,11 +47,12 @@ from qgmrn.nn.blocks import RoutedBasicBlock, RoutedBottleneck
 
 
 def _sliceable(norm: nn.Module) -> bool:
+    buffers = norm._buffers  # read directly: `norm.running_mean` goes through Module.__getattr__
     return (
         isinstance(norm, nn.BatchNorm2d)
         and not norm.training
-        and norm.running_mean is not None
-        and norm.running_var is not None
+        and buffers.get("running_mean") is not None
+        and buffers.get("running_var") is not None
     )
 
 
@@ -75,8 +76,8 @@ def _fold(conv: nn.Conv2d, norm: nn.BatchNorm2d) -> tuple[Tensor, Tensor]:
 _PLANS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def _plan(block: nn.Module, tensors: list[Tensor], build: Callable[[], dict]) -> dict:
-    key = tuple((id(t), t._version) for t in tensors)
+def _plan(block: nn.Module, key: tuple, build: Callable[[], dict]) -> dict:
+    """The block's plan, rebuilt by `build` when `key` (`_state_key`) changed."""
     cached = _PLANS.get(block)
     if cached is None or cached[0] != key:
         with torch.no_grad():
@@ -85,13 +86,19 @@ def _plan(block: nn.Module, tensors: list[Tensor], build: Callable[[], dict]) ->
     return cached[1]
 
 
-def _block_tensors(block: nn.Module, names: tuple[str, ...]) -> list[Tensor]:
-    """The tensors a plan is folded from: the named modules' parameters and buffers."""
-    out = []
-    for name in names:
-        m = getattr(block, name)
-        out += [t for t in (*m._parameters.values(), *m._buffers.values()) if t is not None]
-    return out
+def _state_key(block: nn.Module, names: tuple[str, ...]) -> tuple:
+    """(id, _version) of every parameter and buffer of the named submodules, the tensors a plan
+    is folded from: it changes when one is replaced or written in place. One generator over the
+    modules' own dictionaries: at batch 1 this check runs once per block and call, and going
+    through Module.__getattr__ cost three times as much (about 20 against 6 us, ad hoc)."""
+    mods = block._modules
+    return tuple(
+        (id(t), t._version)
+        for name in names
+        for tensors in (mods[name]._parameters, mods[name]._buffers)
+        for t in tensors.values()
+        if t is not None
+    )
 
 
 # Sliced weights kept per block and open set (least recently used dropped first). A trained
@@ -104,8 +111,9 @@ PATHS_PER_BLOCK = 64
 
 
 def _open_key(open_: Tensor) -> bytes:
-    """The open set (M,) bool as a dictionary key (a host copy: on a GPU one small sync, as
-    counting the open modules already makes)."""
+    """The open set (M,) bool as a dictionary key, one byte (0 or 1) a module, whose count of
+    ones is the number of open modules (a host copy: on a GPU one small sync, which deciding
+    the sliced shapes needs anyway)."""
     return open_.cpu().numpy().tobytes()
 
 
@@ -144,9 +152,10 @@ def _bottleneck_plan(block: RoutedBottleneck) -> dict:
     }
 
 
-def _bottleneck_weights(plan: dict, open_: Tensor, groups: int) -> tuple[Tensor, ...]:
+def _bottleneck_weights(plan: dict, open_: Tensor, key: bytes, groups: int) -> tuple[Tensor, ...]:
     """(w1 (S*cpg, C_in), b1, w2 (S*cpg, cpg, 3, 3), b2, w3 (C_out, S*cpg)) of the open
-    branches, contiguous: gathered from the plan's rows once per open set."""
+    branches (`open_`, whose `_open_key` is `key`), contiguous: gathered from the plan's rows once
+    per open set."""
 
     def build() -> tuple[Tensor, ...]:
         rows = plan["rows"]
@@ -164,7 +173,7 @@ def _bottleneck_weights(plan: dict, open_: Tensor, groups: int) -> tuple[Tensor,
             w3t.t().contiguous(),  # (C_out, S * cpg)
         )
 
-    return _cached(plan, _open_key(open_), build)
+    return _cached(plan, key, build)
 
 
 def _conv1x1(weight: Tensor, bias: Tensor | None, x: Tensor) -> Tensor:
@@ -209,13 +218,15 @@ def bottleneck_sparse(block: RoutedBottleneck, x: Tensor, gates: Tensor) -> Tens
     Shapes: x (B, C_in, H, W), gates (B, M) -> (B, C_out, H / s, W / s)."""
     identity = x if block.downsample is None else block.downsample(x)
     open_ = gates.amax(0) > 0  # (M,): opened by some sample
-    n = int(open_.sum())
+    key = _open_key(open_)
+    n = key.count(1)  # open branches (a bool is one byte, 0 or 1)
     if n == 0:
         return block.relu(_zeros_through(block.bn3, identity) + identity)
     if not (_sliceable(block.bn1) and _sliceable(block.bn2)):
         return block(x, gates)
-    plan = _plan(block, _block_tensors(block, _BOTTLENECK_FOLDED), lambda: _bottleneck_plan(block))
-    w1, b1, w2, b2, w3 = _bottleneck_weights(plan, open_, block.groups)
+    state = _state_key(block, _BOTTLENECK_FOLDED)
+    plan = _plan(block, state, lambda: _bottleneck_plan(block))
+    w1, b1, w2, b2, w3 = _bottleneck_weights(plan, open_, key, block.groups)
     out = block.relu(_conv1x1(w1, b1, x))  # (B, S * cpg, H, W)
     c2 = block.conv2
     out = F.conv2d(out, w2, b2, c2.stride, c2.padding, c2.dilation, n)  # one group a branch
@@ -240,9 +251,9 @@ def _basic_plan(block: RoutedBasicBlock) -> dict:
     }
 
 
-def _basic_weights(plan: dict, open_: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
+def _basic_weights(plan: dict, open_: Tensor, key: bytes) -> tuple[Tensor, Tensor, Tensor | None]:
     """(w2 (S, C, 3, 3), b2 (S,), the open filters' indices (S,) or None when all are open),
-    contiguous, gathered once per open set."""
+    contiguous, gathered once per open set (`key`: `_open_key(open_)`)."""
 
     def build() -> tuple[Tensor, Tensor, Tensor | None]:
         rows, idx = plan["rows"], None
@@ -252,7 +263,7 @@ def _basic_weights(plan: dict, open_: Tensor) -> tuple[Tensor, Tensor, Tensor | 
         w2 = rows[:, :-1].reshape(-1, *plan["w2_shape"]).contiguous()  # (S, C, 3, 3)
         return w2, rows[:, -1].contiguous(), idx
 
-    return _cached(plan, _open_key(open_), build)
+    return _cached(plan, key, build)
 
 
 def basic_block_sparse(block: RoutedBasicBlock, x: Tensor, gates: Tensor) -> Tensor:
@@ -260,16 +271,17 @@ def basic_block_sparse(block: RoutedBasicBlock, x: Tensor, gates: Tensor) -> Ten
     Shapes: x (B, C_in, H, W), gates (B, M) -> (B, M, H / s, W / s)."""
     identity = x if block.downsample is None else block.downsample(x)
     open_ = gates.amax(0) > 0  # (M,)
-    n = int(open_.sum())
+    key = _open_key(open_)
+    n = key.count(1)  # open filters
     if n == 0:
         return block.relu(identity)
     if not (_sliceable(block.bn1) and _sliceable(block.bn2)):
         return block(x, gates)
-    plan = _plan(block, _block_tensors(block, _BASIC_FOLDED), lambda: _basic_plan(block))
+    plan = _plan(block, _state_key(block, _BASIC_FOLDED), lambda: _basic_plan(block))
     c1, c2 = block.conv1, block.conv2
     out = F.conv2d(x, plan["w1"], plan["b1"], c1.stride, c1.padding, c1.dilation, c1.groups)
     out = block.relu(out)
-    w2, b2, idx = _basic_weights(plan, open_)
+    w2, b2, idx = _basic_weights(plan, open_, key)
     out = F.conv2d(out, w2, b2, c2.stride, c2.padding, c2.dilation, c2.groups)  # (B, S, H, W)
     if gates.shape[0] > 1:  # at batch 1 the open set is the sample's own: nothing to mask
         out = _gated(out, gates if idx is None else gates[:, idx], n)

@@ -125,6 +125,32 @@ def test_sparse_refolds_after_the_weights_change():
 
 
 @pytest.mark.parametrize("preset", ["brn_c16", "frn"])
+def test_sparse_refolds_after_a_weight_is_replaced(preset):
+    """A parameter replaced by a new tensor (not written in place) must be seen too, even when
+    the new one's `_version` equals the old one's: the cached plan is keyed on identities."""
+    from qgmrn.nn.blocks import RoutedBasicBlock, RoutedBottleneck
+
+    cfg, model = _model(preset)
+    gen = torch.Generator().manual_seed(5)
+    H, W = cfg.data.image_size
+    x = torch.randn(1, 3, H, W, generator=gen)
+    gates = _gates(model.gate_sizes, 1, 0.5, gen)
+    routed = [m for m in model.modules() if isinstance(m, (RoutedBottleneck, RoutedBasicBlock))]
+    with torch.no_grad():
+        model.backbone.forward_sparse(x, gates)  # builds every block's plan
+        for block in routed:
+            old = block.conv2.weight
+            new = nn.Parameter(torch.randn(old.shape, generator=gen))
+            while new._version < old._version:  # the same version count: only identity differs
+                new.mul_(1.0)
+            assert new._version == old._version
+            block.conv2.weight = new
+        dense = model.backbone(x, gates)
+        sparse = model.backbone.forward_sparse(x, gates)
+    torch.testing.assert_close(sparse, dense, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("preset", ["brn_c16", "frn"])
 def test_sliced_weights_are_kept_per_open_set_and_bounded(preset, monkeypatch):
     """At batch 1 a block keeps the weights it sliced for an open set: the same path again is a
     hit (no new entry), at most PATHS_PER_BLOCK sets are kept (least recently used dropped), and
