@@ -374,14 +374,20 @@ def main(argv: list[str] | None = None) -> int:
                 f"sparse {r['sparse_ms']:7.2f} ms  x{r['speedup']:.2f}{bound}",
                 flush=True,
             )
+    return _write(args, "sparse.json", "bench_sparse", machine, rows, iters=args.iters)
+
+
+def _write(args, name: str, benchmark: str, machine: dict, rows: list, **extra) -> int:
+    """Writes results/bench/NAME (or --out): the settings, the machine and the rows."""
+    layout = "nchw" if args.nchw else "channels_last"
     atomic_write_json(
-        args.out or ROOT / "results" / "bench" / "sparse.json",
+        args.out or ROOT / "results" / "bench" / name,
         {
-            "benchmark": "bench_sparse",
+            "benchmark": benchmark,
             "threads": args.threads,
-            "iters": args.iters,
             "repeats": args.repeats,
-            "image_layout": "nchw" if args.nchw else "channels_last",
+            "image_layout": layout,
+            **extra,
             "machine": machine,
             "runs": rows,
         },
@@ -405,21 +411,11 @@ def _runs_main(args, machine: dict) -> int:
                 f"{r['sparse_ms']:7.2f} ms  x{r['speedup']:.2f}{fresh}",
                 flush=True,
             )
-    atomic_write_json(
-        args.out or ROOT / "results" / "bench" / "sparse_runs.json",
-        {
-            "benchmark": "bench_sparse --runs",
-            "threads": args.threads,
-            "repeats": args.repeats,
-            "image_layout": "channels_last",
-            "data": args.data,
-            "machine": machine,
-            "runs": rows,
-        },
-        indent=1,
-        trailing_newline=True,
-    )
-    return 0
+    data = Path(args.data).resolve()
+    data = data.relative_to(ROOT) if data.is_relative_to(ROOT) else data
+    name, bench = "sparse_runs.json", "bench_sparse --runs"
+    # measure_run feeds the images in the loaders' layout, whatever --nchw says
+    return _write(args, name, bench, machine, rows, data=str(data), image_layout="channels_last")
 
 
 def _blocks_main(args, machine: dict) -> int:
@@ -438,20 +434,7 @@ def _blocks_main(args, machine: dict) -> int:
                 f"{r['trunk_estimate_ms']:.2f} ms, x{r['speedup_estimate']:.2f}",
                 flush=True,
             )
-    atomic_write_json(
-        args.out or ROOT / "results" / "bench" / "sparse_blocks.json",
-        {
-            "benchmark": "bench_sparse --blocks",
-            "threads": args.threads,
-            "repeats": args.repeats,
-            "image_layout": "nchw" if args.nchw else "channels_last",
-            "machine": machine,
-            "runs": rows,
-        },
-        indent=1,
-        trailing_newline=True,
-    )
-    return 0
+    return _write(args, "sparse_blocks.json", "bench_sparse --blocks", machine, rows)
 
 
 if __name__ == "__main__":
