@@ -15,9 +15,17 @@ from qgmrn.analysis.saliency import plot_saliency_grid
 
 
 def build_explorer(
-    run: TrainedRun, images: np.ndarray, questions: Sequence[dict], *, device: str = "cpu"
+    run: TrainedRun,
+    images: np.ndarray,
+    questions: Sequence[dict],
+    *,
+    device: str = "cpu",
+    sparse: bool = False,
 ):
-    """A widget box: image index slider, question text box, and an output area.
+    """A widget box: image index slider, question text box, and an output area. `sparse`: the
+    routed trunk skips the closed modules (`qgmrn.nn.sparse`; the same answers and maps). Off
+    by default: one question at a time is batch 1, where skipping does not pay on a CPU
+    (docs/model.md, "Sparse inference").
 
     images:    (N, H, W, 3) uint8 (e.g. `qgmrn.data.open_cache(...)`).
     questions: question dicts of the same split (used to pre-fill the text box).
@@ -41,7 +49,9 @@ def build_explorer(
         out.clear_output(wait=True)
         with out:
             img = np.asarray(images[index.value])
-            table, res = answer(run, img.transpose(2, 0, 1), [text.value], device=device)
+            table, res = answer(
+                run, img.transpose(2, 0, 1), [text.value], device=device, sparse=sparse
+            )
             display(table)
             plot_saliency_grid(img, res["maps"], [text.value], list(table["answer"]), ncols=2)
             plt.show()

@@ -47,8 +47,16 @@ def untrained_model(preset: str, profile: str, vocab, *, seed: int = 0, device: 
     return TrainedRun(model, vocab, cfg, Path())
 
 
-def answer(run: TrainedRun, image: np.ndarray, questions: Sequence[str], *, device: str = "cpu"):
-    """Answers, routing paths and saliency maps of one uint8 image (3, H, W) for `questions`.
+def answer(
+    run: TrainedRun,
+    image: np.ndarray,
+    questions: Sequence[str],
+    *,
+    device: str = "cpu",
+    sparse: bool = False,
+):
+    """Answers, routing paths and saliency maps of one uint8 image (3, H, W) for `questions`;
+    `sparse`: skip the closed modules (`saliency_maps`).
 
     Returns a DataFrame (question, answer, score, executed: fraction of gates open) and the
     dict of `qgmrn.analysis.saliency.saliency_maps` (maps, predictions, gates).
@@ -56,7 +64,7 @@ def answer(run: TrainedRun, image: np.ndarray, questions: Sequence[str], *, devi
     from qgmrn.analysis.saliency import saliency_maps
 
     tokens = [run.vocab.encode_question(q) for q in questions]
-    out = saliency_maps(run.model, image, tokens, device=device)
+    out = saliency_maps(run.model, image, tokens, device=device, sparse=sparse)
     gates = out["gates"]
     df = pd.DataFrame(
         {

@@ -63,8 +63,11 @@ def saliency_maps(
     *,
     normalize: Callable[[Tensor], Tensor] | None = None,
     device: str | torch.device = "cpu",
+    sparse: bool = False,
 ) -> dict[str, np.ndarray]:
-    """Saliency of one image under each question.
+    """Saliency of one image under each question; `sparse`: a routed model's trunk skips the
+    closed modules (`qgmrn.nn.sparse`: the same function, so the same maps up to float order;
+    the gradient flows to the image through the sliced convolutions).
 
     image:       uint8 (3, H, W) or (H, W, 3) (normalised with `normalize`, by default
                  `qgmrn.data.normalize_images`), or an already normalised float (3, H, W).
@@ -79,9 +82,10 @@ def saliency_maps(
         x0 = _as_float_image(image, normalize).to(device)
         questions, lengths = pad_questions(token_lists)
         maps, preds, scores, gates = [], [], [], []
+        extra = {"sparse": True} if sparse and getattr(model, "gate_sizes", None) else {}
         for i in range(len(token_lists)):
             x = x0.clone().requires_grad_(True)
-            out = model(x, questions[i : i + 1].to(device), lengths[i : i + 1])
+            out = model(x, questions[i : i + 1].to(device), lengths[i : i + 1], **extra)
             score, pred = out.logits[0].max(dim=0)
             (grad,) = torch.autograd.grad(score, x)
             m = grad[0].abs().amax(dim=0)  # (H, W)

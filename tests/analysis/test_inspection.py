@@ -1,6 +1,7 @@
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from qgmrn.analysis import inspection, presets
 from qgmrn.clevr import load_questions
@@ -21,6 +22,24 @@ def test_answer_gives_one_row_per_question(run):
     assert set(table["answer"]) <= set(run.vocab.answers)
     assert out["gates"].shape == (2, sum(run.model.gate_sizes))
     assert ((table["gates open"] >= 0) & (table["gates open"] <= 1)).all()
+
+
+def test_sparse_answers_and_saliency_are_the_dense_ones(mini_clevr_dir):
+    """The explorer's `sparse` switch: the trunk skips closed modules and the gradient reaches
+    the image through the sliced convolutions, so answers, paths and maps stay the dense ones."""
+    vocab = Vocab.build(load_questions(mini_clevr_dir / "questions" / "CLEVR_train_questions.json"))
+    run = inspection.untrained_model("brn_c16", "smoke", vocab, seed=0)
+    with torch.no_grad():  # an untrained router opens every module (p = 0.7): close about half
+        run.model.router.fc.bias.normal_(0.0, 1.0, generator=torch.Generator().manual_seed(0))
+    image = np.random.default_rng(2).integers(0, 256, (3, 32, 48), dtype=np.uint8)
+    questions = ["Is there a red cube?", "How many spheres are there?", "What size is it?"]
+    dense_table, dense = inspection.answer(run, image, questions)
+    sparse_table, sparse = inspection.answer(run, image, questions, sparse=True)
+    assert 0 < dense["gates"].mean() < 1  # some modules closed: the sparse path skips them
+    assert list(sparse_table["answer"]) == list(dense_table["answer"])
+    np.testing.assert_array_equal(sparse["gates"], dense["gates"])
+    np.testing.assert_allclose(sparse["scores"], dense["scores"], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(sparse["maps"], dense["maps"], rtol=1e-4, atol=1e-5)
 
 
 def test_block_switch_effects_one_row_per_module(run):
