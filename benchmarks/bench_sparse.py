@@ -234,6 +234,7 @@ def block_rows(
                 "blocks_sparse_ms": ms[("sparse", f)],
                 "conv2_ms": ms[("conv2", f)],
                 "trunk_estimate_ms": estimate,
+                "iters": iters,
                 "speedup_estimate": ms["trunk"] / estimate,
             }
         )
@@ -255,7 +256,9 @@ def measure_run(
     batches in order (the sparse trunk computes each block's union over the batch). Batch 1:
     the first `single` questions one at a time, summed; "kept" reuses the sliced weights of the
     paths met before (as a server answering many questions does), "new" clears them before every
-    question. Rows as `measure`'s, with `ratio` the mean execution ratio of the questions timed."""
+    question. Rows as `measure`'s (times: medians per call; `speedup`: the median of the
+    per-round ratios), with `ratio` the mean execution ratio of the questions timed and `iters`
+    the calls per round (batch 64: one pass over the batches)."""
     from qgmrn.data import ClevrQuestions
     from qgmrn.evaluate import eval_loader, load_run
     from qgmrn.runtime import ensure_cache
@@ -277,7 +280,7 @@ def measure_run(
                 break
     trunk = model.backbone
 
-    def row(batch: int, ratio: float, union: float, dense: float, sparse: float, **extra):
+    def row(batch, ratio, union, dense: float, sparse: float, speedup: float, **extra) -> dict:
         return {
             "run": Path(run_dir).name,
             "checkpoint_step": int(c["step"]),
@@ -290,7 +293,7 @@ def measure_run(
             "union_open": union,
             "dense_ms": 1000 * dense,
             "sparse_ms": 1000 * sparse,
-            "speedup": dense / sparse,
+            "speedup": speedup,
             **extra,
         }
 
@@ -304,23 +307,24 @@ def measure_run(
     with torch.no_grad():
         calls = [(lambda x=x, g=g: trunk(x, g), lambda x=x, g=g: trunk.forward_sparse(x, g))
                  for x, g in batches]  # fmt: skip
-        d, s, _ = _time_pair(lambda: [f() for f, _ in calls], lambda: [f() for _, f in calls],
+        d, s, speedup = _time_pair(lambda: [f() for f, _ in calls], lambda: [f() for _, f in calls],
                              1, repeats)  # fmt: skip
         gates = [torch.cat(gs) for gs in zip(*(g for _, g in batches), strict=True)]
         n = sum(len(x) for x, _ in batches)
         rows.append(row(64, ratio_of(gates), float(np.mean([union_of(g) for _, g in batches])),
-                        d / n * 64, s / n * 64, questions=n))  # fmt: skip
+                        d / n * 64, s / n * 64, speedup, questions=n, iters=1))  # fmt: skip
+        single = min(single, len(batches[0][0]))  # a small val split: what its first batch has
         x1 = [batches[0][0][i : i + 1] for i in range(single)]  # (1, 3, H, W) each
         g1 = [[g[i : i + 1] for g in batches[0][1]] for i in range(single)]
         dense = lambda: [trunk(x, g) for x, g in zip(x1, g1, strict=True)]  # noqa: E731
         sparse = lambda: [trunk.forward_sparse(x, g) for x, g in zip(x1, g1, strict=True)]  # noqa: E731
-        d, s, _ = _time_pair(dense, sparse, iters, repeats)
+        d, s, speedup = _time_pair(dense, sparse, iters, repeats)
         with _no_path_cache():
-            _, s_new, _ = _time_pair(dense, sparse, iters, repeats)
+            _, s_new, speedup_new = _time_pair(dense, sparse, iters, repeats)
         first = [torch.cat(g) for g in zip(*g1, strict=True)]
-        rows.append(row(1, ratio_of(first), ratio_of(first), d / single, s / single,
-                        sparse_fresh_ms=1000 * s_new / single, speedup_fresh=d / s_new,
-                        questions=single))  # fmt: skip
+        rows.append(row(1, ratio_of(first), ratio_of(first), d / single, s / single, speedup,
+                        sparse_fresh_ms=1000 * s_new / single, speedup_fresh=speedup_new,
+                        questions=single, iters=iters))  # fmt: skip
     return rows
 
 
@@ -336,13 +340,14 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="NCHW-contiguous images (default: channels-last, as the loaders give)",
     )
-    p.add_argument(
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument(
         "--blocks",
         action="store_true",
         help="only time the routed blocks at batch 1, dense and with a fraction of their branches "
         "open (`block_rows`; default out: results/bench/sparse_blocks.json)",
     )
-    p.add_argument(
+    mode.add_argument(
         "--runs",
         nargs="+",
         default=None,

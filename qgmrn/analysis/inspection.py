@@ -58,8 +58,8 @@ def answer(
     """Answers, routing paths and saliency maps of one uint8 image (3, H, W) for `questions`;
     `sparse`: skip the closed modules (`saliency_maps`).
 
-    Returns a DataFrame (question, answer, score, executed: fraction of gates open) and the
-    dict of `qgmrn.analysis.saliency.saliency_maps` (maps, predictions, gates).
+    Returns a DataFrame (question, answer, max logit, gates open: the fraction of gates open)
+    and the dict of `qgmrn.analysis.saliency.saliency_maps` (maps, predictions, gates).
     """
     from qgmrn.analysis.saliency import saliency_maps
 

@@ -25,9 +25,9 @@ runs densely. Training keeps the dense path: a closed module's gate still needs 
 Where it pays (benchmarks/bench_sparse.py, results/bench/sparse.json; docs/model.md): at batch 1
 on a CPU the demo and paper-sized trunks are bound by per-op dispatch and by the work of a block
 that no branch decides (third norm and residual add on the full map, downsampling shortcut): a
-BRN block with one branch open still costs 54-64% of its dense time (`--blocks`,
+BRN block with one branch open still costs 54-68% of its dense time (`--blocks`,
 results/bench/sparse_blocks.json), so the sparse trunk is only on par with dense there (kept
-paths included); it pays where whole layers close (ratio 0: 1.7-14x) and, with BatchNorm folded,
+paths included); it pays where whole layers close (ratio 0: 2.5-13x) and, with BatchNorm folded,
 at batch 64.
 
 Dimensions: B batch, C channels, H height, W width, M modules of the block, S open modules.

@@ -24,7 +24,7 @@ def test_answer_gives_one_row_per_question(run):
     assert ((table["gates open"] >= 0) & (table["gates open"] <= 1)).all()
 
 
-def test_sparse_answers_and_saliency_are_the_dense_ones(mini_clevr_dir):
+def test_sparse_answers_and_saliency_are_the_dense_ones(mini_clevr_dir, monkeypatch):
     """The explorer's `sparse` switch: the trunk skips closed modules and the gradient reaches
     the image through the sliced convolutions, so answers, paths and maps stay the dense ones."""
     vocab = Vocab.build(load_questions(mini_clevr_dir / "questions" / "CLEVR_train_questions.json"))
@@ -33,8 +33,19 @@ def test_sparse_answers_and_saliency_are_the_dense_ones(mini_clevr_dir):
         run.model.router.fc.bias.normal_(0.0, 1.0, generator=torch.Generator().manual_seed(0))
     image = np.random.default_rng(2).integers(0, 256, (3, 32, 48), dtype=np.uint8)
     questions = ["Is there a red cube?", "How many spheres are there?", "What size is it?"]
+    from qgmrn.nn import sparse as sparse_mod
+    from qgmrn.nn.blocks import RoutedBottleneck
+
+    calls = []
+    sliced = sparse_mod.SPARSE_FORWARD[RoutedBottleneck]
+    monkeypatch.setitem(sparse_mod.SPARSE_FORWARD, RoutedBottleneck,
+                        lambda *a: calls.append(1) or sliced(*a))  # fmt: skip
     dense_table, dense = inspection.answer(run, image, questions)
+    assert calls == []
     sparse_table, sparse = inspection.answer(run, image, questions, sparse=True)
+    assert len(calls) == len(questions) * len(run.model.gate_sizes)  # every block, sliced
+    assert all(sparse_mod._sliceable(b.bn1) for b in run.model.modules()
+               if isinstance(b, RoutedBottleneck))  # fmt: skip
     assert 0 < dense["gates"].mean() < 1  # some modules closed: the sparse path skips them
     assert list(sparse_table["answer"]) == list(dense_table["answer"])
     np.testing.assert_array_equal(sparse["gates"], dense["gates"])
