@@ -155,7 +155,9 @@ def plot_accuracy_by_type(
     if not isinstance(run_dirs, Mapping):
         run_dirs = {Path(run_dirs).name: run_dirs}
     df = accuracy_frame(run_dirs, by=by)
-    fig, ax = plt.subplots(figsize=(max(6.0, 0.9 * len(df) + 2), 3.8))
+    # the legend goes right of the axes (3 inches more): inside, with a run per bar, it hid the
+    # last groups' bars
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.9 * len(df) + 2) + 3.0, 3.8))
     width = 0.8 / max(1, df.shape[1])
     x = np.arange(len(df))
     for i, label in enumerate(df.columns):
@@ -174,7 +176,7 @@ def plot_accuracy_by_type(
     ax.set_ylim(0, 1)
     ax.set_ylabel("accuracy")
     ax.set_title(f"accuracy by question {by}")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     return fig
