@@ -78,6 +78,19 @@ def _no_path_cache():
         sparse_mod.PATHS_PER_BLOCK = kept
 
 
+def _timing(layout, batch, ratio, union, dense: float, sparse: float, speedup: float) -> dict:
+    """The fields every timing row has (seconds in, milliseconds out)."""
+    return {
+        "image_layout": layout,
+        "batch": batch,
+        "ratio": ratio,
+        "union_open": union,
+        "dense_ms": 1000 * dense,
+        "sparse_ms": 1000 * sparse,
+        "speedup": speedup,
+    }
+
+
 def measure(
     preset: str,
     profile: str,
@@ -119,18 +132,13 @@ def measure(
                     )
                 fresh = {"sparse_fresh_ms": 1000 * fresh_s, "speedup_fresh": fresh_x}
         union = float(torch.cat([(g.amax(0) > 0).float() for g in gates]).mean())
+        layout = "channels_last" if channels_last else "nchw"
         rows.append(
             {
                 "preset": preset,
                 "profile": profile,
                 "image_size": [H, W],
-                "image_layout": "channels_last" if channels_last else "nchw",
-                "batch": batch,
-                "ratio": ratio,
-                "union_open": union,
-                "dense_ms": 1000 * dense,
-                "sparse_ms": 1000 * sparse,
-                "speedup": speedup,
+                **_timing(layout, batch, ratio, union, dense, sparse, speedup),
                 **fresh,
             }
         )
@@ -287,13 +295,7 @@ def measure_run(
             "arch": cfg.model.arch,
             "profile": cfg.profile,
             "image_size": list(size),
-            "image_layout": "channels_last",
-            "batch": batch,
-            "ratio": ratio,
-            "union_open": union,
-            "dense_ms": 1000 * dense,
-            "sparse_ms": 1000 * sparse,
-            "speedup": speedup,
+            **_timing("channels_last", batch, ratio, union, dense, sparse, speedup),
             **extra,
         }
 
