@@ -26,6 +26,7 @@ from qgmrn import distributed as qdist
 from qgmrn.config import config_from_dict, config_to_json
 from qgmrn.fileio import atomic_write, atomic_write_json, locate
 from qgmrn.metrics import accuracy
+from qgmrn.model import sparse_kwargs
 from qgmrn.runtime import (
     autocast,
     batch_images,
@@ -76,7 +77,7 @@ def predict(
     model.eval()
     preds, answers, subtypes, qidx, paths = [], [], [], [], []
     layer_sizes: list[int] = []
-    extra = {"sparse": True} if sparse and getattr(model, "gate_sizes", None) else {}
+    extra = sparse_kwargs(model, sparse)
     try:
         for batch in tqdm(loader, desc=desc, leave=False, disable=not progress):
             images = batch_images(batch, device, channels_last)

@@ -80,6 +80,13 @@ def set_tau(model: nn.Module, tau: float) -> None:
             m.tau = float(tau)
 
 
+def sparse_kwargs(model: nn.Module, sparse: bool) -> dict:
+    """The keyword a forward call passes to ask `model` to skip its closed modules: {"sparse":
+    True} for a routed model when `sparse`, else {} (a baseline has no modules to skip and no
+    such argument)."""
+    return {"sparse": True} if sparse and getattr(model, "gate_sizes", None) else {}
+
+
 def count_gates(model: nn.Module) -> int:
     """Total number of routed modules (gates) of `model`; 0 for an unrouted baseline."""
     return sum(getattr(model, "gate_sizes", []))

@@ -31,6 +31,7 @@ from torch import Tensor, nn
 from qgmrn.clevr.executor import execute_program_trace
 from qgmrn.clevr.io import read_info
 from qgmrn.clevr.signatures import SIGNATURES
+from qgmrn.model import sparse_kwargs
 from qgmrn.synth.camera import Camera
 from qgmrn.synth.render import object_ids
 
@@ -82,7 +83,7 @@ def saliency_maps(
         x0 = _as_float_image(image, normalize).to(device)
         questions, lengths = pad_questions(token_lists)
         maps, preds, scores, gates = [], [], [], []
-        extra = {"sparse": True} if sparse and getattr(model, "gate_sizes", None) else {}
+        extra = sparse_kwargs(model, sparse)
         for i in range(len(token_lists)):
             x = x0.clone().requires_grad_(True)
             out = model(x, questions[i : i + 1].to(device), lengths[i : i + 1], **extra)
