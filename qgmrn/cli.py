@@ -23,6 +23,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "decode and resize images into a memory-mapped cache",
     ),
     "download": ("qgmrn.commands.download", "download CLEVR v1.0 or CLEVR-Humans"),
+    "pretrain-visual": (
+        "qgmrn.commands.pretrain_visual",
+        "pretrain the visual network on per-cell object attributes (ours)",
+    ),
     "train": ("qgmrn.commands.train", "train a preset on a data set"),
     "evaluate": ("qgmrn.commands.evaluate", "evaluate a trained run"),
     "finetune": ("qgmrn.commands.finetune", "fine-tune a run on CLEVR-Humans-style questions"),

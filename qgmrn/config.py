@@ -19,7 +19,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -73,6 +73,12 @@ class ModelConfig:
     # 3x3/2 max pool)
     stem_width: int = 64
     stem_pool: bool = True  # ours: False drops the stem's max pool (2x larger maps, small images)
+    # the first block of each stage strides by this (torchvision's 1, 2, 2, 2); ours: a 1 in a
+    # later stage keeps a finer y_L (e.g. (1, 2, 2, 1): 8x12 instead of 4x6 at demo size)
+    stage_strides: tuple[int, ...] = (1, 2, 2, 2)
+    # ours: torchvision's zero_init_residual (Goyal et al. 2017), each block's last norm at
+    # weight 0; the paper does not say, torchvision's default (False) is ours by default
+    zero_init_residual: bool = False
     # BRN: ResNeXt-26, stages [2,2,2,2] of bottlenecks (sec. 4.2, Table 2). Not in the paper:
     # how "width" maps onto a bottleneck. Ours: a stage's width is its blocks' OUTPUT channels;
     # the grouped 3x3 conv has c * max(1, width // (bottleneck_ratio * c)) channels, i.e.
@@ -112,6 +118,12 @@ class TrainConfig:
     lr: float = 3e-4
     warmup_start_lr: float = 3e-6
     warmup_steps: int = 5000  # not in the paper: length of the linear warmup
+    # ours, not in the paper (which keeps 3e-4 to the end): "cosine" decays the lr from the end
+    # of the warmup to lr * min_lr_ratio at step decay_steps (constant after)
+    lr_schedule: str = "constant"
+    decay_steps: int = 0
+    min_lr_ratio: float = 0.05
+    optimizer: str = "adam"  # adam (the paper) | adamw (ours: decoupled weight decay)
     betas: tuple[float, float] = (0.9, 0.999)
     weight_decay: float = 0.0
     epochs: int = 100
@@ -152,6 +164,14 @@ class TrainConfig:
     # first runs of the arm, brn_c16_attr: opening modules lowered the loss, and every gate
     # opened). A config written before this field existed means "all" (`upgrade_config_dict`).
     attribute_loss_reach: str = "visual"
+    # Ours ("perception first", the plateau study): for the first this many steps the attribute
+    # loss alone trains (the visual network and its head); the VQA loss is logged, not
+    # backpropagated, so the router and the classifier wait. 0 = joint from the first step.
+    attribute_pretrain_steps: int = 0
+    # Ours ("perception first"): a visual.pt of `qgmrn pretrain-visual` whose visual network
+    # (and attribute head, when the attribute loss is on) this run starts from. None: from
+    # scratch, as the paper.
+    visual_init: str | None = None
 
 
 @dataclass(frozen=True)
@@ -339,6 +359,11 @@ def config_to_dict(cfg: ExperimentConfig) -> dict[str, Any]:
 LEGACY_MODEL_FIELDS: dict[str, str] = {"stage_depths": "brn_depths", "stage_widths": "brn_widths"}
 
 
+# Model config fields added since runs were first written, with the value an older config
+# means (the network it built): `upgrade_config_dict` fills them in.
+ADDED_MODEL_FIELDS: dict[str, Any] = {"stage_strides": [1, 2, 2, 2], "zero_init_residual": False}
+
+
 def uses_attribute_loss(d: dict[str, Any]) -> bool:
     """Whether a config dict (a run's config.json) trains with the auxiliary attribute loss: our
     labelled arm, not the paper's method (`TrainConfig.attribute_loss_weight` > 0)."""
@@ -355,6 +380,10 @@ def upgrade_config_dict(d: dict[str, Any]) -> dict[str, Any]:
     if uses_attribute_loss(d) and "attribute_loss_reach" not in train:
         d = {**d, "train": {**train, "attribute_loss_reach": "all"}}  # the only reach back then
     model = dict(d.get("model", {}))
+    added = {k: v for k, v in ADDED_MODEL_FIELDS.items() if model and k not in model}
+    if added:  # written before the field existed: the value that builds the same network
+        model.update(added)
+        d = {**d, "model": model}
     if not any(old in model for old in LEGACY_MODEL_FIELDS):
         return d
     for old, new in LEGACY_MODEL_FIELDS.items():
@@ -386,6 +415,49 @@ def config_from_dict(d: dict[str, Any]) -> ExperimentConfig:
         model=build(ModelConfig, d.get("model", {})),
         train=build(TrainConfig, d.get("train", {})),
     )
+
+
+def _parse_value(text: str, annotation: str, where: str) -> Any:
+    """`text` as a value of the field annotated `annotation` (e.g. "float | None",
+    "tuple[int, ...]"; tuples are comma-separated)."""
+    if annotation.startswith("tuple["):
+        inner = annotation[len("tuple[") :].split(",")[0].strip()
+        return tuple(_parse_value(t.strip(), inner, where) for t in text.split(",") if t.strip())
+    kinds = [k.strip() for k in annotation.split("|")]
+    if "None" in kinds and text.lower() in ("none", "null"):
+        return None
+    if "bool" in kinds:
+        if text.lower() not in ("true", "false", "1", "0"):
+            raise ValueError(f"{where}: {text!r} is not a boolean (true or false)")
+        return text.lower() in ("true", "1")
+    for kind, cast in (("int", int), ("float", float)):
+        if kind in kinds:
+            try:
+                return cast(text)
+            except ValueError:
+                raise ValueError(
+                    f"{where}: {text!r} is not {'an integer' if kind == 'int' else 'a number'}"
+                ) from None
+    return text
+
+
+def apply_overrides(cfg: ExperimentConfig, overrides: Sequence[str]) -> ExperimentConfig:
+    """`cfg` with "section.field=value" overrides applied in order (section: data, model or
+    train), each value parsed as the field's current type; a clear error names a bad entry."""
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        section, dot, name = key.strip().partition(".")
+        if not sep or not dot:
+            raise ValueError(f"override {item!r}: expected SECTION.FIELD=VALUE")
+        if section not in ("data", "model", "train"):
+            raise ValueError(f"override {item!r}: section must be data, model or train")
+        part = getattr(cfg, section)
+        fields = {f.name: f for f in dataclasses.fields(part)}
+        if name not in fields:
+            raise ValueError(f"override {item!r}: {section} has no field {name!r}")
+        value = _parse_value(text.strip(), str(fields[name].type), f"override {item!r}")
+        cfg = dataclasses.replace(cfg, **{section: dataclasses.replace(part, **{name: value})})
+    return cfg
 
 
 def config_to_json(cfg: ExperimentConfig) -> str:

@@ -130,14 +130,30 @@ def gather_predictions(local: dict[str, np.ndarray], info: qdist.DistInfo) -> di
     return out
 
 
-def scores(pred: Mapping[str, np.ndarray], split: str) -> dict[str, Any]:
+def scores(
+    pred: Mapping[str, np.ndarray], split: str, depths: np.ndarray | None = None
+) -> dict[str, Any]:
     """The `eval.json` dict of `predict`'s arrays. With no subtypes known (CLEVR-Humans),
-    `by_type`/`by_subtype` are empty: overall accuracy only."""
+    `by_type`/`by_subtype` are empty: overall accuracy only. `depths`: each question's
+    relational depth in the same order (the dataset's `depths`), for `by_depth`."""
     result = {"split": split, **accuracy(pred["predictions"], pred["answers"], pred["subtypes"])}
     if not (np.asarray(pred["subtypes"]) >= 0).any():
         for key in ("by_type", "by_subtype", "count_by_type", "count_by_subtype"):
             result[key] = {}
+    if depths is not None:
+        result["by_depth"] = accuracy_by_depth(pred, depths)
     return result
+
+
+def accuracy_by_depth(pred: Mapping[str, np.ndarray], depths: np.ndarray) -> dict[str, float]:
+    """Accuracy per relational depth ("0": zero-hop questions such as "What color is the large
+    cube?", where perception shows first; `qgmrn.clevr.relational_depth`), over the questions
+    whose program is known (depth >= 0)."""
+    correct = np.asarray(pred["predictions"]) == np.asarray(pred["answers"])
+    depths = np.asarray(depths)
+    if len(depths) != len(correct):
+        raise ValueError(f"{len(depths)} depths for {len(correct)} predictions")
+    return {str(d): float(correct[depths == d].mean()) for d in np.unique(depths) if d >= 0}
 
 
 # --------------------------------------------------------------------------------------------
@@ -274,7 +290,7 @@ def evaluate_run(
         progress=progress,
         sparse=sparse,
     )
-    result = scores(pred, split)
+    result = scores(pred, split, ds.depths)
     result.update(
         sparse=sparse,
         checkpoint=f"{which}",

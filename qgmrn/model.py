@@ -21,7 +21,7 @@ from qgmrn.nn.frn import frn_backbone
 from qgmrn.nn.gumbel import GATES, Gate
 from qgmrn.nn.heads import AttentionHead, GMPHead, GMPQuestionHead
 from qgmrn.nn.output import VQAOutput
-from qgmrn.nn.routable import RoutedResNet, make_routable
+from qgmrn.nn.routable import RoutedResNet, make_routable, zero_init_residual
 from qgmrn.nn.router import Router, StaticRouter
 from qgmrn.nn.text import QuestionEncoder
 
@@ -93,7 +93,13 @@ def count_gates(model: nn.Module) -> int:
 
 
 def build_backbone(cfg: ModelConfig) -> RoutedResNet:
-    """The routed visual network of `cfg.arch` ("brn" or "frn")."""
+    """The routed visual network of `cfg.arch` ("brn" or "frn"), its residual branches
+    zero-initialised when `cfg.zero_init_residual` (ours)."""
+    backbone = _backbone(cfg)
+    return zero_init_residual(backbone) if cfg.zero_init_residual else backbone
+
+
+def _backbone(cfg: ModelConfig) -> RoutedResNet:
     if cfg.arch == "brn":
         third = {"gn": group_norm(cfg.gn_groups), "bn": nn.BatchNorm2d}[cfg.third_norm]
         return brn_backbone(
@@ -105,10 +111,13 @@ def build_backbone(cfg: ModelConfig) -> RoutedResNet:
             cfg.stem_pool,
             nn.BatchNorm2d,
             third,
+            cfg.stage_strides,
         )
     if cfg.frn_backbone != "resnet34":  # any torchvision ResNet/ResNeXt, made routable as is
         return make_routable(torchvision.models.get_model(cfg.frn_backbone, weights=None))
-    return frn_backbone(cfg.frn_depths, cfg.frn_widths, cfg.stem_width, cfg.stem_pool)
+    return frn_backbone(
+        cfg.frn_depths, cfg.frn_widths, cfg.stem_width, cfg.stem_pool, strides=cfg.stage_strides
+    )
 
 
 def build_head(cfg: ModelConfig, in_channels: int, num_answers: int) -> nn.Module:

@@ -6,15 +6,31 @@ constant; tau = 1.0 throughout. `step` counts optimizer steps from 0 (the step a
 
 from __future__ import annotations
 
+import math
+
 from qgmrn.config import TrainConfig
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
-    """Linear warmup from `warmup_start_lr` to `lr` over `warmup_steps` steps, constant after."""
-    if step >= cfg.warmup_steps or cfg.warmup_steps <= 0:
+    """Linear warmup from `warmup_start_lr` to `lr` over `warmup_steps` steps, then constant (the
+    paper) or, with `lr_schedule="cosine"` (ours), a cosine from `lr` down to `lr *
+    min_lr_ratio` at step `decay_steps`, constant after."""
+    if step < cfg.warmup_steps and cfg.warmup_steps > 0:
+        frac = max(step, 0) / cfg.warmup_steps
+        return cfg.warmup_start_lr + frac * (cfg.lr - cfg.warmup_start_lr)
+    if cfg.lr_schedule == "constant":
         return cfg.lr
-    frac = max(step, 0) / cfg.warmup_steps
-    return cfg.warmup_start_lr + frac * (cfg.lr - cfg.warmup_start_lr)
+    if cfg.lr_schedule != "cosine":
+        raise ValueError(f"unknown lr_schedule {cfg.lr_schedule!r}; choose constant or cosine")
+    span = cfg.decay_steps - cfg.warmup_steps
+    if span <= 0:
+        raise ValueError(
+            f"lr_schedule='cosine' needs decay_steps ({cfg.decay_steps}) > warmup_steps "
+            f"({cfg.warmup_steps})"
+        )
+    frac = min(1.0, (step - cfg.warmup_steps) / span)
+    floor = cfg.lr * cfg.min_lr_ratio
+    return floor + 0.5 * (cfg.lr - floor) * (1.0 + math.cos(math.pi * frac))
 
 
 def tau_at(step: int, cfg: TrainConfig) -> float:

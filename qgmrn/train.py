@@ -417,6 +417,13 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+# Adam: the paper's (sec. 4.2); AdamW (ours): weight decay decoupled from the gradient
+OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
+    "adam": torch.optim.Adam,
+    "adamw": torch.optim.AdamW,
+}
+
+
 def build_model_and_optimizer(
     cfg: ExperimentConfig,
     vocab: Vocab,
@@ -435,10 +442,16 @@ def build_model_and_optimizer(
             else init_from
         )
         model.load_state_dict(state_dict)
+    if tc.visual_init:  # ours: perception first (qgmrn.pretrain); a resumed run then restores
+        from qgmrn.pretrain import load_visual_into
+
+        load_visual_into(model, tc.visual_init)
     model.to(device)
     if use_channels_last(cfg, device):
         model.to(memory_format=torch.channels_last)
-    optimizer = torch.optim.Adam(
+    if tc.optimizer not in OPTIMIZERS:
+        raise ValueError(f"unknown optimizer {tc.optimizer!r}; choose from {', '.join(OPTIMIZERS)}")
+    optimizer = OPTIMIZERS[tc.optimizer](
         model.parameters(), lr=lr_at(0, tc), betas=tuple(tc.betas), weight_decay=tc.weight_decay
     )
     return model, optimizer, TrainState()
@@ -467,6 +480,10 @@ def build_attribute_loss(
             "neither all-reduced under torchrun nor traced by the compiler)"
         )
     attributes = AttributeLoss(model, device, tc.attribute_loss_reach, tc.seed)
+    if tc.visual_init:  # the head pretrained with the visual network (qgmrn.pretrain)
+        from qgmrn.pretrain import read_visual
+
+        attributes.load_state_dict(read_visual(tc.visual_init)["attribute_head"])
     optimizer.add_param_group({"params": list(attributes.parameters())})
     return attributes
 
@@ -716,8 +733,12 @@ def train_step(run: _Run, batch) -> StepOutput:
         finite = finite & torch.isfinite(own.detach())
         # restricted to the visual network and the head: none of it reaches the router, whose
         # gates then learn from the VQA loss alone (the graph is kept for that loss's pass)
-        own.backward(inputs=run.attributes.inputs, retain_graph=True)
-    loss.backward()
+        own.backward(inputs=run.attributes.inputs, retain_graph=step >= tc.attribute_pretrain_steps)
+    if attr is not None and step < tc.attribute_pretrain_steps:
+        if own is None:  # reach "all": the attribute term alone, through the whole model
+            (tc.attribute_loss_weight * attr_loss).backward()
+    else:
+        loss.backward()
     if tc.grad_clip is not None:
         # every optimised parameter: the model's and, when on, the attribute head's
         nn.utils.clip_grad_norm_([p for g in opt.param_groups for p in g["params"]], tc.grad_clip)
@@ -957,7 +978,7 @@ def validate(run: _Run, *, collect_paths: bool = False) -> dict[str, Any]:
     )
     pred = gather_predictions(pred, run.info)
     run.last_val_pred = pred if collect_paths else None
-    result = scores(pred, split)
+    result = scores(pred, split, run.data.val.depths)
     run.log.write(
         {
             "kind": "val",
@@ -967,6 +988,7 @@ def validate(run: _Run, *, collect_paths: bool = False) -> dict[str, Any]:
             "n": result["n"],
             "overall": result["overall"],
             "by_type": result["by_type"],
+            "by_depth": result["by_depth"],
         }
     )
     run.last_val_step = state.step
@@ -1002,7 +1024,7 @@ def final_eval(run: _Run, stop_reason: str, t_start: float) -> dict[str, Any]:
             desc="routing paths",
         )
         pred = gather_predictions(pred, info)
-    result = scores(pred, run.data.eval_split)
+    result = scores(pred, run.data.eval_split, run.data.val.depths)
     result.update(
         checkpoint=used,
         checkpoint_step=state.best_step,

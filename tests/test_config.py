@@ -137,3 +137,51 @@ def test_a_committed_baseline_checkpoint_loads_into_the_upgraded_config(name):
         pytest.skip("no committed reference run")
     cfg, _vocab, model, _ckpt = load_run(run, "latest")  # strict load_state_dict
     assert cfg.model.cnn_widths == (16, 32, 64, 128)
+
+
+def test_overrides_set_any_field_with_its_type():
+    from qgmrn.config import apply_overrides
+
+    cfg = apply_overrides(
+        get_config("brn_c16", "demo"),
+        [
+            "model.head=attention",
+            "model.stage_strides=1,2,2,1",
+            "model.coord_maps=false",
+            "train.grad_clip=1.5",
+            "train.compile=none",
+            "data.max_train_questions=200",
+            "train.visual_init=some/visual.pt",
+        ],
+    )
+    assert cfg.model.head == "attention" and cfg.model.stage_strides == (1, 2, 2, 1)
+    assert cfg.model.coord_maps is False and cfg.train.grad_clip == 1.5
+    assert cfg.train.compile is None and cfg.data.max_train_questions == 200
+    assert cfg.train.visual_init == "some/visual.pt"
+    assert get_config("brn_c16", "demo").model.head == "gmp"  # a copy, the preset untouched
+
+
+@pytest.mark.parametrize(
+    "item, message",
+    [
+        ("model.nope=1", "model has no field 'nope'"),
+        ("train.lr=fast", "'fast' is not a number"),
+        ("train.batch_size=6.5", "'6.5' is not an integer"),
+        ("model.coord_maps=maybe", "not a boolean"),
+        ("net.lr=1", "section must be data, model or train"),
+        ("model.head", "expected SECTION.FIELD=VALUE"),
+    ],
+)
+def test_a_bad_override_names_the_entry_and_what_is_wrong(item, message):
+    from qgmrn.config import apply_overrides
+
+    with pytest.raises(ValueError, match=message) as err:
+        apply_overrides(get_config("brn_c16", "demo"), [item])
+    assert repr(item) in str(err.value)
+
+
+def test_a_config_from_before_stage_strides_builds_the_same_network():
+    d = config_to_dict(get_config("brn_c16", "demo"))
+    del d["model"]["stage_strides"]
+    assert config_from_dict(d).model.stage_strides == (1, 2, 2, 2)
+    assert config_differences(d, config_to_dict(get_config("brn_c16", "demo"))) == []

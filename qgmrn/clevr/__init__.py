@@ -31,7 +31,7 @@ from .io import (
     save_questions,
     save_scenes,
 )
-from .question_types import question_subtype, question_type
+from .question_types import question_subtype, question_type, relational_depth
 from .relationships import compute_relationships
 
 __all__ = [
@@ -63,6 +63,7 @@ __all__ = [
     "question_subtype",
     "question_type",
     "read_info",
+    "relational_depth",
     "save_questions",
     "save_scenes",
 ]

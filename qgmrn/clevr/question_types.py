@@ -26,3 +26,10 @@ def question_subtype(program: Sequence[Mapping[str, Any]]) -> str:
 def question_type(program: Sequence[Mapping[str, Any]]) -> str:
     """The question type (a key of QUESTION_TYPES) of a question's program."""
     return SUBTYPE_TO_TYPE[question_subtype(program)]
+
+
+def relational_depth(program: Sequence[Mapping[str, Any]]) -> int:
+    """The number of `relate` and `same_*` steps of a program: 0 for a question about one
+    object's attributes or a set filtered from the scene ("What color is the large cube?")."""
+    functions = (node.get("function", node.get("type", "")) for node in program)
+    return sum(f == "relate" or f.startswith("same_") for f in functions)

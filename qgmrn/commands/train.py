@@ -12,7 +12,7 @@ import json
 import sys
 from pathlib import Path
 
-from qgmrn.config import PRESETS, PROFILES
+from qgmrn.config import PRESETS, PROFILES, apply_overrides
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -71,6 +71,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "only, its gradient kept out of the router (default); all = every parameter, through "
         "the gates",
     )
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="SECTION.FIELD=VALUE",
+        help="any config field, e.g. --set model.head=attention --set model.stage_strides=1,2,2,1 "
+        "(repeatable; applied after the options above; qgmrn.config.apply_overrides)",
+    )
     parser.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--resume", action="store_true", help="continue from checkpoint.pt")
@@ -106,12 +115,13 @@ def build_config(args: argparse.Namespace):
     )
     if args.data is not None:
         data["data_dir"] = args.data
-    return dataclasses.replace(
+    cfg = dataclasses.replace(
         cfg,
         name=name,
         train=dataclasses.replace(cfg.train, **train),
         data=dataclasses.replace(cfg.data, **data),
     )
+    return apply_overrides(cfg, args.overrides)
 
 
 def budget_note(args: argparse.Namespace, cfg) -> str | None:

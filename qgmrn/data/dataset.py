@@ -106,7 +106,7 @@ class ClevrQuestions(Dataset):
         cache_dir: str | os.PathLike | None = None,
         entries: Sequence[dict[str, Any]] | None = None,
     ) -> None:
-        from qgmrn.clevr import SUBTYPES, question_subtype
+        from qgmrn.clevr import SUBTYPES, question_subtype, relational_depth
 
         self.data_dir, self.split = Path(data_dir), split
         self.image_size = (int(image_size[0]), int(image_size[1]))
@@ -130,6 +130,7 @@ class ClevrQuestions(Dataset):
         self.lengths = np.empty(n, dtype=np.int64)
         self.answers = np.full(n, -1, dtype=np.int64)
         self.subtypes = np.full(n, -1, dtype=np.int64)
+        self.depths = np.full(n, -1, dtype=np.int64)  # relational depth; -1: no program
         self.image_index = np.empty(n, dtype=np.int64)
         self.question_index = np.empty(n, dtype=np.int64)
         for i, (q, e) in enumerate(zip(questions, encoded, strict=True)):
@@ -150,6 +151,7 @@ class ClevrQuestions(Dataset):
                     raise ValueError(f"{path}: question {i}: {err}") from None
             if q.get("program"):
                 self.subtypes[i] = subtype_ids[question_subtype(q["program"])]
+                self.depths[i] = relational_depth(q["program"])
 
         self._images: np.ndarray | None = None
         self._verify_cache = True  # check the cache against the images once, here

@@ -51,6 +51,7 @@ def brn_backbone(
     stem_pool: bool = True,
     norm_layer: NormLayer = nn.BatchNorm2d,
     third_norm_layer: NormLayer | None = None,
+    strides: Sequence[int] = (1, 2, 2, 2),
 ) -> RoutedResNet:
     """A routed ResNeXt trunk of `RoutedBottleneck`s with torchvision names and init."""
 
@@ -66,4 +67,4 @@ def brn_backbone(
             third_norm_layer=third_norm_layer,
         )
 
-    return build_trunk(depths, widths, stem_width, stem_pool, norm_layer, block)
+    return build_trunk(depths, widths, stem_width, stem_pool, norm_layer, block, strides)

@@ -29,14 +29,20 @@ def frn_backbone(
     stem_width: int = 64,
     stem_pool: bool = True,
     norm_layer: NormLayer = nn.BatchNorm2d,
+    strides: Sequence[int] = (1, 2, 2, 2),
 ) -> RoutedResNet:
     """A routed ResNet trunk of basic blocks; torchvision's resnet34 at the default sizes."""
     depths, widths = tuple(depths), tuple(widths)
     is_resnet34 = (depths, widths, stem_width) == (RESNET34_DEPTHS, RESNET34_WIDTHS, 64)
-    if is_resnet34 and stem_pool and norm_layer is nn.BatchNorm2d:
+    if (
+        is_resnet34
+        and stem_pool
+        and norm_layer is nn.BatchNorm2d
+        and tuple(strides) == (1, 2, 2, 2)
+    ):
         return make_routable(torchvision.models.resnet34(weights=None), "filter")
 
     def block(inplanes: int, planes: int, stride: int, downsample) -> RoutedBasicBlock:
         return RoutedBasicBlock(inplanes, planes, stride, downsample, norm_layer)
 
-    return build_trunk(depths, widths, stem_width, stem_pool, norm_layer, block)
+    return build_trunk(depths, widths, stem_width, stem_pool, norm_layer, block, strides)

@@ -104,18 +104,22 @@ def build_trunk(
     stem_pool: bool,
     norm_layer: Callable[[int], nn.Module],
     make_block: BlockFactory,
+    strides: Sequence[int] = (1, 2, 2, 2),
 ) -> RoutedResNet:
     """torchvision's ResNet layout, shared by the BRN and the FRN trunks: a 7x7/2 stem conv and
-    norm (and a 3x3/2 max pool when `stem_pool`), then one stage per (depth, width) whose first
-    block strides by 2 (but in the first stage) and gets a 1x1 conv + norm shortcut when the
-    shape changes, torchvision's names and init. `make_block` makes each block."""
+    norm (and a 3x3/2 max pool when `stem_pool`), then one stage per (depth, width, stride) whose
+    first block strides by `strides[i]` (torchvision: 1, 2, 2, 2) and gets a 1x1 conv + norm
+    shortcut when the shape changes, torchvision's names and init. `make_block` makes each
+    block. A stride of 1 in a later stage keeps a finer y_L (ours: the resolution lever)."""
+    if len(strides) != len(depths):
+        raise ValueError(f"{len(strides)} stage strides for {len(depths)} stages")
     conv1 = nn.Conv2d(3, stem_width, kernel_size=7, stride=2, padding=3, bias=False)
     maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1) if stem_pool else nn.Identity()
     stages, inplanes = [], stem_width
-    for i, (depth, outplanes) in enumerate(zip(depths, widths, strict=True)):
+    for depth, outplanes, stage_stride in zip(depths, widths, strides, strict=True):
         blocks = []
         for j in range(depth):
-            stride = 2 if i > 0 and j == 0 else 1
+            stride = stage_stride if j == 0 else 1
             downsample = None
             if stride != 1 or inplanes != outplanes:  # as torchvision: 1x1 conv + norm
                 downsample = nn.Sequential(
@@ -138,3 +142,13 @@ def init_like_torchvision(module: nn.Module) -> None:
         elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)):
             nn.init.constant_(m.weight, 1)
             nn.init.constant_(m.bias, 0)
+
+
+def zero_init_residual(trunk: RoutedResNet) -> RoutedResNet:
+    """torchvision's `zero_init_residual` (Goyal et al. 2017) on a routed trunk: the last norm
+    of every residual branch (bn3 of a bottleneck, bn2 of a basic block) starts at weight 0, so
+    each block starts as its shortcut and the signal passes the trunk unchanged at first."""
+    for block in trunk.blocks:
+        last = block.bn3 if hasattr(block, "bn3") else block.bn2
+        nn.init.zeros_(last.weight)
+    return trunk

@@ -65,3 +65,14 @@ def test_fixed_orders():
     assert len(SUBTYPES) == 13 and set(SUBTYPES) <= set(FUNCTIONS)
     assert list(TYPE_LABELS) == list(QUESTION_TYPES) and list(SUBTYPE_LABELS) == list(SUBTYPES)
     assert TYPE_LABELS["compare_numbers"] == "Compare Numbers"
+
+
+def test_relational_depth_counts_relate_and_same_steps_in_either_dialect():
+    from qgmrn.clevr import relational_depth
+
+    zero_hop = [{"function": "scene"}, {"function": "filter_size", "value_inputs": ["large"]},
+                {"function": "unique"}, {"function": "query_color"}]  # fmt: skip
+    assert relational_depth(zero_hop) == 0
+    two_hop = [{"type": "scene"}, {"type": "unique"}, {"type": "relate"},
+               {"type": "same_color"}, {"type": "count"}]  # fmt: skip
+    assert relational_depth(two_hop) == 2

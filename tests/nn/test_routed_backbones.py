@@ -121,3 +121,24 @@ def test_gradients_reach_gates():
     gates = [torch.ones(2, m, requires_grad=True) for m in trunk.gate_sizes]
     trunk(torch.randn(2, 3, 32, 32), gates).sum().backward()
     assert all(g.grad is not None for g in gates)
+
+
+def test_stage_strides_keep_a_finer_last_map():
+    """Ours (the resolution lever): a stride of 1 in the last stage doubles y_L's side. The
+    blocks keep their weights' shapes; as in torchvision, a block that keeps both the width and
+    the resolution has no 1x1 shortcut (here the last stage's first block)."""
+    x = torch.randn(2, 3, 64, 96)
+    default = brn_backbone((1, 1, 1, 1), (16, 16, 32, 32), 4, stem_width=8, stem_pool=False)
+    fine = brn_backbone((1, 1, 1, 1), (16, 16, 32, 32), 4, stem_width=8, stem_pool=False,
+                        strides=(1, 2, 2, 1))  # fmt: skip
+    gates = [torch.ones(2, m) for m in default.gate_sizes]
+    assert default(x, gates).shape == (2, 32, 4, 6)
+    assert fine(x, gates).shape == (2, 32, 8, 12)
+    a = {k: v.shape for k, v in default.state_dict().items()}
+    b = {k: v.shape for k, v in fine.state_dict().items()}
+    assert {k for k in a if k not in b} == {k for k in a if k.startswith("layer4.0.downsample")}
+    assert all(a[k] == b[k] for k in b)
+    frn = frn_backbone((1, 1, 1, 1), (8, 8, 16, 16), 8, stem_pool=False, strides=(1, 1, 2, 2))
+    assert frn(x, [torch.ones(2, m) for m in frn.gate_sizes]).shape == (2, 16, 8, 12)
+    with pytest.raises(ValueError, match="3 stage strides for 4 stages"):
+        brn_backbone((1, 1, 1, 1), (16, 16, 32, 32), 4, strides=(1, 2, 2))

@@ -31,3 +31,22 @@ def test_tau_constant_by_default_and_annealed_on_request():
     assert tau_at(0, cfg) == pytest.approx(2.0)
     assert tau_at(5, cfg) == pytest.approx(1.25)
     assert tau_at(10, cfg) == tau_at(99, cfg) == pytest.approx(0.5)
+
+
+def test_cosine_decay_after_the_warmup_reaches_its_floor_and_stays():
+    """Ours: from lr at the end of the warmup down a half cosine to lr * min_lr_ratio."""
+    cfg = TrainConfig(lr=1e-3, warmup_steps=10, lr_schedule="cosine", decay_steps=110,
+                      min_lr_ratio=0.1)  # fmt: skip
+    assert lr_at(10, cfg) == pytest.approx(1e-3)
+    assert lr_at(60, cfg) == pytest.approx(1e-4 + 0.5 * (1e-3 - 1e-4))  # half way
+    assert lr_at(110, cfg) == lr_at(10_000, cfg) == pytest.approx(1e-4)
+    values = [lr_at(s, cfg) for s in range(10, 111)]
+    assert values == sorted(values, reverse=True)
+    assert lr_at(5, cfg) == lr_at(5, TrainConfig(lr=1e-3, warmup_steps=10))  # same warmup
+
+
+def test_an_unusable_schedule_is_refused():
+    with pytest.raises(ValueError, match="unknown lr_schedule 'step'"):
+        lr_at(0, TrainConfig(warmup_steps=0, lr_schedule="step"))
+    with pytest.raises(ValueError, match="needs decay_steps"):
+        lr_at(20, TrainConfig(warmup_steps=10, lr_schedule="cosine", decay_steps=5))
