@@ -11,6 +11,7 @@ import argparse
 import json
 import sys
 
+from qgmrn.commands import add_overrides_argument
 from qgmrn.config import PRESETS, PROFILES, apply_overrides
 
 
@@ -21,23 +22,16 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="folder for visual.pt and metrics.jsonl")
     parser.add_argument("--steps", type=int, required=True, help="Adam steps")
     parser.add_argument("--eval-every", type=int, default=250, help="steps between val scores")
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="SECTION.FIELD=VALUE",
-        help="config overrides, as for qgmrn train (the VQA run must use the same model fields)",
-    )
+    add_overrides_argument(parser, "; the VQA run must use the same model fields")
     parser.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
 
 
 def run(args: argparse.Namespace) -> int:
     from qgmrn.pretrain import pretrain_visual
 
-    cfg = apply_overrides(PRESETS[args.preset](args.profile), args.overrides)
-    data = args.data or cfg.data.data_dir
     try:
+        cfg = apply_overrides(PRESETS[args.preset](args.profile), args.overrides)
+        data = args.data or cfg.data.data_dir
         last = pretrain_visual(
             cfg,
             data,

@@ -12,6 +12,7 @@ import json
 import sys
 from pathlib import Path
 
+from qgmrn.commands import add_overrides_argument
 from qgmrn.config import PRESETS, PROFILES, apply_overrides
 
 
@@ -71,15 +72,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "only, its gradient kept out of the router (default); all = every parameter, through "
         "the gates",
     )
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="SECTION.FIELD=VALUE",
-        help="any config field, e.g. --set model.head=attention --set model.stage_strides=1,2,2,1 "
-        "(repeatable; applied after the options above; qgmrn.config.apply_overrides)",
-    )
+    add_overrides_argument(parser, "; applied after the options above")
     parser.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--resume", action="store_true", help="continue from checkpoint.pt")
@@ -150,7 +143,11 @@ def run(args: argparse.Namespace) -> int:
     from qgmrn.runlock import RunLockedError
     from qgmrn.train import NonFiniteLossError, fit
 
-    cfg = build_config(args)
+    try:
+        cfg = build_config(args)
+    except ValueError as e:  # a bad --set entry: the message names it
+        print(f"qgmrn train: error: {e}", file=sys.stderr)
+        return 2
     out = Path(args.out) if args.out else Path("results") / cfg.profile / "runs" / cfg.name
     note = budget_note(args, cfg)
     if note:
