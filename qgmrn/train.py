@@ -43,7 +43,13 @@ from qgmrn import losses, runlock
 from qgmrn.auxiliary import CHECKPOINT_KEY, REACH_KEY, AttributeLoss
 from qgmrn.config import ExperimentConfig, config_to_json
 from qgmrn.data.dataset import ClevrQuestions, load_question_file
-from qgmrn.data.stream import SceneStream, StreamSpec, stream_batches, stream_vocab
+from qgmrn.data.stream import (
+    DataWorkerDied,
+    SceneStream,
+    StreamSpec,
+    stream_batches,
+    stream_vocab,
+)
 from qgmrn.data.vocab import Vocab
 from qgmrn.evaluate import (
     eval_loader,
@@ -82,6 +88,18 @@ INTERRUPTED = "interrupted"
 
 class NonFiniteLossError(RuntimeError):
     """The training loss became NaN or infinite; the message names the step."""
+
+
+class DataWorkerError(RuntimeError):
+    """A DataLoader worker process died (killed, out of memory): the message names it, the step
+    the training reached and the step checkpoint.pt holds, to continue from with --resume."""
+
+
+def _worker_death(e: BaseException) -> bool:
+    if isinstance(e, DataWorkerDied):  # the stream names its dead worker
+        return True
+    text = str(e)  # PyTorch's own, raised when a worker's death is noticed first by its signal
+    return "DataLoader worker" in text and ("killed by signal" in text or "exited" in text)
 
 
 @dataclass
@@ -186,7 +204,12 @@ def fit(
             # (and not under torchrun, whose agent forwards Ctrl-C to its children as SIGTERM)
             catch = not info.enabled and "TORCHELASTIC_RUN_ID" not in os.environ
             with StopRequest(enabled=catch) as run.stop:
-                stop_reason = train_loop(run)
+                try:
+                    stop_reason = train_loop(run)
+                except RuntimeError as e:
+                    if not _worker_death(e):
+                        raise
+                    raise DataWorkerError(_worker_death_message(run, e)) from e
             result = None  # interrupted: not finished, so no final evaluation and no eval.json
             if stop_reason != INTERRUPTED:
                 if run.last_val_step != state.step:
@@ -203,6 +226,21 @@ def fit(
             lock.release()
         torch.set_num_threads(threads)
         qdist.teardown(info)
+
+
+def _worker_death_message(run: _Run, e: RuntimeError) -> str:
+    saved = run.checkpoint_step
+    where = (
+        f"checkpoint.pt holds step {saved}: run the same command with --resume to continue from "
+        "there (the steps after it are trained again, exactly as before)"
+        if saved is not None
+        else "no checkpoint was saved yet: run the same command again"
+    )
+    return (
+        f"{run.out_dir}: {str(e).strip()} The training stopped at step {run.state.step}; {where}. "
+        "A worker that dies this way was killed from outside or ran out of memory (fewer "
+        "--workers or a smaller batch use less)."
+    )
 
 
 def _result(out_dir: Path, state: TrainState, stop_reason: str, ev: dict | None) -> dict:
@@ -614,6 +652,8 @@ class _Run:
         self.last_val_pred: dict[str, np.ndarray] | None = None
         # history.jsonl: where and how this call trains (a resumed run may change machines)
         self.seconds_at_start = state.train_seconds
+        # the step checkpoint.pt holds (a resumed run starts from it; None: none written yet)
+        self.checkpoint_step: int | None = state.step if state.step else None
         self.history = _begin_history(self) if info.is_main else None
         self.stop = StopRequest(enabled=False)  # fit installs the signal handlers around the loop
 
@@ -652,6 +692,7 @@ def update_history(run: _Run, stop_reason: str | None = None) -> None:
 def save_resume_checkpoint(run: _Run) -> None:
     """checkpoint.pt, the point a resume continues from, and the history's end of segment."""
     save_run_checkpoint(run, run.out_dir / "checkpoint.pt")
+    run.checkpoint_step = run.state.step
     update_history(run)
 
 

@@ -37,3 +37,21 @@ def test_an_ignored_signal_stays_ignored():
             assert signal.getsignal(signal.SIGTERM) is not signal.SIG_IGN  # this one is taken
     finally:
         signal.signal(signal.SIGINT, before)
+
+
+def test_data_workers_ignore_the_signals_the_main_process_decides_on():
+    """A worker (`ignore_interrupts`) survives SIGINT and SIGTERM sent to every process of the
+    run; the main process stops with its checkpoint and shuts the workers down."""
+    import subprocess
+    import sys
+
+    code = (
+        "import os, signal\n"
+        "from qgmrn.interrupt import ignore_interrupts\n"
+        "ignore_interrupts()\n"
+        "os.kill(os.getpid(), signal.SIGTERM)\n"
+        "os.kill(os.getpid(), signal.SIGINT)\n"
+        "print('alive')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stdout.strip() == "alive", done.stderr

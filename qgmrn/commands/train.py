@@ -141,7 +141,7 @@ def run(args: argparse.Namespace) -> int:
     from qgmrn.fileio import DiskFullError
     from qgmrn.interrupt import TrainingInterrupted
     from qgmrn.runlock import RunLockedError
-    from qgmrn.train import NonFiniteLossError, fit
+    from qgmrn.train import DataWorkerError, NonFiniteLossError, fit
 
     try:
         cfg = build_config(args)
@@ -162,7 +162,13 @@ def run(args: argparse.Namespace) -> int:
             progress=not args.no_progress,
             max_steps=args.max_steps,
         )
-    except (CheckpointError, NonFiniteLossError, RunLockedError, DiskFullError) as e:
+    except (
+        CheckpointError,
+        DataWorkerError,
+        NonFiniteLossError,
+        RunLockedError,
+        DiskFullError,
+    ) as e:
         print(f"qgmrn train: error: {e}", file=sys.stderr)
         return 1
     except TrainingInterrupted as stop:  # SIGINT/SIGTERM: checkpoint.pt holds the step reached

@@ -311,11 +311,42 @@ def stream_batches(
         **extra,
     )
     step = first_chunk * stream.scene_reuse
-    for chunk in loader:
+    for chunk in _chunks(loader):
         for batch in chunk:
             if step >= start_step:
                 yield batch
             step += 1
+
+
+class DataWorkerDied(RuntimeError):
+    """A rendering worker of the stream died (killed from outside, out of memory)."""
+
+
+def _chunks(loader: DataLoader) -> Iterator[list[Batch]]:
+    """`loader`'s items; a worker that dies (SIGKILL, the OOM killer) surfaces as whatever the
+    broken queue raises (a reset connection, an EOF, PyTorch's own RuntimeError): it is named
+    instead, and the other workers are shut down first, so that no later SIGCHLD raises again
+    in the middle of the caller's clean-up."""
+    it = iter(loader)
+    while True:
+        try:
+            chunk = next(it)
+        except StopIteration:
+            return
+        except (RuntimeError, OSError, EOFError) as e:
+            workers = getattr(it, "_workers", [])
+            dead = [w for w in workers if w.exitcode is not None]
+            if not dead:
+                raise
+            shutdown = getattr(it, "_shutdown_workers", None)
+            if shutdown is not None:
+                shutdown()
+            w = dead[0]
+            how = f"killed by signal {-w.exitcode}" if w.exitcode < 0 else f"exit code {w.exitcode}"
+            raise DataWorkerDied(
+                f"stream rendering worker (pid {w.pid}) died ({how})."
+            ) from e
+        yield chunk
 
 
 def _identity(x):

@@ -180,3 +180,46 @@ def test_the_test_split_of_mini_clevr_is_scored_from_its_answers(mini_clevr_dir,
     ev = evaluate_run(tmp_path / "run", split="test", which="latest", progress=False)
     assert ev["n"] == 3 * 4 and ev["overall"] is not None  # 3 test scenes, 4 questions each
     assert (tmp_path / "run" / "eval_test_latest.json").exists()
+
+
+def test_a_killed_rendering_worker_is_named(spec):
+    """SIGKILL of the worker (the OOM killer, a stray kill -9) is named with its pid and signal:
+    by the stream (DataWorkerDied) when the next batch finds the queue broken, or by PyTorch's
+    own SIGCHLD check when that comes first (`fit` turns either into one message)."""
+    import os
+    import signal
+    import time
+
+    from qgmrn.data.stream import DataWorkerDied
+
+    before = set(_children())
+    s = SceneStream(spec, stream_vocab(), (32, 48), 8)
+    batches = stream_batches(s, 0, 1, torch.device("cpu"), prefetch_factor=1)
+    next(batches)
+    workers = set(_children()) - before  # this loader's worker
+    assert len(workers) == 1
+    (pid,) = workers
+    with pytest.raises((DataWorkerDied, RuntimeError), match=rf"worker \(pid {pid}\)") as err:
+        os.kill(pid, signal.SIGKILL)
+        time.sleep(0.5)
+        for _ in range(20):
+            next(batches)
+    assert "killed by signal" in str(err.value)
+
+
+def _children() -> list[int]:
+    """The pids of this process's children (Linux /proc)."""
+    import os
+
+    me = os.getpid()
+    out = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == me:
+                out.append(int(entry))
+    return out

@@ -455,3 +455,37 @@ def test_bench_sparse_times_a_trained_run_on_its_own_paths(trained, data_dir, lo
         assert r["run"] == out.name and r["arch"] == "brn" and r["profile"] == "smoke"
         assert r["dense_ms"] > 0 and r["sparse_ms"] > 0 and r["union_open"] >= r["ratio"]
     assert rows[1]["sparse_fresh_ms"] > 0
+
+
+def test_a_dead_data_worker_stops_the_run_naming_it_and_the_checkpoint_to_resume(
+    trained, data_dir, tmp_path, monkeypatch
+):
+    """A DataLoader worker killed from outside (SIGKILL, the OOM killer) ends the run with a
+    message naming the worker, the step reached and the step checkpoint.pt holds; --resume then
+    finishes exactly as the uninterrupted run."""
+    import qgmrn.train as train_mod
+
+    cfg, full, _ = trained
+    original = train_mod._epoch_batches
+
+    def dying(run):
+        for batch in original(run):
+            if run.state.step == 5:  # past the last checkpoint, as a worker dies
+                raise RuntimeError("DataLoader worker (pid 4242) is killed by signal: Killed. ")
+            yield batch
+
+    monkeypatch.setattr(train_mod, "_epoch_batches", dying)
+    out = tmp_path / "run"
+    with pytest.raises(train_mod.DataWorkerError) as err:
+        fit(cfg, data_dir, out, progress=False)
+    text = str(err.value)
+    assert "worker (pid 4242) is killed by signal: Killed" in text
+    saved = read_checkpoint(out / "checkpoint.pt")["step"]  # the epoch end's, step 4
+    assert 0 < saved < 5
+    assert "stopped at step 5" in text and f"checkpoint.pt holds step {saved}:" in text
+    assert "--resume" in text
+    monkeypatch.setattr(train_mod, "_epoch_batches", original)
+    fit(cfg, data_dir, out, progress=False, resume=True)
+    a, b = read_checkpoint(full / "checkpoint.pt"), read_checkpoint(out / "checkpoint.pt")
+    for key in a["model"]:
+        assert torch.equal(a["model"][key], b["model"][key]), key
