@@ -1,4 +1,4 @@
-"""The auxiliary attribute loss during training (ours, not in the paper; issue 11).
+"""The auxiliary attribute loss during training (ours, not in the paper).
 
 Dimensions: B batch, C channels of y_L, h w its size.
 

@@ -152,7 +152,7 @@ class TrainConfig:
     # "eager" only traces, for tests), None = eager PyTorch. Shapes are marked dynamic (the
     # question length varies by batch); validation and checkpoints use the uncompiled module.
     compile: str | None = None
-    # Ours, not in the paper (issue 11's one labelled arm outside the method): weight of an
+    # Ours, not in the paper (one labelled arm, kept out of the paper's tables): weight of an
     # auxiliary loss that asks a 1x1 head on y_L for the colour, shape, size and material of the
     # object covering each cell (`qgmrn.data.attributes`), labelled from the renderer's object
     # buffer. Stream training of the routed models only; 0 = off (every paper-faithful run).
@@ -202,7 +202,7 @@ _PROFILE_DATA: dict[str, DataConfig] = {
     ),
     "demo": DataConfig(
         data_dir="data/mini-clevr",
-        # the true aspect: the 96x64 render as it is (H, W) = (64, 96), no squashing (issue 10)
+        # the true aspect: the 96x64 render as it is (H, W) = (64, 96), no squashing
         image_size=(64, 96),
         num_workers=2,
         train_scenes=5000,

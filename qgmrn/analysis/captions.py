@@ -1,4 +1,4 @@
-"""The numbers behind the paper's figure claims, and whether they hold for a run (issue 12).
+"""The numbers behind the paper's figure claims, and whether they hold for a run.
 
 A figure shows; a caption measures. Each function here turns a run's routing paths into the
 number that decides the paper's claim about a figure, so that a notebook can print it under the

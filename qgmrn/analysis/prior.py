@@ -3,7 +3,7 @@ its subtype in the training questions (no image, no words beyond the subtype).
 
 The floor any VQA model must clear: a model at the prior has learned which answers each kind of
 question takes and nothing about the image. Every table and by-type plot shows it as a row or a
-line (issue 11).
+line.
 """
 
 from __future__ import annotations

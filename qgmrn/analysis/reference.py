@@ -7,7 +7,7 @@ accuracy by type, the routed-vs-static gap), `curves.png` (validation accuracy a
 and `by_type.png` (accuracy by question type), from the runs' eval.json and metrics.jsonl only.
 Where extra-seed runs `PRESET_sN` exist, summary.md adds the routed-vs-static comparison over
 seeds at a common step, and `seeds.png`; they stay out of the tables and curves of the reference
-budget. So do the runs of our labelled arm (issue 11: trained with the auxiliary attribute loss,
+budget. So do the runs of our labelled arm (trained with the auxiliary attribute loss,
 `TrainConfig.attribute_loss_weight` > 0, named `PRESET_attr` or `PRESET_attrv` after the loss's
 reach): a section of their own compares them with their paper-faithful twins `PRESET` at equal
 samples (`ours_section`, `ours.png`). Seed runs of two or more of Table 2's arms (`brn_c8_sN`,
@@ -36,7 +36,7 @@ from qgmrn.history import read_history
 PathLike = str | os.PathLike
 
 # Common training-sample budgets at which the runs are compared, and the validation accuracies
-# whose sample cost is reported (issue 11: "the samples it took to reach 60/70/80%").
+# whose sample cost is reported (the samples it took to reach 60/70/80%).
 # (200k and 400k: 4 and 8 stream epochs of 781 steps = 199,936 and 399,872 samples, where the
 # seed runs and our arm's CPU runs validate; 2M: 31,250 steps, the routed BRN and its static twin
 # continued on the CPU)
@@ -64,7 +64,7 @@ def is_ours(run_dir: Path) -> bool:
 
 def split_ours(run_dirs: dict[str, Path]) -> tuple[dict[str, Path], dict[str, Path]]:
     """(the paper-faithful runs, the runs of our auxiliary-loss arm): ours never enter the
-    paper's tables (issue 11), only their own section."""
+    paper's tables, only their own section."""
     ours = {k: v for k, v in run_dirs.items() if is_ours(v)}
     return {k: v for k, v in run_dirs.items() if k not in ours}, ours
 
@@ -611,7 +611,7 @@ def seeds_comparison(run_dirs: dict[str, Path], routed: str = "brn_c16"):
     frame, step = seeds_frame(run_dirs, {"routed": routed, "static": f"{routed}_static"})
     gap = seeds_gap(frame, "routed", "static")
     prior = _prior_of([run_dirs[routed]]) if routed in run_dirs else None
-    if prior is not None:  # the floor, as in every table (issue 11)
+    if prior is not None:  # the floor, as in every table
         from qgmrn.clevr.constants import TYPE_LABELS
 
         by_type = {TYPE_LABELS[t]: 100 * a for t, a in prior["by_type"].items() if a is not None}
@@ -845,7 +845,7 @@ def ours_section(
     lines = [
         "## Our labelled arm: + an auxiliary attribute loss (ours, not the paper's method)",
         "",
-        "Issue 11 allows one arm outside the paper's method when the paper-faithful runs cannot",
+        "One arm outside the paper's method is kept, apart, because the paper-faithful runs cannot",
         "approach the paper's accuracy within reach. These runs add a loss on a 1x1 head that",
         "reads y_L and predicts, per cell, the colour, shape, size and material of the object",
         "covering it (or none), labelled from the stream renderer's object buffer",

@@ -1,4 +1,4 @@
-"""Table 2 at a budget where its rows separate (issue 11).
+"""Table 2 at a budget where its rows separate.
 
 The paper's Table 2 compares BRN variants that differ by 1 to 18 points at convergence (c = 8
 < 16 < 32, gn over bn in the third norm, question features to the classifier). Early in training
@@ -52,7 +52,7 @@ CLAIMS: tuple[tuple[str, str], ...] = (
     ("c=8, w/ q", "c=16, w/ q"),
     ("c=16, w/ q", "c=32, w/ q"),
 )
-MIN_SEEDS = 2  # seeds of each arm before a claim is weighed (issue 11: "stable across 2 seeds")
+MIN_SEEDS = 2  # seeds of each arm before a claim is weighed (a claim must hold across 2 seeds)
 
 
 class TooFewArms(ValueError):

@@ -3,7 +3,7 @@
 Dimension letters: B batch, N objects per scene (padded), H W input image size, h w size of the
 feature map the loss supervises, K_a classes of attribute a (its values + one "no object").
 
-Issue 11 allows one labelled arm outside the paper's method when the paper-faithful runs cannot
+One labelled arm outside the paper's method is kept (out of its tables) because the faithful runs cannot
 approach the paper's accuracy within this project's CPU budget: after about a million samples
 every image model sat only 3-5 points above the question-only LSTM (the image barely used). The
 renderer knows which object every pixel shows, so a dense label comes for free: each cell of the

@@ -2,7 +2,7 @@
 
 Dimension letters: B batch (questions), T question length, H W image size, S scenes per item.
 
-A fixed set of a few thousand images is memorised long before it is understood (issue 10: FiLM
+A fixed set of a few thousand images is memorised long before it is understood (measured: FiLM
 reached 95% training accuracy on 5,000 scenes while validation sat below 50%). The stream makes
 every training batch from scenes that no other batch of the run uses (unless `scene_reuse` > 1):
 

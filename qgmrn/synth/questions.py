@@ -11,7 +11,7 @@ What a scene's questions are (ours, after the real generator's statistics):
 - **The type mix.** Each scene's k questions are allotted to the five question types by
   `allot_types`, so that every split, whatever its size, has CLEVR's mix (`CLEVR_TYPE_MIX`) up to
   the rare scene where a type cannot be instantiated. The old per-split balancer drifted with the
-  split's size (issue 10: Count 8.5% of a 5k train split, 5.7% of a 30k one).
+  split's size (measured: Count 8.5% of a 5k train split, 5.7% of a 30k one).
 - **The family** within a type: uniformly at random among those not yet used on this scene.
 - **Answer balancing** inside a family, stateless: before instantiating, a target answer is drawn
   (yes/no: each 1/2; counts: uniform over 0..min(objects, `MAX_COUNT_TARGET`)); instantiations
@@ -54,7 +54,7 @@ ATTEMPTS_PER_FAMILY = 6  # fresh slot samples tried for one family before moving
 ATTEMPTS_PER_QUESTION = 24  # instantiations tried (over families) to hit a slot's target answer
 MAX_COUNT_TARGET = 6  # count targets are drawn from 0..min(objects, this)
 # CLEVR's question-type mix: the public CLEVR question generator over 500 real CLEVR val scenes,
-# 10 templates per image (measured for issue 10). Shares sum to 1.001 and are renormalised.
+# 10 templates per image (measured on generated splits). Shares sum to 1.001 and are renormalised.
 CLEVR_TYPE_MIX: dict[str, float] = {
     "count": 0.237,
     "exist": 0.136,
