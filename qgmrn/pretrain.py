@@ -92,6 +92,7 @@ class RandomGates(nn.Module):
     def __init__(self, backbone: nn.Module, p: float) -> None:
         super().__init__()
         self.backbone, self.p = backbone, float(p)
+        self.out_channels = backbone.out_channels
 
     def forward(self, x: Tensor) -> Tensor:
         b = x.shape[0]

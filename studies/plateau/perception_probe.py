@@ -37,7 +37,7 @@ from qgmrn.data import normalize_images
 from qgmrn.data.attributes import cell_targets
 from qgmrn.model import build_backbone
 from qgmrn.nn.attributes import AttributeHead
-from qgmrn.pretrain import attribute_accuracy, load_object_maps
+from qgmrn.pretrain import RandomGates, attribute_accuracy, load_object_maps
 
 
 class FilmStem(nn.Module):
@@ -57,26 +57,14 @@ class FilmStem(nn.Module):
         return self.net(x)
 
 
-class Trunk(nn.Module):
-    """A routed trunk with every gate open: (B, 3, H, W) -> y_L."""
-
-    def __init__(self, backbone: nn.Module) -> None:
-        super().__init__()
-        self.backbone = backbone
-        self.out_channels = backbone.out_channels
-
-    def forward(self, x: Tensor) -> Tensor:
-        b = x.shape[0]
-        gates = [x.new_ones(b, m) for m in self.backbone.gate_sizes]
-        return self.backbone(x, gates)
-
-
 def build_variant(name: str, overrides: list[str]) -> nn.Module:
     cfg = apply_overrides(get_config("brn_c16_static", "demo"), overrides).model
     if name == "brn":
-        return Trunk(build_backbone(cfg))
+        return RandomGates(build_backbone(cfg), 1.0)  # every gate open
     if name == "brn_s8":
-        return Trunk(build_backbone(dataclasses.replace(cfg, stage_strides=(1, 2, 2, 1))))
+        return RandomGates(
+            build_backbone(dataclasses.replace(cfg, stage_strides=(1, 2, 2, 1))), 1.0
+        )
     if name == "cnn":
         return FilmStem(cfg.cnn_widths)
     raise ValueError(f"unknown variant {name!r}")
