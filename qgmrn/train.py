@@ -95,6 +95,11 @@ class DataWorkerError(RuntimeError):
     the training reached and the step checkpoint.pt holds, to continue from with --resume."""
 
 
+class DeviceOutOfMemoryError(RuntimeError):
+    """The accelerator ran out of memory: the message gives the batch size, image size and
+    preset, the flags that lower memory, and the step checkpoint.pt holds (--resume)."""
+
+
 def _worker_death(e: BaseException) -> bool:
     if isinstance(e, DataWorkerDied):  # the stream names its dead worker
         return True
@@ -206,6 +211,8 @@ def fit(
             with StopRequest(enabled=catch) as run.stop:
                 try:
                     stop_reason = train_loop(run)
+                except torch.cuda.OutOfMemoryError as e:
+                    raise DeviceOutOfMemoryError(_out_of_memory_message(run)) from e
                 except RuntimeError as e:
                     if not _worker_death(e):
                         raise
@@ -228,14 +235,35 @@ def fit(
         qdist.teardown(info)
 
 
-def _worker_death_message(run: _Run, e: RuntimeError) -> str:
+def _where_to_continue(run: _Run) -> str:
     saved = run.checkpoint_step
-    where = (
+    return (
         f"checkpoint.pt holds step {saved}: run the same command with --resume to continue from "
         "there (the steps after it are trained again, exactly as before)"
         if saved is not None
         else "no checkpoint was saved yet: run the same command again"
     )
+
+
+def _out_of_memory_message(run: _Run) -> str:
+    cfg = run.cfg
+    H, W = cfg.data.image_size
+    lower = [f"--batch-size {max(1, cfg.train.batch_size // 2)} (with --lr scaled alike)"]
+    if not run.amp:
+        lower.append("--set train.amp=true (bf16 autocast)")
+    lower += ["a smaller --set data.image_size=H,W or preset (a new run: --resume refuses them)"]
+    return (
+        f"{run.out_dir}: out of memory on {run.device} at step {run.state.step}: preset "
+        f"{cfg.name!r} ({cfg.model.arch}), profile {cfg.profile!r}, batch {cfg.train.batch_size}"
+        f" ({cfg.train.batch_size // run.info.world_size} per process), image {H}x{W}, "
+        f"bf16 autocast {'on' if run.amp else 'off'}. {_where_to_continue(run)} once memory is "
+        f"freed; to need less, train with {'; '.join(lower)}. A smaller batch resumes from "
+        "the checkpoint, with other batches after it than the original run would have drawn."
+    )
+
+
+def _worker_death_message(run: _Run, e: RuntimeError) -> str:
+    where = _where_to_continue(run)
     return (
         f"{run.out_dir}: {str(e).strip()} The training stopped at step {run.state.step}; {where}. "
         "A worker that dies this way was killed from outside or ran out of memory (fewer "

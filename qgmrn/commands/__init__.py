@@ -5,6 +5,9 @@ calls the library; none holds logic a notebook would need."""
 from __future__ import annotations
 
 import argparse
+import sys
+from collections.abc import Callable
+from typing import Any
 
 
 def add_overrides_argument(parser: argparse.ArgumentParser, note: str = "") -> None:
@@ -19,3 +22,32 @@ def add_overrides_argument(parser: argparse.ArgumentParser, note: str = "") -> N
         help="any config field, e.g. --set model.head=attention --set model.stage_strides=1,2,2,1 "
         f"(repeatable; qgmrn.config.apply_overrides){note}",
     )
+
+
+def run_training(command: str, train: Callable[[], dict[str, Any]]) -> dict[str, Any] | int:
+    """`train()` (a `fit` or `finetune` call) for the command `command`: its result, or the exit
+    status after a failure the user can act on, printed as one line that names the file and what
+    to do (1), or after SIGINT/SIGTERM, once checkpoint.pt holds the step reached (130/143)."""
+    from qgmrn.checkpoint import CheckpointError
+    from qgmrn.fileio import DiskFullError
+    from qgmrn.interrupt import TrainingInterrupted
+    from qgmrn.runlock import RunLockedError
+    from qgmrn.train import DataWorkerError, DeviceOutOfMemoryError, NonFiniteLossError
+
+    try:
+        return train()
+    except (
+        CheckpointError,
+        DataWorkerError,
+        DeviceOutOfMemoryError,
+        DiskFullError,
+        FileNotFoundError,
+        NonFiniteLossError,
+        RunLockedError,
+    ) as e:
+        print(f"qgmrn {command}: error: {e}", file=sys.stderr)
+        return 1
+    except TrainingInterrupted as stop:
+        print(f"qgmrn {command}: interrupted at step {stop.step}; continue with --resume",
+              file=sys.stderr)  # fmt: skip
+        return stop.exit_status

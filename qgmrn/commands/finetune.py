@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
+
+from qgmrn.commands import run_training
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -31,15 +32,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from qgmrn.checkpoint import CheckpointError
-    from qgmrn.fileio import DiskFullError
     from qgmrn.finetune import finetune
-    from qgmrn.interrupt import TrainingInterrupted
-    from qgmrn.runlock import RunLockedError
-    from qgmrn.train import NonFiniteLossError
 
-    try:
-        result = finetune(
+    result = run_training(
+        "finetune",
+        lambda: finetune(
             args.from_run,
             args.data,
             args.out,
@@ -52,20 +49,10 @@ def run(args: argparse.Namespace) -> int:
             lr=args.lr,
             resume=args.resume,
             progress=not args.no_progress,
-        )
-    except (
-        CheckpointError,
-        NonFiniteLossError,
-        FileNotFoundError,
-        RunLockedError,
-        DiskFullError,
-    ) as e:
-        print(f"qgmrn finetune: error: {e}", file=sys.stderr)
-        return 1
-    except TrainingInterrupted as stop:  # SIGINT/SIGTERM: checkpoint.pt holds the step reached
-        print(f"qgmrn finetune: interrupted at step {stop.step}; continue with --resume",
-              file=sys.stderr)  # fmt: skip
-        return stop.exit_status
+        ),
+    )
+    if isinstance(result, int):
+        return result
     ev = result["eval"]
     print(json.dumps({"out_dir": result["out_dir"], "n": ev["n"], "overall": ev["overall"]}))
     return 0

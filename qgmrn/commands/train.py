@@ -12,7 +12,7 @@ import json
 import sys
 from pathlib import Path
 
-from qgmrn.commands import add_overrides_argument
+from qgmrn.commands import add_overrides_argument, run_training
 from qgmrn.config import PRESETS, PROFILES, apply_overrides
 
 
@@ -137,11 +137,7 @@ def budget_note(args: argparse.Namespace, cfg) -> str | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from qgmrn.checkpoint import CheckpointError
-    from qgmrn.fileio import DiskFullError
-    from qgmrn.interrupt import TrainingInterrupted
-    from qgmrn.runlock import RunLockedError
-    from qgmrn.train import DataWorkerError, NonFiniteLossError, fit
+    from qgmrn.train import fit
 
     try:
         cfg = build_config(args)
@@ -152,8 +148,9 @@ def run(args: argparse.Namespace) -> int:
     note = budget_note(args, cfg)
     if note:
         print(note, file=sys.stderr)
-    try:
-        result = fit(
+    result = run_training(
+        "train",
+        lambda: fit(
             cfg,
             cfg.data.data_dir,
             out,
@@ -161,20 +158,10 @@ def run(args: argparse.Namespace) -> int:
             resume=args.resume,
             progress=not args.no_progress,
             max_steps=args.max_steps,
-        )
-    except (
-        CheckpointError,
-        DataWorkerError,
-        NonFiniteLossError,
-        RunLockedError,
-        DiskFullError,
-    ) as e:
-        print(f"qgmrn train: error: {e}", file=sys.stderr)
-        return 1
-    except TrainingInterrupted as stop:  # SIGINT/SIGTERM: checkpoint.pt holds the step reached
-        print(f"qgmrn train: interrupted at step {stop.step}; continue with --resume",
-              file=sys.stderr)  # fmt: skip
-        return stop.exit_status
+        ),
+    )
+    if isinstance(result, int):
+        return result
     ev = result["eval"]
     summary = {k: result[k] for k in ("out_dir", "step", "epoch", "stop_reason", "best_val_acc")}
     summary.update(split=ev["split"], n=ev["n"], overall=ev["overall"])

@@ -489,3 +489,60 @@ def test_a_dead_data_worker_stops_the_run_naming_it_and_the_checkpoint_to_resume
     a, b = read_checkpoint(full / "checkpoint.pt"), read_checkpoint(out / "checkpoint.pt")
     for key in a["model"]:
         assert torch.equal(a["model"][key], b["model"][key]), key
+
+
+def test_out_of_device_memory_names_the_sizes_the_flags_and_the_checkpoint(
+    trained, data_dir, tmp_path, monkeypatch
+):
+    """`torch.cuda.OutOfMemoryError` in a step (simulated on the CPU) ends the run with the
+    batch size, image size and preset, the flags that need less memory and the step checkpoint.pt
+    holds; the checkpoint is intact and --resume finishes exactly as the uninterrupted run."""
+    import qgmrn.train as train_mod
+
+    cfg, full, _ = trained
+    original = train_mod.train_step
+
+    def oom_at_5(run, batch):
+        if run.state.step == 5:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return original(run, batch)
+
+    monkeypatch.setattr(train_mod, "train_step", oom_at_5)
+    out = tmp_path / "run"
+    with pytest.raises(train_mod.DeviceOutOfMemoryError) as err:
+        fit(cfg, data_dir, out, progress=False)
+    text = str(err.value)
+    H, W = cfg.data.image_size
+    assert f"preset {cfg.name!r}" in text and f"batch {cfg.train.batch_size}" in text
+    assert f"image {H}x{W}" in text and "at step 5" in text
+    assert f"--batch-size {cfg.train.batch_size // 2}" in text and "--resume" in text
+    saved = read_checkpoint(out / "checkpoint.pt")["step"]
+    assert 0 < saved < 5 and f"checkpoint.pt holds step {saved}:" in text
+    monkeypatch.setattr(train_mod, "train_step", original)
+    fit(cfg, data_dir, out, progress=False, resume=True)
+    a, b = read_checkpoint(full / "checkpoint.pt"), read_checkpoint(out / "checkpoint.pt")
+    for key in a["model"]:
+        assert torch.equal(a["model"][key], b["model"][key]), key
+
+
+def test_train_and_finetune_commands_report_device_memory_as_one_line(
+    trained, data_dir, tmp_path, capsys, monkeypatch
+):
+    """Both commands turn the out-of-memory error into one line on stderr and exit status 1."""
+    import qgmrn.train as train_mod
+
+    def oom(run, batch):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory.")
+
+    monkeypatch.setattr(train_mod, "train_step", oom)
+    args = ["train", "--preset", "lstm", "--profile", "smoke", "--data", str(data_dir),
+            "--out", str(tmp_path / "t"), "--max-steps", "2", "--no-progress"]  # fmt: skip
+    assert cli.main(args) == 1
+    err = capsys.readouterr().err
+    assert "qgmrn train: error:" in err and "out of memory on cpu at step 0" in err
+    assert "no checkpoint was saved yet" in err and "Traceback" not in err
+    _, full, _ = trained
+    args = ["finetune", "--from", str(full), "--data", str(data_dir), "--out",
+            str(tmp_path / "f"), "--max-steps", "2", "--no-progress"]  # fmt: skip
+    assert cli.main(args) == 1
+    assert "qgmrn finetune: error:" in capsys.readouterr().err
