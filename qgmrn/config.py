@@ -19,8 +19,10 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 PROFILES: tuple[str, ...] = ("smoke", "demo", "paper")
@@ -148,6 +150,10 @@ class TrainConfig:
     cpu_amp: bool = False
     cpu_channels_last: bool = False
     threads: int | None = None  # torch.set_num_threads on CPU (None = leave as is)
+    # ours: how long a process of a multi-process run (torchrun) waits in a collective for a
+    # peer before it gives up (a rank that died without closing its connections); torch's gloo
+    # default, stated here
+    dist_timeout_minutes: float = 30.0
     # Ours, a speed lever: torch.compile the training model with this backend ("inductor";
     # "eager" only traces, for tests), None = eager PyTorch. Shapes are marked dynamic (the
     # question length varies by batch); validation and checkpoints use the uncompiled module.
@@ -415,6 +421,32 @@ def config_from_dict(d: dict[str, Any]) -> ExperimentConfig:
         model=build(ModelConfig, d.get("model", {})),
         train=build(TrainConfig, d.get("train", {})),
     )
+
+
+class ConfigFileError(ValueError):
+    """A config.json that this version of qgmrn cannot read; the message names the file."""
+
+
+def read_config(path: str | os.PathLike) -> ExperimentConfig:
+    """A run's config.json. Fields an older version of qgmrn did not write take their defaults
+    (a field whose default changed meaning is upgraded, `upgrade_config_dict`); a file that is
+    not JSON, or that has fields this version does not know (written by a newer version), is
+    refused with a message naming the file."""
+    from qgmrn import __version__
+
+    try:
+        d = json.loads(Path(path).read_text())
+    except json.JSONDecodeError as e:
+        raise ConfigFileError(f"{path}: not a qgmrn config (invalid JSON: {e})") from None
+    if not isinstance(d, dict) or "name" not in d or "profile" not in d:
+        raise ConfigFileError(f"{path}: not a qgmrn config (no name and profile)")
+    try:
+        return config_from_dict(d)
+    except (TypeError, ValueError) as e:
+        raise ConfigFileError(
+            f"{path}: {e}. A newer version of qgmrn than this one ({__version__}) wrote it? "
+            "Update qgmrn (git pull; pip install -e .) to read it."
+        ) from None
 
 
 def _parse_value(text: str, annotation: str, where: str) -> Any:

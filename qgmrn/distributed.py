@@ -8,6 +8,7 @@ torchrun's own arguments (``--nnodes``, ``--node_rank``, ``--rdzv_endpoint``); n
 
 from __future__ import annotations
 
+import datetime
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -41,8 +42,9 @@ def env_info() -> tuple[int, int, int]:
     return rank, world, local
 
 
-def setup(device_type: str) -> DistInfo:
-    """Join the process group when launched with WORLD_SIZE > 1 (no-op otherwise)."""
+def setup(device_type: str, timeout_minutes: float = 30.0) -> DistInfo:
+    """Join the process group when launched with WORLD_SIZE > 1 (no-op otherwise); a collective
+    that waits longer than `timeout_minutes` for a peer raises instead of hanging."""
     if dist.is_available() and dist.is_initialized():
         return DistInfo(dist.get_rank(), dist.get_world_size(), env_info()[2], False)
     rank, world, local = env_info()
@@ -51,7 +53,12 @@ def setup(device_type: str) -> DistInfo:
     backend = "nccl" if device_type == "cuda" else "gloo"
     if device_type == "cuda":
         torch.cuda.set_device(local)
-    dist.init_process_group(backend=backend, rank=rank, world_size=world)
+    dist.init_process_group(
+        backend=backend,
+        rank=rank,
+        world_size=world,
+        timeout=datetime.timedelta(minutes=timeout_minutes),
+    )
     return DistInfo(rank, world, local, True)
 
 
@@ -135,3 +142,15 @@ class ShardSampler(torch.utils.data.Sampler):
 
     def __len__(self) -> int:
         return len(self.indices)
+
+
+def peer_failure(e: BaseException, info: DistInfo) -> bool:
+    """Whether `e`, raised in a multi-process run, says that another process failed: gloo's
+    closed or reset connection, a collective's timeout, NCCL's errors."""
+    if not info.enabled:
+        return False
+    dist_error = getattr(dist, "DistError", None)
+    if dist_error is not None and isinstance(e, dist_error):
+        return True
+    text = str(e)
+    return any(k in text for k in ("gloo", "NCCL", "by peer", "Timed out", "timed out"))

@@ -9,7 +9,6 @@ finished run directory.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -23,7 +22,7 @@ from tqdm.auto import tqdm
 
 from qgmrn import checkpoint as ckpt
 from qgmrn import distributed as qdist
-from qgmrn.config import config_from_dict, config_to_json
+from qgmrn.config import config_to_json, read_config
 from qgmrn.fileio import atomic_write, atomic_write_json, locate
 from qgmrn.metrics import accuracy
 from qgmrn.model import sparse_kwargs
@@ -202,7 +201,7 @@ def load_run(run_dir: str | os.PathLike, which: str = "best", device: str | torc
 
     run_dir = Path(run_dir)
     name = {"best": "best.pt", "latest": "checkpoint.pt"}.get(which, which)
-    cfg = config_from_dict(json.loads((run_dir / "config.json").read_text()))
+    cfg = read_config(run_dir / "config.json")
     vocab = Vocab.load(run_dir / "vocab.json")
     c = ckpt.load_checkpoint(
         run_dir / name, config_json=config_to_json(cfg), vocab_json=ckpt.vocab_to_json(vocab)

@@ -95,6 +95,12 @@ class DataWorkerError(RuntimeError):
     the training reached and the step checkpoint.pt holds, to continue from with --resume."""
 
 
+class PeerProcessError(RuntimeError):
+    """Another process of a multi-process run (torchrun) failed or stopped answering: the message
+    names this rank, the step reached and the step checkpoint.pt holds (--resume, same number
+    of processes)."""
+
+
 class DeviceOutOfMemoryError(RuntimeError):
     """The accelerator ran out of memory: the message gives the batch size, image size and
     preset, the flags that lower memory, and the step checkpoint.pt holds (--resume)."""
@@ -153,7 +159,7 @@ def fit(
     stop reason INTERRUPTED and "eval" None).
     """
     t_start = time.monotonic()
-    info = qdist.setup(torch.device(device).type)
+    info = qdist.setup(torch.device(device).type, cfg.train.dist_timeout_minutes)
     threads = torch.get_num_threads()
     lock = None
     try:
@@ -181,7 +187,7 @@ def fit(
             eval_split,
             progress,
         )
-        restored = _load_resume(out_dir, data) if resume else None
+        restored = _load_resume(out_dir, data, info) if resume else None
         prepare_run_dir(out_dir, data, restored, info)
         model, optimizer, state = build_model_and_optimizer(cfg, data.vocab, device, init_from)
         attributes = build_attribute_loss(cfg, model, optimizer, device, info)
@@ -214,9 +220,11 @@ def fit(
                 except torch.cuda.OutOfMemoryError as e:
                     raise DeviceOutOfMemoryError(_out_of_memory_message(run)) from e
                 except RuntimeError as e:
-                    if not _worker_death(e):
-                        raise
-                    raise DataWorkerError(_worker_death_message(run, e)) from e
+                    if _worker_death(e):
+                        raise DataWorkerError(_worker_death_message(run, e)) from e
+                    if qdist.peer_failure(e, info):
+                        raise PeerProcessError(_peer_failure_message(run, e)) from e
+                    raise
             result = None  # interrupted: not finished, so no final evaluation and no eval.json
             if stop_reason != INTERRUPTED:
                 if run.last_val_step != state.step:
@@ -259,6 +267,16 @@ def _out_of_memory_message(run: _Run) -> str:
         f"bf16 autocast {'on' if run.amp else 'off'}. {_where_to_continue(run)} once memory is "
         f"freed; to need less, train with {'; '.join(lower)}. A smaller batch resumes from "
         "the checkpoint, with other batches after it than the original run would have drawn."
+    )
+
+
+def _peer_failure_message(run: _Run, e: RuntimeError) -> str:
+    first = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
+    return (
+        f"{run.out_dir}: rank {run.info.rank} of {run.info.world_size}: another process of this "
+        f"run failed or stopped answering ({first}). The training stopped at step "
+        f"{run.state.step}; {_where_to_continue(run)}, with {run.info.world_size} processes "
+        "again (the log of the failed rank says why it stopped)."
     )
 
 
@@ -423,14 +441,23 @@ def _resume_wanted(out_dir: Path, resume: bool, progress: bool) -> bool:
     return resume and has_checkpoint
 
 
-def _load_resume(out_dir: Path, data: TrainData) -> dict[str, Any]:
-    """checkpoint.pt, refused unless it was written with this config and vocabulary."""
-    return ckpt.load_checkpoint(
-        out_dir / "checkpoint.pt",
-        config_json=data.config_json,
-        vocab_json=data.vocab_json,
-        map_location="cpu",
+def _load_resume(out_dir: Path, data: TrainData, info: qdist.DistInfo) -> dict[str, Any]:
+    """checkpoint.pt, refused unless it was written with this config and vocabulary, by as many
+    processes as this run has (each process draws its share of every batch: another number of
+    processes would train on other batches from there on)."""
+    path = out_dir / "checkpoint.pt"
+    c = ckpt.load_checkpoint(
+        path, config_json=data.config_json, vocab_json=data.vocab_json, map_location="cpu"
     )
+    saved = (c.get("extra") or {}).get("world_size")  # not recorded by the first versions
+    if saved is not None and saved != info.world_size:
+        launch = f"torchrun --nproc-per-node {saved} ..." if saved > 1 else "one process"
+        raise ckpt.CheckpointError(
+            f"{path}: written by a run of {saved} process(es), resumed by {info.world_size}: "
+            f"the batches after step {c['step']} would differ from the run's own. Resume it with "
+            f"{launch}, or train a new run into another --out."
+        )
+    return c
 
 
 def prepare_run_dir(
@@ -729,7 +756,11 @@ def save_run_checkpoint(run: _Run, path: Path, *, with_optimizer: bool = True) -
     if not run.info.is_main:
         return
     s = run.state
-    extra: dict[str, Any] = {"best_step": s.best_step, "train_seconds": s.train_seconds}
+    extra: dict[str, Any] = {
+        "best_step": s.best_step,
+        "train_seconds": s.train_seconds,
+        "world_size": run.info.world_size,  # a resume with another number of processes is refused
+    }
     if run.attributes is not None:
         extra[CHECKPOINT_KEY] = run.attributes.state_dict()
         extra[REACH_KEY] = run.attributes.reach

@@ -9,9 +9,11 @@ from qgmrn.checkpoint import config_differences
 from qgmrn.config import (
     PRESETS,
     PROFILES,
+    ConfigFileError,
     config_from_dict,
     config_to_dict,
     get_config,
+    read_config,
     upgrade_config_dict,
 )
 from qgmrn.evaluate import load_run
@@ -185,3 +187,22 @@ def test_a_config_from_before_stage_strides_builds_the_same_network():
     del d["model"]["stage_strides"]
     assert config_from_dict(d).model.stage_strides == (1, 2, 2, 2)
     assert config_differences(d, config_to_dict(get_config("brn_c16", "demo"))) == []
+
+
+def test_read_config_takes_defaults_for_fields_an_older_version_did_not_write(tmp_path):
+    """A config.json from before a train field existed reads with that field's default; one with
+    a field this version does not know (a newer version's) is refused naming the file."""
+    d = json.loads(json.dumps(config_to_dict(get_config("brn_c16", "demo"))))
+    for later in ("dist_timeout_minutes", "lr_schedule", "optimizer", "visual_init"):
+        del d["train"][later]
+    del d["model"]["zero_init_residual"]
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(d))
+    assert read_config(path) == get_config("brn_c16", "demo")
+    d["train"]["a_field_from_the_future"] = 1
+    path.write_text(json.dumps(d))
+    with pytest.raises(ConfigFileError, match=r"config\.json: unknown TrainConfig field.*newer"):
+        read_config(path)
+    path.write_text("{")
+    with pytest.raises(ConfigFileError, match="not a qgmrn config"):
+        read_config(path)

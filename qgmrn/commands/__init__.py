@@ -32,7 +32,12 @@ def run_training(command: str, train: Callable[[], dict[str, Any]]) -> dict[str,
     from qgmrn.fileio import DiskFullError
     from qgmrn.interrupt import TrainingInterrupted
     from qgmrn.runlock import RunLockedError
-    from qgmrn.train import DataWorkerError, DeviceOutOfMemoryError, NonFiniteLossError
+    from qgmrn.train import (
+        DataWorkerError,
+        DeviceOutOfMemoryError,
+        NonFiniteLossError,
+        PeerProcessError,
+    )
 
     try:
         return train()
@@ -43,6 +48,7 @@ def run_training(command: str, train: Callable[[], dict[str, Any]]) -> dict[str,
         DiskFullError,
         FileNotFoundError,
         NonFiniteLossError,
+        PeerProcessError,
         RunLockedError,
     ) as e:
         print(f"qgmrn {command}: error: {e}", file=sys.stderr)

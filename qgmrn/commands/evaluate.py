@@ -29,6 +29,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from qgmrn.checkpoint import CheckpointError
+    from qgmrn.config import ConfigFileError
     from qgmrn.evaluate import evaluate_run
 
     try:
@@ -42,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
             progress=not args.no_progress,
             sparse=args.sparse,
         )
-    except (CheckpointError, FileNotFoundError) as e:
+    except (CheckpointError, ConfigFileError, FileNotFoundError) as e:
         print(f"qgmrn evaluate: error: {e}", file=sys.stderr)
         return 1
     keys = ("split", "n", "overall", "by_type", "checkpoint", "checkpoint_step")

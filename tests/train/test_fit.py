@@ -546,3 +546,47 @@ def test_train_and_finetune_commands_report_device_memory_as_one_line(
             str(tmp_path / "f"), "--max-steps", "2", "--no-progress"]  # fmt: skip
     assert cli.main(args) == 1
     assert "qgmrn finetune: error:" in capsys.readouterr().err
+
+
+def test_a_run_can_be_read_and_evaluated_while_it_trains(data_dir, tmp_path):
+    """A notebook or `qgmrn evaluate` reading a run in training (metrics being appended,
+    checkpoints being replaced, the run lock held) reads what is complete, never fails, and
+    the training is not held up: it finishes its steps and validations."""
+    import threading
+
+    from qgmrn.analysis.curves import read_metrics
+    from qgmrn.evaluate import evaluate_run
+
+    out = tmp_path / "live"
+    done = threading.Event()
+    reads, failures = [], []
+
+    def reader():
+        while not done.is_set():
+            try:
+                if (out / "metrics.jsonl").exists():
+                    train, _val = read_metrics(out)
+                    read_history(out)
+                    reads.append(len(train))
+                if (out / "best.pt").exists():
+                    ev = evaluate_run(out, which="best", progress=False, write=False)
+                    reads.append(ev["n"])
+                if (out / "checkpoint.pt").exists():
+                    read_checkpoint(out / "checkpoint.pt")
+            except FileNotFoundError:
+                pass  # config.json or a checkpoint not written yet: nothing complete to read
+            except Exception as e:  # noqa: BLE001 - any other failure is the finding
+                failures.append(repr(e))
+
+    cfg = tiny_config("brn_c8", epochs=6, checkpoint_every_steps=1)
+    thread = threading.Thread(target=reader)
+    thread.start()
+    try:
+        result = fit(cfg, data_dir, out, progress=False)
+    finally:
+        done.set()
+        thread.join()
+    assert failures == []
+    assert len(reads) > 3
+    assert result["step"] == 6 * STEPS_PER_EPOCH and result["stop_reason"] == "epochs"
+    assert len(read_metrics(out)[1]) >= 6  # every epoch's validation
