@@ -35,10 +35,46 @@ def _environment_pip_requirements() -> list[str]:
 
 
 def test_environment_yml_matches_pyproject():
-    """environment.yml installs exactly pyproject's runtime + dev dependencies, same ranges."""
+    """environment.yml installs exactly pyproject's library dependencies and every extra (the
+    extras that name qgmrn's own are expanded), same ranges."""
     project = _pyproject()["project"]
-    wanted = set(project["dependencies"]) | set(project["optional-dependencies"]["dev"])
+    wanted = set(project["dependencies"])
+    for reqs in project["optional-dependencies"].values():
+        wanted |= {r for r in reqs if _name(r) != "qgmrn"}
     assert set(_environment_pip_requirements()) == wanted
+
+
+# what the notebooks and the analysis need, and the library must not import
+EXTRAS_ONLY = ("pandas", "matplotlib", "seaborn", "scipy", "sklearn", "papermill", "ipywidgets")
+
+
+def test_the_library_imports_without_the_notebook_and_analysis_extras():
+    """`pip install qgmrn` (no extras) gives a library that generates, trains and evaluates: none
+    of those commands imports an extra's package."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "import qgmrn.cli, qgmrn.train, qgmrn.evaluate, qgmrn.finetune, qgmrn.pretrain\n"
+        "import qgmrn.synth, qgmrn.model, qgmrn.data\n"
+        "from qgmrn import cli\n"
+        "import importlib\n"
+        "for name in cli.COMMANDS:\n"
+        "    if name != 'reproduce':\n"
+        "        importlib.import_module(cli.COMMANDS[name][0])\n"
+        f"print(sorted(m for m in {EXTRAS_ONLY!r} if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_the_extras_name_the_packages_the_analysis_and_notebooks_import():
+    extras = _pyproject()["project"]["optional-dependencies"]
+    analysis = {_name(r) for r in extras["analysis"]}
+    assert {"pandas", "matplotlib", "scipy", "scikit-learn", "seaborn"} <= analysis
+    notebooks = {_name(r) for r in extras["notebooks"]}
+    assert {"qgmrn", "papermill", "jupyterlab", "ipywidgets", "ipykernel"} <= notebooks
 
 
 def test_console_script_points_at_cli_main(capsys):

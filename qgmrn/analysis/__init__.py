@@ -8,5 +8,15 @@
 - `runs`: loading a trained run for inspection (model, vocabulary, images, questions).
 
 Every function takes paths or arrays and returns a figure or a DataFrame; figures and tables
-are written atomically (`qgmrn.fileio`).
+are written atomically (`qgmrn.fileio`). Needs the analysis extra (`pip install 'qgmrn[analysis]'`:
+pandas, matplotlib, seaborn, scikit-learn, scipy); the library itself does not.
 """
+
+import importlib.util as _util
+
+_MISSING = [m for m in ("pandas", "matplotlib", "scipy", "sklearn") if _util.find_spec(m) is None]
+if _MISSING:
+    raise ImportError(
+        f"qgmrn.analysis needs {', '.join(_MISSING)}: install the analysis extra "
+        "(pip install -e '.[analysis]', or '.[notebooks]' for the notebooks too)"
+    )

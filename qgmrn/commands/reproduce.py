@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.util
 import os
 import sys
 import time
@@ -141,6 +142,16 @@ def _fmt_seconds(s: float) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    missing = [
+        m for m in ("papermill", "pandas", "matplotlib") if importlib.util.find_spec(m) is None
+    ]
+    if missing:
+        print(
+            f"qgmrn reproduce: error: {', '.join(missing)} not installed: the notebooks need the "
+            "notebooks extra: pip install -e '.[notebooks]' (make reproduce installs it)",
+            file=sys.stderr,
+        )
+        return 1
     root = project_root()
     nb_dir = Path(args.notebooks) if args.notebooks else root / "notebooks"
     # Paths stay as given: the kernel runs in the project root, and relative paths keep the
