@@ -58,6 +58,20 @@ ARMS: tuple[Arm, ...] = (
         False,
     ),
     Arm(
+        "the same, warmup 500 steps",
+        OUT / "runs" / "perception_warmup500",
+        "lr 1e-3 + perception first, a linear warmup of 500 steps instead of the demo "
+        "profile's 200",
+        False,
+    ),
+    Arm(
+        "the same, y_L 8x12",
+        OUT / "runs" / "perception_s8",
+        "lr 1e-3 + perception first (pretrained at 8x12), last stage's stride removed: "
+        "y_L 8x12 instead of 4x6",
+        False,
+    ),
+    Arm(
         "lr 1e-3 + perception first + attention head",
         OUT / "runs" / "recipe",
         "the three levers above together",

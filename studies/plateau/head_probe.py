@@ -1,0 +1,162 @@
+"""Can the answer heads read a question's object from features that already know the objects?
+(a study of ours, the plateau study)
+
+The VQA arms answer Query Attribute near its prior even where their visual network reads
+colour on 94% of the object cells. This probe separates seeing from answering: it freezes a
+visual network pretrained on the per-cell attributes (`qgmrn pretrain-visual`, every gate open),
+computes y_L once for every train and val image, and trains only a question encoder and a head
+on the VQA answers, scoring val by subtype. Heads (the package's, built by `build_head`):
+
+- `gmp`: global max pooling, q concatenated, the MLP (the paper's BRN head);
+- `attention`: the paper's attention head (sec. 3.4, eq. 12);
+- `film_gmp` (a diagnostic, not a model of the paper): y_L scaled and shifted per channel by q
+  (FiLM, Perez et al. 2018), one 1x1 conv + ReLU, then the `gmp` head: the question acts on
+  the features before the pooling, as routing would have to.
+
+Dimensions: B batch, C channels of y_L, h w its size, D question feature size, A answers.
+
+    python studies/plateau/head_probe.py --visual results/studies/plateau/visual/.../visual.pt \
+        --head gmp --steps 3000 --out results/studies/plateau/heads/gmp.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from qgmrn.clevr.constants import SUBTYPES
+from qgmrn.config import get_config
+from qgmrn.data import ClevrQuestions, Vocab, normalize_images
+from qgmrn.model import build_head, build_model
+from qgmrn.pretrain import load_visual_into
+
+
+class FiLMThenGMP(nn.Module):
+    """y -> ReLU(conv1x1(gamma(q) * y + beta(q))) -> the GMP head.
+    Shapes: y (B, C, h, w), q (B, D) -> (B, A)."""
+
+    def __init__(self, channels: int, q_dim: int, head: nn.Module) -> None:
+        super().__init__()
+        self.film = nn.Linear(q_dim, 2 * channels)
+        self.conv = nn.Conv2d(channels, channels, 1)
+        self.head = head
+
+    def forward(self, y: Tensor, q: Tensor) -> Tensor:
+        gamma, beta = self.film(q)[:, :, None, None].chunk(2, dim=1)  # (B, C, 1, 1) each
+        return self.head(F.relu(self.conv((1 + gamma) * y + beta)), q)
+
+
+@torch.no_grad()
+def features(model: nn.Module, images: np.ndarray, batch: int = 200) -> Tensor:
+    """y_L with coordinate maps of every image, every gate open: (N, C + 2, h, w)."""
+    out = []
+    for i in range(0, len(images), batch):
+        x = normalize_images(torch.from_numpy(np.array(images[i : i + batch])).permute(0, 3, 1, 2))
+        gates = [torch.ones(len(x), m) for m in model.backbone.gate_sizes]
+        out.append(model.coords(model.backbone(x, gates)))
+    return torch.cat(out)
+
+
+def by_subtype(pred: Tensor, ds: ClevrQuestions) -> dict[str, float]:
+    ok = pred.numpy() == ds.answers
+    out = {"overall": float(ok.mean())}
+    for i, name in enumerate(SUBTYPES):
+        m = ds.subtypes == i
+        if m.any():
+            out[name] = float(ok[m].mean())
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data", default="data/mini-clevr")
+    p.add_argument("--visual", required=True, help="visual.pt of qgmrn pretrain-visual")
+    p.add_argument("--vocab", required=True, help="a run's vocab.json (the answer set)")
+    p.add_argument("--head", choices=("gmp", "attention", "film_gmp"), default="gmp")
+    p.add_argument("--steps", type=int, default=3000)
+    p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--eval-every", type=int, default=500)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True)
+    args = p.parse_args()
+    torch.manual_seed(args.seed)
+    cfg = get_config("brn_c16", "demo")
+    mcfg = dataclasses.replace(cfg.model, head="attention" if args.head == "attention" else "gmp")
+    vocab = Vocab.load(args.vocab)
+    model = build_model(mcfg, len(vocab), vocab.num_answers)
+    load_visual_into(model, args.visual)
+    model.eval()
+    size = tuple(cfg.data.image_size)
+    train = ClevrQuestions(args.data, "train", vocab, size)
+    val = ClevrQuestions(args.data, "val", vocab, size)
+    t0 = time.perf_counter()
+    f_train, f_val = features(model, train.images), features(model, val.images)
+    feat_s = time.perf_counter() - t0
+    channels = f_train.shape[1]
+    head = build_head(mcfg, channels, vocab.num_answers)
+    if args.head == "film_gmp":
+        head = FiLMThenGMP(channels, mcfg.hidden_dim, head)
+    text = model.text  # a fresh question encoder (the pretraining has none)
+    params = [*text.parameters(), *head.parameters()]
+    opt = torch.optim.Adam(params, lr=args.lr)
+    gen = torch.Generator().manual_seed(args.seed)
+
+    def batch_of(ds: ClevrQuestions, feats: Tensor, idx: np.ndarray):
+        lengths = torch.from_numpy(ds.lengths[idx])
+        tokens = torch.from_numpy(ds.tokens[idx, : int(lengths.max())])
+        return feats[ds.image_index[idx]], tokens, lengths
+
+    @torch.no_grad()
+    def evaluate() -> dict[str, float]:
+        text.eval(), head.eval()
+        preds = []
+        for i in range(0, len(val), 500):
+            idx = np.arange(i, min(i + 500, len(val)))
+            y, tokens, lengths = batch_of(val, f_val, idx)
+            preds.append(head(y, text(tokens, lengths)).argmax(-1))
+        text.train(), head.train()
+        return by_subtype(torch.cat(preds), val)
+
+    rows, t1 = [], time.perf_counter()
+    for step in range(1, args.steps + 1):
+        idx = torch.randint(len(train), (args.batch,), generator=gen).numpy()
+        y, tokens, lengths = batch_of(train, f_train, idx)
+        loss = F.cross_entropy(head(y, text(tokens, lengths)), torch.from_numpy(train.answers[idx]))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if step % args.eval_every == 0 or step == args.steps:
+            row = {
+                "step": step,
+                "samples": step * args.batch,
+                "loss": float(loss.detach()),
+                **evaluate(),
+            }
+            rows.append(row)
+            shown = {k: round(v, 3) if isinstance(v, float) else v for k, v in row.items()}
+            print(json.dumps(shown), flush=True)
+    out = {
+        "head": args.head,
+        "visual": args.visual,
+        "lr": args.lr,
+        "batch": args.batch,
+        "seed": args.seed,
+        "feature_s": round(feat_s, 1),
+        "train_s": round(time.perf_counter() - t1, 1),
+        "rows": rows,
+    }
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
