@@ -1,7 +1,7 @@
 """Frozen configuration dataclasses, named presets and profiles.
 
 Configs are read only by the builders (`qgmrn.model.build_model`, `qgmrn.synth.generate_dataset`)
-and by `qgmrn.train.fit`; modules take explicit typed arguments.
+and by `qgmrn.engine.fit`; modules take explicit typed arguments.
 
 A *preset* names a model: a row of the paper's Table 1 (``brn_c8`` ... ``frn_attn``, the
 baselines) or a Table 2 ablation. A *profile* scales data and compute:
@@ -145,8 +145,9 @@ class TrainConfig:
     amp: bool = True  # bf16 autocast on CUDA
     channels_last: bool = True  # on CUDA
     # Ours, not in the paper: the same two on CPU. bf16 autocast runs only where the CPU has native
-    # bf16 (AMX or AVX512-BF16, `qgmrn.runtime.cpu_has_native_bf16`): emulated bf16 is several
-    # times slower, so elsewhere the run stays fp32. Off by default; the demo FRN turns both on.
+    # bf16 (AMX or AVX512-BF16, `qgmrn.engine.runtime.cpu_has_native_bf16`): emulated bf16 is
+    # several times slower, so elsewhere the run stays fp32. Off by default; the demo FRN turns
+    # both on.
     cpu_amp: bool = False
     cpu_channels_last: bool = False
     threads: int | None = None  # torch.set_num_threads on CPU (None = leave as is)

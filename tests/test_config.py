@@ -5,7 +5,6 @@ from pathlib import Path
 
 import pytest
 
-from qgmrn.checkpoint import config_differences
 from qgmrn.config import (
     PRESETS,
     PROFILES,
@@ -16,6 +15,7 @@ from qgmrn.config import (
     read_config,
     upgrade_config_dict,
 )
+from qgmrn.engine.checkpoint import config_differences
 from qgmrn.evaluate import load_run
 
 TABLE_ROWS = [

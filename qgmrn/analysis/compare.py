@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from qgmrn.analysis import curves, tables
-from qgmrn.history import read_history
+from qgmrn.engine.history import read_history
 
 PathLike = str | os.PathLike
 
@@ -206,7 +206,7 @@ def trained_on(run_dir: Path, up_to_step: int | None = None) -> str:
 
 def segments_frame(run_dirs: dict[str, Path]) -> pd.DataFrame:
     """Where and how each run's steps were trained: one row per segment of the runs that keep
-    a history.jsonl (`qgmrn.history`; one segment per call of fit), in run order.
+    a history.jsonl (`qgmrn.engine.history`; one segment per call of fit), in run order.
 
     Columns: steps ("0-15,731"), samples (that segment's), where (device name, precision,
     workers), minutes (its own training minutes), samples/s, stopped (its stop reason; "killed"

@@ -28,8 +28,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from qgmrn.checkpoint import CheckpointError
     from qgmrn.config import ConfigFileError
+    from qgmrn.engine.checkpoint import CheckpointError
     from qgmrn.evaluate import evaluate_run
 
     try:

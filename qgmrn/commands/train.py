@@ -1,4 +1,4 @@
-"""`qgmrn train`: train a preset on a data set into a run directory (`qgmrn.train.fit`).
+"""`qgmrn train`: train a preset on a data set into a run directory (`qgmrn.engine.fit`).
 
 qgmrn train --preset brn_c16 --profile demo --data data/mini-clevr --out results/demo/runs/x
 torchrun --nproc_per_node 4 -m qgmrn.cli train --preset brn_c32 --profile paper --device cuda
@@ -137,7 +137,7 @@ def budget_note(args: argparse.Namespace, cfg) -> str | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from qgmrn.train import fit
+    from qgmrn.engine import fit
 
     try:
         cfg = build_config(args)

@@ -27,7 +27,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from qgmrn.data.cache import cached_image_indices, open_cache
 from qgmrn.data.vocab import Vocab
-from qgmrn.interrupt import ignore_interrupts
+from qgmrn.engine.interrupt import ignore_interrupts
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -79,6 +79,20 @@ def load_question_file(path: Path, humans: bool | None = None) -> list[dict[str,
     if humans is None:  # CLEVR-Humans files are named CLEVR-Humans-{split}.json
         humans = "humans" in path.name.lower()
     return clevr.load_humans_questions(path) if humans else clevr.load_questions(path)
+
+
+def train_questions_path(
+    data_dir: str | os.PathLike, questions_file: str | os.PathLike | None = None
+) -> Path:
+    """The training question file: `questions_file`, else the train split's."""
+    if questions_file:
+        return Path(questions_file)
+    return Path(data_dir) / "questions" / "CLEVR_train_questions.json"
+
+
+def build_vocab(data_dir: str | os.PathLike, questions_file: str | os.PathLike | None = None):
+    """The vocabulary of the training questions of `data_dir` (or of `questions_file`)."""
+    return Vocab.build(load_question_file(train_questions_path(data_dir, questions_file)))
 
 
 class ClevrQuestions(Dataset):

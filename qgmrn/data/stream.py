@@ -50,7 +50,7 @@ from qgmrn.clevr import SUBTYPES, question_subtype
 from qgmrn.data.attributes import object_attribute_rows
 from qgmrn.data.dataset import Batch, _empty_for_transfer, usable_workers
 from qgmrn.data.vocab import Vocab
-from qgmrn.interrupt import ignore_interrupts
+from qgmrn.engine.interrupt import ignore_interrupts
 from qgmrn.synth.camera import Camera
 from qgmrn.synth.families import families_up_to
 from qgmrn.synth.generate import make_scene, scene_rng

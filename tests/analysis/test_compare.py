@@ -14,7 +14,7 @@ import pytest
 from scipy import stats
 
 from qgmrn.analysis import compare
-from qgmrn.history import write_history
+from qgmrn.engine.history import write_history
 
 from ._fake_runs import write_fake_run
 from .test_reference_runs import _reference

@@ -9,13 +9,13 @@ import json
 import pytest
 import torch
 
-from qgmrn.checkpoint import read_checkpoint
 from qgmrn.clevr import question_subtype
 from qgmrn.config import get_config
 from qgmrn.data.stream import SceneStream, StreamSpec, stream_batches, stream_vocab
+from qgmrn.engine import fit
+from qgmrn.engine.checkpoint import read_checkpoint
 from qgmrn.synth.families import max_hops
 from qgmrn.synth.generate import make_scene
-from qgmrn.train import fit
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,7 @@
 """Stop a training cleanly on SIGINT (Ctrl-C) or SIGTERM (`kill PID`): ours.
 
 A run stopped at the end of a sitting continues with ``--resume`` in the next. Killed outright,
-it loses the steps since its last checkpoint; asked with a signal, `qgmrn.train.fit` finishes
+it loses the steps since its last checkpoint; asked with a signal, `qgmrn.engine.fit` finishes
 the step under way (and a validation due at that step), writes checkpoint.pt at that exact step,
 records the stop in history.jsonl and raises `TrainingInterrupted`, a KeyboardInterrupt: a
 notebook cell or a script stops as it would on Ctrl-C, with nothing lost, and the command line
