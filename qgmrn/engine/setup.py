@@ -122,7 +122,7 @@ def _train_data(
             vocab,
             size,
             per_rank_batch,
-            scene_reuse=cfg.data.stream_scene_reuse,
+            scene_reuse=cfg.data.scene_reuse,
             curriculum=cfg.data.curriculum,
             rank=info.rank,
             world=info.world_size,

@@ -179,7 +179,7 @@ def test_finetune_from_a_run_trained_on_the_stream(trained, data_dir, tmp_path):
     base = tmp_path / "streamed"
     shutil.copytree(full, base)
     cfg = json.loads((base / "config.json").read_text())
-    cfg["data"].update(train_source="stream", stream_scene_reuse=4, num_workers=512)
+    cfg["data"].update(train_source="stream", scene_reuse=4, num_workers=512)
     (base / "config.json").write_text(json.dumps(cfg))
     result = finetune(base, data_dir, tmp_path / "humans", max_steps=1, progress=False)
     assert result["step"] == 1
