@@ -16,7 +16,7 @@ from qgmrn.config import (
     upgrade_config_dict,
 )
 from qgmrn.engine.checkpoint import config_differences
-from qgmrn.evaluate import load_run
+from qgmrn.engine.evaluate import load_run
 
 TABLE_ROWS = [
     "brn_c8",

@@ -47,7 +47,7 @@ def test_data_workers_ignore_the_signals_the_main_process_decides_on():
 
     code = (
         "import os, signal\n"
-        "from qgmrn.engine.interrupt import ignore_interrupts\n"
+        "from qgmrn.data.dataset import ignore_interrupts\n"
         "ignore_interrupts()\n"
         "os.kill(os.getpid(), signal.SIGTERM)\n"
         "os.kill(os.getpid(), signal.SIGINT)\n"

@@ -18,8 +18,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from qgmrn.engine.evaluate import load_run, run_data_dir
 from qgmrn.engine.trainer import fit
-from qgmrn.evaluate import load_run, run_data_dir
 
 
 def humans_files(path: str | os.PathLike) -> dict[str, Path]:

@@ -28,10 +28,16 @@ from qgmrn.engine import checkpoint as ckpt
 from qgmrn.engine import distributed as qdist
 from qgmrn.engine import losses
 from qgmrn.engine.errors import NonFiniteLossError
+from qgmrn.engine.evaluate import (
+    gather_predictions,
+    predict,
+    routing_arrays,
+    save_routing_paths,
+    scores,
+)
 from qgmrn.engine.run import Run, save_resume_checkpoint, save_run_checkpoint
 from qgmrn.engine.runtime import autocast, batch_images, sampled_loader
 from qgmrn.engine.schedules import lr_at, tau_at
-from qgmrn.evaluate import gather_predictions, predict, routing_arrays, save_routing_paths, scores
 from qgmrn.fileio import atomic_write_json
 from qgmrn.model import set_tau
 

@@ -26,10 +26,10 @@ from qgmrn.data.vocab import Vocab
 from qgmrn.engine import checkpoint as ckpt
 from qgmrn.engine import distributed as qdist
 from qgmrn.engine.auxiliary import CHECKPOINT_KEY, REACH_KEY, AttributeLoss
+from qgmrn.engine.evaluate import eval_loader
 from qgmrn.engine.history import RunHistory, device_name
 from qgmrn.engine.interrupt import StopRequest
 from qgmrn.engine.runtime import use_amp, use_channels_last
-from qgmrn.evaluate import eval_loader
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""Where a pass over the data runs, shared by the training loop and `qgmrn.evaluate`.
+"""Where a pass over the data runs, shared by the training loop and `qgmrn.engine.evaluate`.
 
 The device (under torchrun: each rank's LOCAL_RANK GPU), bf16 autocast and channels-last (when
 the config asks: `amp`/`channels_last` on CUDA, `cpu_amp`/`cpu_channels_last` on CPU), a batch's

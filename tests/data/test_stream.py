@@ -200,7 +200,7 @@ def test_step_validation_scores_at_the_same_steps_whatever_the_epoch(mini_clevr_
 
 
 def test_the_test_split_of_mini_clevr_is_scored_from_its_answers(mini_clevr_dir, tmp_path):
-    from qgmrn.evaluate import evaluate_run
+    from qgmrn.engine.evaluate import evaluate_run
 
     fit(_stream_config(), mini_clevr_dir, tmp_path / "run", progress=False, max_steps=1)
     ev = evaluate_run(tmp_path / "run", split="test", which="latest", progress=False)

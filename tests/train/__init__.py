@@ -1,4 +1,4 @@
-"""Tests of `qgmrn.engine` (fit, the loop, finetune, checkpoint, schedules), `qgmrn.evaluate` and
+"""Tests of `qgmrn.engine` (fit, the loop, evaluate, finetune, checkpoint, schedules) and
 `qgmrn.metrics`.
 
 `make_tiny_clevr` writes a minute CLEVR-layout folder (one coloured square per image, questions

@@ -223,7 +223,7 @@ def test_fit_and_evaluate_on_a_subset_of_image_indices(tmp_path):
 def test_evaluation_files_are_named_by_what_they_scored(trained, data_dir, tmp_path):
     import shutil as _shutil
 
-    from qgmrn.evaluate import output_stem
+    from qgmrn.engine.evaluate import output_stem
 
     _, out, _ = trained
     other = tmp_path / "other-set"
@@ -263,7 +263,7 @@ def test_a_run_inside_the_project_records_its_data_relative_and_evaluates_from_e
     one outside it is recorded absolute."""
     import shutil as _shutil
 
-    from qgmrn.evaluate import evaluate_run
+    from qgmrn.engine.evaluate import evaluate_run
     from qgmrn.fileio import project_root
 
     relative = f"results/.test-data-{os.getpid()}/clevr"
@@ -287,7 +287,7 @@ def test_a_run_inside_the_project_records_its_data_relative_and_evaluates_from_e
 
 
 def test_sparse_evaluation_gives_the_dense_answers(trained):
-    from qgmrn.evaluate import evaluate_run
+    from qgmrn.engine.evaluate import evaluate_run
 
     _, out, _ = trained
     dense = evaluate_run(out, which="latest", progress=False, write=False)
@@ -315,7 +315,7 @@ def test_the_end_of_run_validation_is_not_predicted_twice(data_dir, tmp_path, mo
     and routing_paths.npz reuse that pass (one val pass, not two) and say what a separate
     evaluation of best.pt says."""
     import qgmrn.engine.loop
-    from qgmrn.evaluate import evaluate_run
+    from qgmrn.engine.evaluate import evaluate_run
 
     calls = []
     real_predict = qgmrn.engine.loop.predict
@@ -554,7 +554,7 @@ def test_a_run_can_be_read_and_evaluated_while_it_trains(data_dir, tmp_path):
     import threading
 
     from qgmrn.analysis.curves import read_metrics
-    from qgmrn.evaluate import evaluate_run
+    from qgmrn.engine.evaluate import evaluate_run
 
     out = tmp_path / "live"
     done = threading.Event()
