@@ -17,41 +17,33 @@ and evaluating it.
   `NonFiniteLossError`, `PeerProcessError` (`errors.py`), `CheckpointError`, `RunLockedError`,
   and `TrainingInterrupted` after a stop request.
 
-Names are imported on first use (PEP 562), so that `import qgmrn.engine.checkpoint` (a notebook
-reading a run) does not import the trainer. No module is named after a name exported here
-(hence trainer.py and finetuning.py): importing it would bind the module to that name in this
-package, in place of the function.
+No module is named after a function exported here (hence trainer.py and finetuning.py): the
+package's attribute `fit` is the function, and a module `fit` would hide behind it.
 """
 
-from __future__ import annotations
+from qgmrn.engine.checkpoint import CheckpointError
+from qgmrn.engine.errors import (
+    DataWorkerError,
+    DeviceOutOfMemoryError,
+    NonFiniteLossError,
+    PeerProcessError,
+)
+from qgmrn.engine.evaluate import evaluate_run, load_run
+from qgmrn.engine.finetuning import finetune
+from qgmrn.engine.interrupt import TrainingInterrupted
+from qgmrn.engine.runlock import RunLockedError
+from qgmrn.engine.trainer import fit
 
-import importlib
-from typing import Any
-
-_EXPORTS: dict[str, str] = {
-    "fit": "trainer",
-    "finetune": "finetuning",
-    "evaluate_run": "evaluate",
-    "load_run": "evaluate",
-    "DataWorkerError": "errors",
-    "DeviceOutOfMemoryError": "errors",
-    "NonFiniteLossError": "errors",
-    "PeerProcessError": "errors",
-    "CheckpointError": "checkpoint",
-    "RunLockedError": "runlock",
-    "TrainingInterrupted": "interrupt",
-}
-
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        value = getattr(importlib.import_module(f"qgmrn.engine.{_EXPORTS[name]}"), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'qgmrn.engine' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_EXPORTS])
+__all__ = [
+    "CheckpointError",
+    "DataWorkerError",
+    "DeviceOutOfMemoryError",
+    "NonFiniteLossError",
+    "PeerProcessError",
+    "RunLockedError",
+    "TrainingInterrupted",
+    "evaluate_run",
+    "finetune",
+    "fit",
+    "load_run",
+]
