@@ -7,7 +7,7 @@ included). Show the levers you pulled ... each with its measurement." Every row 
 in the `demo` configuration of brn_c16 (and, for a subset, frn) and reports training samples/s
 relative to the unchanged demo configuration, measured the same way:
 
-- level "fit": `qgmrn.train.fit` end to end (data loading included) on a small generated
+- level "fit": `qgmrn.engine.fit` end to end (data loading included) on a small generated
   mini-CLEVR, `--steps` optimizer steps, samples/s from metrics.jsonl over the second half
   (`bench_train.fit_throughput`). Levers: input size (64 demo / 96 / 128), visual widths (demo;
   the prototype's stem 32 + stem max pool; the paper's stage widths), torch threads (1 / 2),
@@ -59,8 +59,8 @@ from bench_train import data_scenes, fit_throughput, make_data
 from machine import describe, load_average
 
 from qgmrn.config import ExperimentConfig, get_config
+from qgmrn.engine.runtime import cpu_has_native_bf16
 from qgmrn.fileio import atomic_write_json
-from qgmrn.runtime import cpu_has_native_bf16
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGET = 800.0  # samples/s, issue 16's goal for the demo BRN presets
@@ -112,15 +112,15 @@ def _contiguous_images():
     channels-last in memory (a permuted (B, H, W, 3) array), and every conv then keeps that
     layout, so fit's baseline runs its activations channels-last whatever `cpu_channels_last`
     (which only adds the weights' layout) says."""
-    import qgmrn.train
+    import qgmrn.engine.loop
 
-    real = qgmrn.train.batch_images
+    real = qgmrn.engine.loop.batch_images
 
     def contiguous(batch, device, channels_last):
         images = real(batch, device, channels_last)
         return images if channels_last else images.contiguous()
 
-    return mock.patch.object(qgmrn.train, "batch_images", contiguous)
+    return mock.patch.object(qgmrn.engine.loop, "batch_images", contiguous)
 
 
 class FitLevers:
@@ -329,8 +329,7 @@ def build_model_cfg(cfg: ExperimentConfig) -> torch.nn.Module:
 
 def loader_rows(preset: str, plan: Plan, data: Path) -> list[dict]:
     """The training DataLoader alone, 0 workers: the batch-building cost by itself."""
-    from qgmrn.data import ClevrQuestions, make_loader
-    from qgmrn.train import build_vocab
+    from qgmrn.data import ClevrQuestions, build_vocab, make_loader
 
     cfg = get_config(preset, "demo")
     size = tuple(cfg.data.image_size)  # its cache was built by the baseline fit
@@ -440,7 +439,7 @@ def main() -> int:
         "quick": args.quick,
         "plan": dataclasses.asdict(plan),
         "levels": {
-            "fit": "qgmrn.train.fit end to end, data loading included; relative to the preset's "
+            "fit": "qgmrn.engine.fit end to end, data loading included; relative to the preset's "
             "demo baseline fit",
             "model": "train step on one synthetic batch, no data, variants interleaved; relative "
             "to the eager contiguous twin",

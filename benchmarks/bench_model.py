@@ -28,8 +28,8 @@ from machine import describe
 from torch.utils.flop_counter import FlopCounterMode
 
 from qgmrn.config import PRESETS, get_config
+from qgmrn.engine.losses import load_balance_loss, vqa_loss
 from qgmrn.fileio import atomic_write_json
-from qgmrn.losses import load_balance_loss, vqa_loss
 from qgmrn.model import build_model, count_gates
 
 VOCAB, ANSWERS, T = 90, 28, 20

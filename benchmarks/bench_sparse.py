@@ -268,9 +268,8 @@ def measure_run(
     per-round ratios), with `ratio` the mean execution ratio of the questions timed and `iters`
     the calls per round (batch 64: one pass over the batches)."""
     from qgmrn.data import ClevrQuestions
-    from qgmrn.evaluate import eval_loader, load_run
-    from qgmrn.runtime import ensure_cache
-    from qgmrn.train import batch_images
+    from qgmrn.engine.evaluate import eval_loader, load_run
+    from qgmrn.engine.runtime import batch_images, ensure_cache
 
     torch.manual_seed(0)
     cfg, vocab, model, c = load_run(run_dir, "best")

@@ -1,4 +1,4 @@
-"""Benchmark of `qgmrn.train.fit`: end-to-end training throughput on this machine.
+"""Benchmark of `qgmrn.engine.fit`: end-to-end training throughput on this machine.
 
     .venv/bin/python benchmarks/bench_train.py [--presets brn_c16,frn] [--steps 10] [--device cpu]
 
@@ -25,7 +25,7 @@ from pathlib import Path
 from machine import describe, load_average
 
 from qgmrn.config import ExperimentConfig, get_config
-from qgmrn.train import fit
+from qgmrn.engine import fit
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_PRESETS = "brn_c8,brn_c16,brn_c32,brn_c16_static,brn_c32_attn,frn,lstm,cnn_lstm,film"

@@ -7,7 +7,7 @@ The one prepared script for a lent GPU (H100/H200); it is meant to finish in und
 1. env: torch / CUDA / cuDNN versions, device name, bf16 support, memory.
 2. data: a small mini-CLEVR (the demo profile's generation settings, 300 train / 60 val scenes)
    generated into a temporary folder, or into `--data DIR` (reused when it already holds one).
-3. train_check: `qgmrn.train.fit` on the device (bf16 autocast and channels-last from
+3. train_check: `qgmrn.engine.fit` on the device (bf16 autocast and channels-last from
    TrainConfig) for a few dozen steps on brn_c16 and frn at the demo profile (warmup shortened so
    the loss can move), then `fit(resume=True)` (what `qgmrn train --resume` calls) continues to
    more steps. Checked: every logged loss finite, the loss lower on average over the last third
@@ -48,8 +48,8 @@ import torch
 from bench_model import ANSWERS, PAPER_SIZES, VOCAB, inputs
 
 from qgmrn.config import get_config
-from qgmrn.history import device_name
-from qgmrn.losses import load_balance_loss, vqa_loss
+from qgmrn.engine.history import device_name
+from qgmrn.engine.losses import load_balance_loss, vqa_loss
 from qgmrn.model import build_model
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -179,7 +179,7 @@ def _rows(run_dir: Path) -> list[dict]:
 
 
 def train_check(preset: str, data: Path, run_dir: Path, plan: Plan, device: str) -> dict:
-    from qgmrn.train import fit
+    from qgmrn.engine import fit
 
     cfg = get_config(preset, plan.train_profile)
     cfg = dataclasses.replace(
@@ -291,7 +291,7 @@ def speed(
         images = images.contiguous(memory_format=torch.channels_last)
     weight = cfg.train.load_balance_weight
 
-    def step() -> torch.Tensor:  # as qgmrn.train.train_one_epoch does it
+    def step() -> torch.Tensor:  # as qgmrn.engine.loop.train_one_epoch does it
         with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=amp):
             out = model(images, questions, lengths)
             loss = vqa_loss(out.logits.float(), answers)

@@ -3,8 +3,8 @@
 The machine behind "this CPU" changes between sittings (docs/training.md, "CPU throughput and the
 levers"): the same script read 156 samples/s on one 2-core CPU and 402 on another. A number is
 only comparable with the ones measured on the same model of processor, so every script records
-its name (`qgmrn.history.device_name`, the same words a run's history.jsonl uses), whether it has
-native bf16 (which decides what `TrainConfig.cpu_amp` does) and the load at the time.
+its name (`qgmrn.engine.history.device_name`, the same words a run's history.jsonl uses),
+whether it has native bf16 (which decides what `TrainConfig.cpu_amp` does) and the load at the time.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ import platform
 
 import torch
 
-from qgmrn.history import device_name
-from qgmrn.runtime import cpu_has_native_bf16
+from qgmrn.engine.history import device_name
+from qgmrn.engine.runtime import cpu_has_native_bf16
 
 
 def load_average() -> list[float]:

@@ -7,7 +7,7 @@
 #   MINUTES=3 bash benchmarks/reference_gpu.sh brn_c16@1 brn_c16@2 brn_c16_static@1 ...
 #       # PRESET@SEED: another seed (--seed), into the run folder PRESET_sSEED
 #   MINUTES=6 bash benchmarks/reference_gpu.sh brn_c16+attrv brn_c16_static+attr
-#       # our labelled arm (--attribute-loss $ATTR_WEIGHT, default 1): PRESET+attrv with the
+#       # our labelled arm (--attribute-loss-weight $ATTR_WEIGHT, default 1): PRESET+attrv with the
 #       # loss kept out of the router (--attribute-loss-reach visual) into the run folder
 #       # PRESET_attrv, PRESET+attr with it reaching every parameter (all) into PRESET_attr (a
 #       # static twin has no router: its +attr is the static arm of both); PRESET+attrv@SEED:
@@ -84,11 +84,11 @@ for spec in "${PRESETS[@]}"; do
     attr_args=()
     if [ "${preset%+attrv}" != "$preset" ]; then
         preset=${preset%+attrv}
-        attr_args=(--attribute-loss "${ATTR_WEIGHT:-1.0}" --attribute-loss-reach visual)
+        attr_args=(--attribute-loss-weight "${ATTR_WEIGHT:-1.0}" --attribute-loss-reach visual)
         name="${preset}_attrv"
     elif [ "${preset%+attr}" != "$preset" ]; then
         preset=${preset%+attr}
-        attr_args=(--attribute-loss "${ATTR_WEIGHT:-1.0}" --attribute-loss-reach all)
+        attr_args=(--attribute-loss-weight "${ATTR_WEIGHT:-1.0}" --attribute-loss-reach all)
         name="${preset}_attr"
     else
         name=$preset

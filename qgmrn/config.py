@@ -1,7 +1,7 @@
 """Frozen configuration dataclasses, named presets and profiles.
 
 Configs are read only by the builders (`qgmrn.model.build_model`, `qgmrn.synth.generate_dataset`)
-and by `qgmrn.train.fit`; modules take explicit typed arguments.
+and by `qgmrn.engine.fit`; modules take explicit typed arguments.
 
 A *preset* names a model: a row of the paper's Table 1 (``brn_c8`` ... ``frn_attn``, the
 baselines) or a Table 2 ablation. A *profile* scales data and compute:
@@ -39,10 +39,10 @@ class DataConfig:
     max_val_questions: int | None = None  # cap on validation questions (None = all)
     # --- where training batches come from (ours; the paper trains on CLEVR's fixed train split)
     # "fixed": the train split's files; "stream": fresh mini-CLEVR scenes rendered inside the
-    # DataLoader workers (qgmrn.data.stream), never repeated unless stream_scene_reuse > 1.
+    # DataLoader workers (qgmrn.data.stream), never repeated unless scene_reuse > 1.
     # Val/test always stay the fixed files, so scores compare across sources.
     train_source: str = "fixed"
-    stream_scene_reuse: int = 1  # consecutive batches that share one group of rendered scenes
+    scene_reuse: int = 1  # stream: consecutive batches that share one group of rendered scenes
     stream_epoch_questions: int = 50_000  # a stream "epoch" (validation cadence), in questions
     # optional curriculum of data order (stream only): sample counts after which programs of
     # relational depth 1, 2, ... are allowed (empty: every family from the start)
@@ -145,8 +145,9 @@ class TrainConfig:
     amp: bool = True  # bf16 autocast on CUDA
     channels_last: bool = True  # on CUDA
     # Ours, not in the paper: the same two on CPU. bf16 autocast runs only where the CPU has native
-    # bf16 (AMX or AVX512-BF16, `qgmrn.runtime.cpu_has_native_bf16`): emulated bf16 is several
-    # times slower, so elsewhere the run stays fp32. Off by default; the demo FRN turns both on.
+    # bf16 (AMX or AVX512-BF16, `qgmrn.engine.runtime.cpu_has_native_bf16`): emulated bf16 is
+    # several times slower, so elsewhere the run stays fp32. Off by default; the demo FRN turns
+    # both on.
     cpu_amp: bool = False
     cpu_channels_last: bool = False
     threads: int | None = None  # torch.set_num_threads on CPU (None = leave as is)
@@ -359,10 +360,12 @@ def config_to_dict(cfg: ExperimentConfig) -> dict[str, Any]:
     return dataclasses.asdict(cfg)
 
 
-# Model config fields renamed since runs were first written (old name -> new name). Reading a
-# run's config.json or a checkpoint's embedded config upgrades it, so committed runs keep loading
-# and resuming (`upgrade_config_dict`).
+# Config fields renamed since runs were first written (old name -> new name), per section.
+# Reading a run's config.json or a checkpoint's embedded config upgrades it, so committed runs
+# keep loading and resuming (`upgrade_config_dict`).
 LEGACY_MODEL_FIELDS: dict[str, str] = {"stage_depths": "brn_depths", "stage_widths": "brn_widths"}
+# the command line's --scene-reuse, the field and `SceneStream(scene_reuse=...)`: one name
+LEGACY_DATA_FIELDS: dict[str, str] = {"stream_scene_reuse": "scene_reuse"}
 
 
 # Model config fields added since runs were first written, with the value an older config
@@ -381,10 +384,15 @@ def upgrade_config_dict(d: dict[str, Any]) -> dict[str, Any]:
     when it is current). Before `cnn_widths` existed the baselines sized their CNN from the
     BRN's stem and first stages, `(stem_width, *stage_widths)[:4]`: an old dict gets exactly that,
     so an old baseline checkpoint rebuilds the same network. Before `attribute_loss_reach` existed
-    the auxiliary loss reached every parameter: an old dict with the loss on gets "all"."""
+    the auxiliary loss reached every parameter: an old dict with the loss on gets "all". A data
+    field of an older name (`LEGACY_DATA_FIELDS`) takes today's."""
     train = d.get("train", {})
     if uses_attribute_loss(d) and "attribute_loss_reach" not in train:
         d = {**d, "train": {**train, "attribute_loss_reach": "all"}}  # the only reach back then
+    data = d.get("data", {})
+    if any(old in data for old in LEGACY_DATA_FIELDS):
+        data = {LEGACY_DATA_FIELDS.get(k, k): v for k, v in data.items()}
+        d = {**d, "data": data}
     model = dict(d.get("model", {}))
     added = {k: v for k, v in ADDED_MODEL_FIELDS.items() if model and k not in model}
     if added:  # written before the field existed: the value that builds the same network

@@ -5,7 +5,7 @@ A file written here is first written under a temporary name in its destination d
 A reader, or a process killed mid-write, therefore sees either the old file or the complete new
 one, never half of one; on an exception the temporary file is removed and an existing target is
 left untouched. A killed process can leave a ``.{name}.*.tmp`` file behind: `remove_temp_files`
-sweeps them (the writers that can be rerun over their output call it first), and `qgmrn.train`
+sweeps them (the writers that can be rerun over their output call it first), and `fit`
 sweeps a run directory with the glob ``.*.tmp*``.
 
 A write that fails because the disk (or the quota) is full raises `DiskFullError`, an `OSError`

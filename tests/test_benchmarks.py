@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-import qgmrn.train
+import qgmrn.engine.loop
 
 CPU = torch.device("cpu")
 
@@ -43,18 +43,18 @@ def test_block_rows_time_every_routed_bottleneck(load_benchmark):
 
 def test_image_layout_lever_makes_fits_images_nchw(load_benchmark):
     """The loaders' images are channels-last in memory; the lever's patch of
-    `qgmrn.train.batch_images` hands the model NCHW-contiguous ones instead (and leaves a run
+    `qgmrn.engine.loop.batch_images` hands the model NCHW-contiguous ones instead (and leaves a run
     that asks for channels-last alone), and is undone on leaving."""
     bench_levers = load_benchmark("bench_levers")
     batch = SimpleNamespace(
         images=torch.randint(0, 256, (2, 8, 12, 3), dtype=torch.uint8).permute(0, 3, 1, 2)
     )
-    assert qgmrn.train.batch_images(batch, CPU, False).is_contiguous(
+    assert qgmrn.engine.loop.batch_images(batch, CPU, False).is_contiguous(
         memory_format=torch.channels_last
     )
     with bench_levers._contiguous_images():
-        images = qgmrn.train.batch_images(batch, CPU, False)
+        images = qgmrn.engine.loop.batch_images(batch, CPU, False)
         assert images.is_contiguous() and images.shape == (2, 3, 8, 12)
-        kept = qgmrn.train.batch_images(batch, CPU, True)
+        kept = qgmrn.engine.loop.batch_images(batch, CPU, True)
         assert kept.is_contiguous(memory_format=torch.channels_last)
-    assert not qgmrn.train.batch_images(batch, CPU, False).is_contiguous()
+    assert not qgmrn.engine.loop.batch_images(batch, CPU, False).is_contiguous()

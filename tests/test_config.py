@@ -5,7 +5,6 @@ from pathlib import Path
 
 import pytest
 
-from qgmrn.checkpoint import config_differences
 from qgmrn.config import (
     PRESETS,
     PROFILES,
@@ -16,7 +15,8 @@ from qgmrn.config import (
     read_config,
     upgrade_config_dict,
 )
-from qgmrn.evaluate import load_run
+from qgmrn.engine.checkpoint import config_differences
+from qgmrn.engine.evaluate import load_run
 
 TABLE_ROWS = [
     "brn_c8",
@@ -120,6 +120,77 @@ def test_a_config_written_with_the_old_field_names_is_upgraded():
     assert config_from_dict(old) == get_config("brn_c32_deeper", "demo")
     assert upgrade_config_dict(new) is new  # a current dict is returned as it is
     assert config_differences(old, new) == []
+
+
+def test_a_config_with_the_old_name_of_scene_reuse_is_upgraded(tmp_path):
+    """`DataConfig.scene_reuse` was `stream_scene_reuse`: a config.json (or a checkpoint's
+    config) written under the old name reads with the new one, and resumes (no difference)."""
+    import dataclasses
+
+    cfg = get_config("brn_c16", "demo")
+    cfg = dataclasses.replace(
+        cfg, data=dataclasses.replace(cfg.data, train_source="stream", scene_reuse=4)
+    )
+    new = json.loads(json.dumps(config_to_dict(cfg)))  # as on disk
+    old = {**new, "data": {("stream_scene_reuse" if k == "scene_reuse" else k): v
+                           for k, v in new["data"].items()}}  # fmt: skip
+    assert "scene_reuse" not in old["data"] and old["data"]["stream_scene_reuse"] == 4
+    assert upgrade_config_dict(old) == new
+    (tmp_path / "config.json").write_text(json.dumps(old))
+    assert read_config(tmp_path / "config.json") == cfg
+    assert config_differences(old, new) == []
+
+
+# `qgmrn train` options that set no config field, and those named as every command names them
+NOT_CONFIG_FIELDS = {"help", "preset", "profile", "out", "name", "max_steps", "device", "resume",
+                     "no_progress", "overrides"}  # fmt: skip
+SHARED_NAMES = {"data": "data_dir", "workers": "num_workers"}  # --data, --workers of every command
+
+
+def test_each_train_option_sets_the_config_field_of_its_name():
+    """One knob, one name: `qgmrn train --scene-reuse R` sets `DataConfig.scene_reuse`, and so
+    for every option that sets a config field, but for the names all commands share."""
+    import argparse
+
+    from qgmrn.commands import train
+
+    parser = argparse.ArgumentParser()
+    train.configure(parser)
+    base = config_to_dict(train.build_config(parser.parse_args(["--preset", "brn_c16"])))
+    checked = []
+    for action in parser._actions:
+        if action.dest in NOT_CONFIG_FIELDS:
+            continue
+        if action.choices:
+            values = [list(action.choices)[-1]]
+        elif action.nargs == "*":
+            values = ["1000", "2000"]
+        elif action.nargs == 2:
+            values = ["16", "24"]
+        else:
+            values = {int: ["3"], float: ["0.25"]}.get(action.type, ["elsewhere"])
+        args = parser.parse_args(["--preset", "brn_c16", action.option_strings[0], *values])
+        cfg = config_to_dict(train.build_config(args))
+        changed = {
+            field
+            for section in ("data", "model", "train")
+            for field, value in cfg[section].items()
+            if base[section][field] != value
+        }
+        assert changed == {SHARED_NAMES.get(action.dest, action.dest)}, action.option_strings
+        checked.append(action.dest)
+    assert {"scene_reuse", "attribute_loss_weight", "train_source", "image_size"} <= set(checked)
+
+
+def test_the_first_name_of_the_attribute_loss_option_still_works():
+    import argparse
+
+    from qgmrn.commands import train
+
+    parser = argparse.ArgumentParser()
+    train.configure(parser)
+    args = parser.parse_args(["--preset", "brn_c16", "--attribute-loss", "0.5"])
+    assert train.build_config(args).train.attribute_loss_weight == 0.5
 
 
 COMMITTED = sorted(Path(__file__).resolve().parents[1].glob("results/*/runs/*/config.json"))

@@ -40,8 +40,8 @@ def test_benchmarks_name_the_machine_they_ran_on(monkeypatch):
     import machine
     import torch
 
-    from qgmrn.history import device_name
-    from qgmrn.runtime import cpu_has_native_bf16
+    from qgmrn.engine.history import device_name
+    from qgmrn.engine.runtime import cpu_has_native_bf16
 
     info = machine.describe("cpu")
     assert info["name"] == info["cpu"] == device_name(torch.device("cpu"))

@@ -1,4 +1,4 @@
-"""`qgmrn.history`: the segments of a run (one per call of fit), as a resume after a kill, a
+"""`qgmrn.engine.history`: the segments of a run (one per call of fit), as a resume after a kill, a
 fresh start in the same folder and a damaged file leave them."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import json
 import pytest
 import torch
 
-from qgmrn.history import HISTORY_FILE, RunHistory, device_name, read_history
+from qgmrn.engine.history import HISTORY_FILE, RunHistory, device_name, read_history
 
 
 def test_segments_append_and_a_killed_segment_is_cut_back_to_its_checkpoint(tmp_path):

@@ -1,4 +1,4 @@
-"""`qgmrn.interrupt.StopRequest`: the first SIGINT/SIGTERM is a request, the second acts as
+"""`qgmrn.engine.interrupt.StopRequest`: the first SIGINT/SIGTERM is a request, the second acts as
 usual, and the handlers before it are back afterwards."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import signal
 
 import pytest
 
-from qgmrn.interrupt import StopRequest
+from qgmrn.engine.interrupt import StopRequest
 
 
 def test_first_signal_requests_the_second_acts_as_usual():
@@ -47,7 +47,7 @@ def test_data_workers_ignore_the_signals_the_main_process_decides_on():
 
     code = (
         "import os, signal\n"
-        "from qgmrn.interrupt import ignore_interrupts\n"
+        "from qgmrn.data.dataset import ignore_interrupts\n"
         "ignore_interrupts()\n"
         "os.kill(os.getpid(), signal.SIGTERM)\n"
         "os.kill(os.getpid(), signal.SIGINT)\n"

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from qgmrn.losses import load_balance_loss, vqa_loss
+from qgmrn.engine.losses import load_balance_loss, vqa_loss
 
 
 def test_load_loss_matches_hand_computation():

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from qgmrn.config import PRESETS, get_config
-from qgmrn.losses import load_balance_loss, vqa_loss
+from qgmrn.engine.losses import load_balance_loss, vqa_loss
 from qgmrn.model import QGMRN, build_model, count_gates, set_tau
 from qgmrn.nn.gumbel import GumbelSigmoidGate
 from qgmrn.nn.output import VQAOutput

@@ -56,7 +56,8 @@ def test_the_library_imports_without_the_notebook_and_analysis_extras():
 
     code = (
         "import sys\n"
-        "import qgmrn.cli, qgmrn.train, qgmrn.evaluate, qgmrn.finetune, qgmrn.pretrain\n"
+        "import qgmrn.cli, qgmrn.engine.trainer, qgmrn.engine.evaluate, qgmrn.engine.finetuning\n"
+        "import qgmrn.engine.pretrain\n"
         "import qgmrn.synth, qgmrn.model, qgmrn.data\n"
         "from qgmrn import cli\n"
         "import importlib\n"

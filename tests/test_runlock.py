@@ -1,4 +1,4 @@
-"""qgmrn.runlock: one training per run folder (a lock file naming its holder; stale locks of
+"""qgmrn.engine.runlock: one training per run folder (a lock file naming its holder; stale locks of
 dead processes are taken over, live ones and those of other hosts refuse)."""
 
 from __future__ import annotations
@@ -15,13 +15,13 @@ from pathlib import Path
 import pytest
 
 import qgmrn
-from qgmrn import runlock
-from qgmrn.runlock import LOCK_NAME, RunLockedError, acquire, read_lock
+from qgmrn.engine import runlock
+from qgmrn.engine.runlock import LOCK_NAME, RunLockedError, acquire, read_lock
 
 ENV = {**os.environ, "PYTHONPATH": str(Path(qgmrn.__file__).resolve().parents[1])}
 HOLD = """
 import sys
-from qgmrn.runlock import acquire
+from qgmrn.engine.runlock import acquire
 lock = acquire(sys.argv[1])
 print("held", flush=True)
 sys.stdin.read()  # hold until the test closes stdin (or kills us)
@@ -29,7 +29,7 @@ lock.release()
 """
 RACE = """
 import sys, time
-from qgmrn.runlock import RunLockedError, acquire
+from qgmrn.engine.runlock import RunLockedError, acquire
 while time.time() < float(sys.argv[2]):  # start together
     pass
 try:

@@ -6,6 +6,8 @@
 - `curves`: learning curves (metrics.jsonl) and accuracy by question type (eval.json).
 - `gumbel_demo`: the Gumbel-sigmoid / straight-through walkthrough of notebook 02.
 - `runs`: loading a trained run for inspection (model, vocabulary, images, questions).
+- `compare`: a set of runs side by side: at equal training samples, samples to a target
+  accuracy, where their steps were trained, what their routers learned, Welch's interval.
 
 Every function takes paths or arrays and returns a figure or a DataFrame; figures and tables
 are written atomically (`qgmrn.fileio`). Needs the analysis extra (`pip install 'qgmrn[analysis]'`:

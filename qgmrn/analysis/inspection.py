@@ -27,8 +27,8 @@ class TrainedRun:
 
 def load_trained(run_dir: PathLike, *, device: str = "cpu", which: str = "best") -> TrainedRun:
     """The model of a run directory with its weights (``best`` or ``latest``), in eval mode,
-    through `qgmrn.evaluate.load_run` (safe loading, config and vocabulary checked)."""
-    from qgmrn.evaluate import load_run
+    through `qgmrn.engine.evaluate.load_run` (safe loading, config and vocabulary checked)."""
+    from qgmrn.engine.evaluate import load_run
 
     cfg, vocab, model, _ = load_run(run_dir, which, device)
     return TrainedRun(model, vocab, cfg, Path(run_dir))

@@ -73,3 +73,21 @@ def data_set_prior(data_dir: PathLike, split: str = "val", *, cache: bool = True
         except OSError:
             pass  # a read-only data set: nothing kept, the scores stand
     return scores
+
+
+def runs_prior(run_dirs) -> dict | None:
+    """The question-type prior of the data set the runs trained on (their config.json), with
+    its folder as "data_dir", or None when that data set is not on this machine."""
+    from qgmrn.fileio import locate
+
+    for run_dir in run_dirs:
+        cfg = json.loads((Path(run_dir) / "config.json").read_text())
+        data_dir = cfg.get("data", {}).get("data_dir")
+        if data_dir is None:
+            continue
+        try:
+            located = locate(data_dir)  # recorded relative to the project root when inside it
+            return {**data_set_prior(located), "data_dir": located}
+        except FileNotFoundError:
+            return None
+    return None

@@ -18,7 +18,7 @@ import pandas as pd
 import torch
 from torch import Tensor, nn
 
-from qgmrn.losses import load_balance_loss, vqa_loss
+from qgmrn.engine.losses import load_balance_loss, vqa_loss
 
 # where each step lives, for the walkthrough's table
 _FILES = {

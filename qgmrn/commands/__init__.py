@@ -28,16 +28,16 @@ def run_training(command: str, train: Callable[[], dict[str, Any]]) -> dict[str,
     """`train()` (a `fit` or `finetune` call) for the command `command`: its result, or the exit
     status after a failure the user can act on, printed as one line that names the file and what
     to do (1), or after SIGINT/SIGTERM, once checkpoint.pt holds the step reached (130/143)."""
-    from qgmrn.checkpoint import CheckpointError
-    from qgmrn.fileio import DiskFullError
-    from qgmrn.interrupt import TrainingInterrupted
-    from qgmrn.runlock import RunLockedError
-    from qgmrn.train import (
+    from qgmrn.engine import (
+        CheckpointError,
         DataWorkerError,
         DeviceOutOfMemoryError,
         NonFiniteLossError,
         PeerProcessError,
+        RunLockedError,
+        TrainingInterrupted,
     )
+    from qgmrn.fileio import DiskFullError
 
     try:
         return train()

@@ -2,7 +2,7 @@
 
 Writes `eval_[<data set>_]<split>[_<questions>]_<best|latest>.json` and the matching
 `routing_paths_...npz` into the run folder (named by what was scored: another data set's name,
-another question file's stem; `qgmrn.evaluate.output_stem`) and prints the accuracies.
+another question file's stem; `qgmrn.engine.evaluate.output_stem`) and prints the accuracies.
 """
 
 from __future__ import annotations
@@ -28,9 +28,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from qgmrn.checkpoint import CheckpointError
     from qgmrn.config import ConfigFileError
-    from qgmrn.evaluate import evaluate_run
+    from qgmrn.engine.checkpoint import CheckpointError
+    from qgmrn.engine.evaluate import evaluate_run
 
     try:
         result = evaluate_run(

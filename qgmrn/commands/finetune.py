@@ -32,7 +32,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from qgmrn.finetune import finetune
+    from qgmrn.engine import finetune
 
     result = run_training(
         "finetune",

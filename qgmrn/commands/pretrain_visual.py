@@ -27,7 +27,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from qgmrn.pretrain import pretrain_visual
+    from qgmrn.engine.pretrain import pretrain_visual
 
     try:
         cfg = apply_overrides(PRESETS[args.preset](args.profile), args.overrides)

@@ -1,4 +1,4 @@
-"""`qgmrn train`: train a preset on a data set into a run directory (`qgmrn.train.fit`).
+"""`qgmrn train`: train a preset on a data set into a run directory (`qgmrn.engine.fit`).
 
 qgmrn train --preset brn_c16 --profile demo --data data/mini-clevr --out results/demo/runs/x
 torchrun --nproc_per_node 4 -m qgmrn.cli train --preset brn_c32 --profile paper --device cuda
@@ -57,7 +57,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--image-size", type=int, nargs=2, default=None, metavar=("H", "W"), help="network input"
     )
     parser.add_argument(
-        "--attribute-loss",
+        "--attribute-loss-weight",
+        "--attribute-loss",  # its first name, kept for the commands that use it
         type=float,
         default=None,
         metavar="WEIGHT",
@@ -96,13 +97,13 @@ def build_config(args: argparse.Namespace):
         seed=args.seed,
         eval_every_steps=args.eval_every_steps,
         checkpoint_every_steps=args.checkpoint_every_steps,
-        attribute_loss_weight=args.attribute_loss,
+        attribute_loss_weight=args.attribute_loss_weight,
         attribute_loss_reach=args.attribute_loss_reach,
     )
     data = _given(
         num_workers=args.workers,
         train_source=args.train_source,
-        stream_scene_reuse=args.scene_reuse,
+        scene_reuse=args.scene_reuse,
         curriculum=None if args.curriculum is None else tuple(args.curriculum),
         image_size=None if args.image_size is None else tuple(args.image_size),
     )
@@ -137,7 +138,7 @@ def budget_note(args: argparse.Namespace, cfg) -> str | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from qgmrn.train import fit
+    from qgmrn.engine import fit
 
     try:
         cfg = build_config(args)

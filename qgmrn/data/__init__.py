@@ -18,6 +18,7 @@ _EXPORTS: dict[str, str] = {
     "cache_paths": "cache",
     "ImageCacheError": "cache",
     "ClevrQuestions": "dataset",
+    "build_vocab": "dataset",
     "Batch": "dataset",
     "collate": "dataset",
     "normalize_images": "dataset",

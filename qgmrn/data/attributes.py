@@ -9,7 +9,7 @@ every image model sat only 3-5 points above the question-only LSTM (the image ba
 renderer knows which object every pixel shows, so a dense label comes for free: each cell of the
 visual network's output map y_L is labelled with the colour, shape, size and material of the
 object that covers most of it, or "no object" (`cell_targets`). The loss
-(`qgmrn.losses.attribute_loss`) trains a 1x1 head (`qgmrn.nn.attributes.AttributeHead`) that
+(`qgmrn.engine.losses.attribute_loss`) trains a 1x1 head (`qgmrn.nn.attributes.AttributeHead`) that
 exists only during training; the model evaluated is the paper's, unchanged.
 """
 

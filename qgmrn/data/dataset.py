@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import os
 import random
+import signal
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -27,7 +28,6 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from qgmrn.data.cache import cached_image_indices, open_cache
 from qgmrn.data.vocab import Vocab
-from qgmrn.interrupt import ignore_interrupts
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -79,6 +79,20 @@ def load_question_file(path: Path, humans: bool | None = None) -> list[dict[str,
     if humans is None:  # CLEVR-Humans files are named CLEVR-Humans-{split}.json
         humans = "humans" in path.name.lower()
     return clevr.load_humans_questions(path) if humans else clevr.load_questions(path)
+
+
+def train_questions_path(
+    data_dir: str | os.PathLike, questions_file: str | os.PathLike | None = None
+) -> Path:
+    """The training question file: `questions_file`, else the train split's."""
+    if questions_file:
+        return Path(questions_file)
+    return Path(data_dir) / "questions" / "CLEVR_train_questions.json"
+
+
+def build_vocab(data_dir: str | os.PathLike, questions_file: str | os.PathLike | None = None):
+    """The vocabulary of the training questions of `data_dir` (or of `questions_file`)."""
+    return Vocab.build(load_question_file(train_questions_path(data_dir, questions_file)))
 
 
 class ClevrQuestions(Dataset):
@@ -283,6 +297,14 @@ def normalize_images(images: Tensor, dtype: torch.dtype = torch.float32) -> Tens
     work = torch.float64 if dtype == torch.float64 else torch.float32
     scale, bias = _affine(images.device, work)
     return torch.addcmul(bias, images.to(work), scale).to(dtype)
+
+
+def ignore_interrupts(worker_id: int | None = None) -> None:
+    """DataLoader worker init: ignore SIGINT and SIGTERM, which reach the whole process group
+    (Ctrl-C) or every process of a run (`pkill -f`, a scheduler); the main process decides (a
+    training stops after the step, `qgmrn.engine.interrupt`, then shuts the workers down)."""
+    for sig in (signal.SIGINT, signal.SIGTERM):  # those `qgmrn.engine.interrupt` catches
+        signal.signal(sig, signal.SIG_IGN)
 
 
 def seed_worker(worker_id: int) -> None:

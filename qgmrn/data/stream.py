@@ -48,9 +48,8 @@ from torch.utils.data import DataLoader, Dataset
 
 from qgmrn.clevr import SUBTYPES, question_subtype
 from qgmrn.data.attributes import object_attribute_rows
-from qgmrn.data.dataset import Batch, _empty_for_transfer, usable_workers
+from qgmrn.data.dataset import Batch, _empty_for_transfer, ignore_interrupts, usable_workers
 from qgmrn.data.vocab import Vocab
-from qgmrn.interrupt import ignore_interrupts
 from qgmrn.synth.camera import Camera
 from qgmrn.synth.families import families_up_to
 from qgmrn.synth.generate import make_scene, scene_rng

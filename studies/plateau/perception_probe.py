@@ -35,9 +35,9 @@ from torch import Tensor, nn
 from qgmrn.config import apply_overrides, get_config
 from qgmrn.data import normalize_images
 from qgmrn.data.attributes import cell_targets
+from qgmrn.engine.pretrain import RandomGates, attribute_accuracy, load_object_maps
 from qgmrn.model import build_backbone
 from qgmrn.nn.attributes import AttributeHead
-from qgmrn.pretrain import RandomGates, attribute_accuracy, load_object_maps
 
 
 class FilmStem(nn.Module):

@@ -25,7 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from qgmrn.data import ClevrQuestions
-from qgmrn.evaluate import eval_loader, load_run, predict, run_data_dir
+from qgmrn.engine.evaluate import eval_loader, load_run, predict, run_data_dir
 
 
 class FixedPathRouter(nn.Module):

@@ -9,7 +9,6 @@ import math
 
 import numpy as np
 import pytest
-from clevr._clevr_fixtures import SAMPLES, make_scene, node  # tests/clevr, a sibling package
 from PIL import Image
 
 from qgmrn.analysis import saliency
@@ -17,6 +16,8 @@ from qgmrn.clevr import AmbiguousReferenceError, load_questions, load_scenes
 from qgmrn.synth.camera import Camera
 from qgmrn.synth.render import render_scene
 from qgmrn.synth.scene import sample_scene
+
+from ..clevr._clevr_fixtures import SAMPLES, make_scene, node
 
 # ----------------------------------------------------------------------------- referred_objects
 

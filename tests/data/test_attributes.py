@@ -1,5 +1,5 @@
 """Object-attribute targets of the auxiliary attribute loss (ours): the cell labels, the
-stream's object maps, and `fit` with the loss on (qgmrn.data.attributes, qgmrn.auxiliary)."""
+stream's object maps, and `fit` with the loss on (qgmrn.data.attributes, qgmrn.engine.auxiliary)."""
 
 from __future__ import annotations
 
@@ -10,15 +10,15 @@ import numpy as np
 import pytest
 import torch
 
-from qgmrn.checkpoint import read_checkpoint
 from qgmrn.config import config_from_dict, config_to_dict, get_config
 from qgmrn.data.attributes import ATTRIBUTE_CLASSES, cell_targets, object_attribute_rows
 from qgmrn.data.stream import SceneStream, StreamSpec, stream_vocab
-from qgmrn.losses import attribute_loss
+from qgmrn.engine import fit
+from qgmrn.engine.checkpoint import read_checkpoint
+from qgmrn.engine.losses import attribute_loss
 from qgmrn.nn.attributes import AttributeHead
 from qgmrn.synth.camera import Camera
 from qgmrn.synth.render import object_ids
-from qgmrn.train import fit
 
 NONE = torch.tensor(ATTRIBUTE_CLASSES) - 1  # the "no object" class of each attribute
 

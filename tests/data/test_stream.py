@@ -9,13 +9,13 @@ import json
 import pytest
 import torch
 
-from qgmrn.checkpoint import read_checkpoint
 from qgmrn.clevr import question_subtype
 from qgmrn.config import get_config
 from qgmrn.data.stream import SceneStream, StreamSpec, stream_batches, stream_vocab
+from qgmrn.engine import fit
+from qgmrn.engine.checkpoint import read_checkpoint
 from qgmrn.synth.families import max_hops
 from qgmrn.synth.generate import make_scene
-from qgmrn.train import fit
 
 
 @pytest.fixture(scope="module")
@@ -166,6 +166,32 @@ def test_fit_on_the_stream_resumes_bit_identically(mini_clevr_dir, tmp_path):
     assert [json.loads(r)["step"] for r in rows if '"val"' in r] == [3, 6]
 
 
+def test_a_stream_run_written_under_the_old_name_of_scene_reuse_resumes(mini_clevr_dir, tmp_path):
+    """A run stopped with `stream_scene_reuse` in its config.json and checkpoint (the field's
+    name before it was `scene_reuse`) resumes to the weights of the uninterrupted run and
+    records the new name."""
+    cfg = _stream_config()
+    cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, scene_reuse=2))
+    fit(cfg, mini_clevr_dir, tmp_path / "full", progress=False, max_steps=4)
+    cut = tmp_path / "cut"
+    fit(cfg, mini_clevr_dir, cut, progress=False, max_steps=2)
+
+    def old_names(text: str) -> str:
+        d = json.loads(text)
+        d["data"]["stream_scene_reuse"] = d["data"].pop("scene_reuse")
+        return json.dumps(d)
+
+    (cut / "config.json").write_text(old_names((cut / "config.json").read_text()))
+    saved = torch.load(cut / "checkpoint.pt", weights_only=True)
+    torch.save({**saved, "config": old_names(saved["config"])}, cut / "checkpoint.pt")
+    assert fit(cfg, mini_clevr_dir, cut, progress=False, max_steps=4, resume=True)["step"] == 4
+    a = read_checkpoint(tmp_path / "full" / "checkpoint.pt")
+    b = read_checkpoint(cut / "checkpoint.pt")
+    for key in a["model"]:
+        assert torch.equal(a["model"][key], b["model"][key]), key
+    assert json.loads((cut / "config.json").read_text())["data"]["scene_reuse"] == 2
+
+
 def test_step_validation_scores_at_the_same_steps_whatever_the_epoch(mini_clevr_dir, tmp_path):
     cfg = _stream_config(eval_every_steps=2, eval_every_epochs=0)
     fit(cfg, mini_clevr_dir, tmp_path / "run", progress=False)
@@ -174,7 +200,7 @@ def test_step_validation_scores_at_the_same_steps_whatever_the_epoch(mini_clevr_
 
 
 def test_the_test_split_of_mini_clevr_is_scored_from_its_answers(mini_clevr_dir, tmp_path):
-    from qgmrn.evaluate import evaluate_run
+    from qgmrn.engine.evaluate import evaluate_run
 
     fit(_stream_config(), mini_clevr_dir, tmp_path / "run", progress=False, max_steps=1)
     ev = evaluate_run(tmp_path / "run", split="test", which="latest", progress=False)

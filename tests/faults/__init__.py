@@ -39,7 +39,7 @@ def qgmrn_cmd(*args: str) -> list[str]:
 
 # imports what `qgmrn train` needs and waits for a line on stdin
 _WARM = """
-import qgmrn.cli, qgmrn.commands.train, qgmrn.data, qgmrn.model, qgmrn.train
+import qgmrn.cli, qgmrn.commands.train, qgmrn.data, qgmrn.engine.trainer, qgmrn.model
 sys.stdin.readline()
 sys.stdin.close()
 """

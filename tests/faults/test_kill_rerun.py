@@ -24,13 +24,13 @@ import pytest
 import torch
 from PIL import Image
 
-import qgmrn.train
+import qgmrn.engine.trainer
 from qgmrn import cli
-from qgmrn.checkpoint import read_checkpoint
 from qgmrn.config import get_config
 from qgmrn.data import cache as cache_mod
+from qgmrn.engine.checkpoint import read_checkpoint
+from qgmrn.engine.runlock import LOCK_NAME
 from qgmrn.fileio import DiskFullError
-from qgmrn.runlock import LOCK_NAME
 
 from . import (
     assert_same_files,
@@ -47,8 +47,9 @@ SMOKE = get_config("brn_c8", "smoke").data
 N_IMAGES = SMOKE.train_scenes + SMOKE.val_scenes + SMOKE.test_scenes  # 36
 GEN_ARGS = ["--profile", "smoke", "--humans", "--workers", "1", "--no-progress"]
 KILLED = -signal.SIGKILL
-# `qgmrn.train.fit` takes the run-folder lock (qgmrn.runlock) once the hook is in train.py
-HOOKED = "runlock" in inspect.getsource(qgmrn.train)
+# `qgmrn.engine.fit` takes the run-folder lock (qgmrn.engine.runlock) once the hook is in its
+# module
+HOOKED = "runlock" in inspect.getsource(qgmrn.engine.trainer)
 
 
 # 10 ms more per scene in the killed runs, so a kill after image k lands before the end even on
@@ -173,7 +174,7 @@ EVAL_TIMINGS = ("train_minutes", "wall_minutes_this_call")
 # 0.35 s more before each training step in the killed runs: the kill, at most 0.3 s after step k
 # is logged, then lands before step k+1 ends even on a fast machine, never after the last step
 # (where the run has released its lock and finished). Pacing changes when, not what, it writes.
-TRAIN_PACE = pace("qgmrn.train", "train_step", 0.35)
+TRAIN_PACE = pace("qgmrn.engine.loop", "train_step", 0.35)
 
 
 def _train_args(data, out, *more):
@@ -310,7 +311,7 @@ def test_ctrl_c_stops_after_the_step_and_the_resume_ends_as_the_uninterrupted_ru
 @pytest.mark.slow
 @pytest.mark.xfail(
     not HOOKED,
-    reason="needs the qgmrn.runlock hook in qgmrn.train.fit (see qgmrn/runlock.py)",
+    reason="needs the qgmrn.engine.runlock hook in qgmrn.engine.fit (see qgmrn/engine/runlock.py)",
     run=False,
 )
 def test_a_second_training_on_a_run_folder_in_use_is_refused(data_dir, tmp_path):

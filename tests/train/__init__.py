@@ -1,5 +1,5 @@
-"""Tests of `qgmrn.train`, `qgmrn.evaluate`, `qgmrn.finetune`, `qgmrn.checkpoint`, `qgmrn.metrics`
-and `qgmrn.schedules`.
+"""Tests of `qgmrn.engine` (fit, the loop, evaluate, finetune, checkpoint, schedules) and
+`qgmrn.metrics`.
 
 `make_tiny_clevr` writes a minute CLEVR-layout folder (one coloured square per image, questions
 whose answers depend on its colour) so these tests need neither the renderer nor a download.

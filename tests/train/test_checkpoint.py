@@ -11,8 +11,8 @@ import pytest
 import torch
 from torch import nn
 
-from qgmrn import checkpoint as ckpt
 from qgmrn.config import config_to_json, get_config
+from qgmrn.engine import checkpoint as ckpt
 
 
 def _vocab_json(words=("a", "b")) -> str:

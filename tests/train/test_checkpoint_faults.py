@@ -10,8 +10,8 @@ import json
 import pytest
 import torch
 
-from qgmrn import checkpoint as ckpt
 from qgmrn import cli
+from qgmrn.engine import checkpoint as ckpt
 from qgmrn.fileio import DiskFullError
 
 from . import make_tiny_clevr

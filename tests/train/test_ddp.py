@@ -14,8 +14,8 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from qgmrn.checkpoint import CheckpointError, read_checkpoint
-from qgmrn.train import fit
+from qgmrn.engine import fit
+from qgmrn.engine.checkpoint import CheckpointError, read_checkpoint
 
 from . import make_tiny_clevr, tiny_config
 
@@ -71,7 +71,8 @@ def _dying_worker(rank: int, world: int, port: int, data_dir: str, out: str, q) 
     import signal
     import time
 
-    import qgmrn.train as train_mod
+    import qgmrn.engine.loop as train_mod
+    from qgmrn.engine import PeerProcessError
 
     os.environ.update(
         MASTER_ADDR="127.0.0.1",
@@ -95,7 +96,7 @@ def _dying_worker(rank: int, world: int, port: int, data_dir: str, out: str, q) 
     try:
         fit(cfg, data_dir, out, progress=False)
         q.put((rank, "finished", time.monotonic() - start))
-    except train_mod.PeerProcessError as e:
+    except PeerProcessError as e:
         q.put((rank, str(e), time.monotonic() - start))
 
 

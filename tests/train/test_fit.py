@@ -11,14 +11,13 @@ import numpy as np
 import pytest
 import torch
 
-import qgmrn.losses
+import qgmrn.engine.losses
 from qgmrn import cli
-from qgmrn.checkpoint import CheckpointError, read_checkpoint
 from qgmrn.clevr.constants import QUESTION_TYPES, SUBTYPES
-from qgmrn.finetune import finetune
-from qgmrn.history import read_history
-from qgmrn.interrupt import TrainingInterrupted
-from qgmrn.train import NonFiniteLossError, fit
+from qgmrn.engine import NonFiniteLossError, finetune, fit
+from qgmrn.engine.checkpoint import CheckpointError, read_checkpoint
+from qgmrn.engine.history import read_history
+from qgmrn.engine.interrupt import TrainingInterrupted
 
 from . import make_tiny_clevr, tiny_config
 
@@ -125,7 +124,7 @@ def test_resume_refuses_another_model(trained, data_dir, tmp_path):
 
 def test_non_finite_loss_stops_naming_the_step(data_dir, tmp_path, monkeypatch):
     """A NaN loss at step 3 stops training; the checkpoint of step 2 is kept, not overwritten."""
-    real = qgmrn.losses.vqa_loss
+    real = qgmrn.engine.losses.vqa_loss
     calls = []
 
     def poisoned(logits, answers):
@@ -133,7 +132,7 @@ def test_non_finite_loss_stops_naming_the_step(data_dir, tmp_path, monkeypatch):
         loss = real(logits, answers)
         return loss * float("nan") if len(calls) == 4 else loss  # the 4th step is step 3
 
-    monkeypatch.setattr(qgmrn.losses, "vqa_loss", poisoned)
+    monkeypatch.setattr(qgmrn.engine.losses, "vqa_loss", poisoned)
     out = tmp_path / "nan"
     with pytest.raises(NonFiniteLossError, match="step 3"):
         fit(tiny_config("lstm", checkpoint_every_steps=2), data_dir, out, progress=False)
@@ -180,7 +179,7 @@ def test_finetune_from_a_run_trained_on_the_stream(trained, data_dir, tmp_path):
     base = tmp_path / "streamed"
     shutil.copytree(full, base)
     cfg = json.loads((base / "config.json").read_text())
-    cfg["data"].update(train_source="stream", stream_scene_reuse=4, num_workers=512)
+    cfg["data"].update(train_source="stream", scene_reuse=4, num_workers=512)
     (base / "config.json").write_text(json.dumps(cfg))
     result = finetune(base, data_dir, tmp_path / "humans", max_steps=1, progress=False)
     assert result["step"] == 1
@@ -224,7 +223,7 @@ def test_fit_and_evaluate_on_a_subset_of_image_indices(tmp_path):
 def test_evaluation_files_are_named_by_what_they_scored(trained, data_dir, tmp_path):
     import shutil as _shutil
 
-    from qgmrn.evaluate import output_stem
+    from qgmrn.engine.evaluate import output_stem
 
     _, out, _ = trained
     other = tmp_path / "other-set"
@@ -264,7 +263,7 @@ def test_a_run_inside_the_project_records_its_data_relative_and_evaluates_from_e
     one outside it is recorded absolute."""
     import shutil as _shutil
 
-    from qgmrn.evaluate import evaluate_run
+    from qgmrn.engine.evaluate import evaluate_run
     from qgmrn.fileio import project_root
 
     relative = f"results/.test-data-{os.getpid()}/clevr"
@@ -288,7 +287,7 @@ def test_a_run_inside_the_project_records_its_data_relative_and_evaluates_from_e
 
 
 def test_sparse_evaluation_gives_the_dense_answers(trained):
-    from qgmrn.evaluate import evaluate_run
+    from qgmrn.engine.evaluate import evaluate_run
 
     _, out, _ = trained
     dense = evaluate_run(out, which="latest", progress=False, write=False)
@@ -315,13 +314,13 @@ def test_the_end_of_run_validation_is_not_predicted_twice(data_dir, tmp_path, mo
     """A run stopped mid-epoch validates its last weights once: when they are the best, eval.json
     and routing_paths.npz reuse that pass (one val pass, not two) and say what a separate
     evaluation of best.pt says."""
-    import qgmrn.train
-    from qgmrn.evaluate import evaluate_run
+    import qgmrn.engine.loop
+    from qgmrn.engine.evaluate import evaluate_run
 
     calls = []
-    real_predict = qgmrn.train.predict
+    real_predict = qgmrn.engine.loop.predict
     monkeypatch.setattr(
-        qgmrn.train, "predict", lambda *a, **k: calls.append(k) or real_predict(*a, **k)
+        qgmrn.engine.loop, "predict", lambda *a, **k: calls.append(k) or real_predict(*a, **k)
     )
     out = tmp_path / "stopped"
     result = fit(tiny_config("brn_c8", epochs=1), data_dir, out, progress=False, max_steps=3)
@@ -337,15 +336,15 @@ def test_the_end_of_run_validation_is_not_predicted_twice(data_dir, tmp_path, mo
 def test_sigterm_stops_after_the_step_with_a_checkpoint_there_and_resume_finishes(
     trained, data_dir, tmp_path, monkeypatch
 ):
-    """SIGTERM during step 2 (qgmrn.interrupt): fit finishes that step, saves checkpoint.pt at
-    step 2 (the periodic one is every 3 steps), writes no eval.json, restores the handlers; the
-    resumed run ends bit-identical to the uninterrupted one."""
+    """SIGTERM during step 2 (qgmrn.engine.interrupt): fit finishes that step, saves
+    checkpoint.pt at step 2 (the periodic one is every 3 steps), writes no eval.json, restores the
+    handlers; the resumed run ends bit-identical to the uninterrupted one."""
     import signal
 
-    import qgmrn.train
+    import qgmrn.engine.loop
 
     cfg, full, _ = trained
-    real = qgmrn.train.train_step
+    real = qgmrn.engine.loop.train_step
     calls = []
 
     def signalled(run, batch):
@@ -355,7 +354,7 @@ def test_sigterm_stops_after_the_step_with_a_checkpoint_there_and_resume_finishe
         return real(run, batch)
 
     before = signal.getsignal(signal.SIGTERM)
-    monkeypatch.setattr(qgmrn.train, "train_step", signalled)
+    monkeypatch.setattr(qgmrn.engine.loop, "train_step", signalled)
     out = tmp_path / "stopped"
     with pytest.raises(TrainingInterrupted, match="at step 2") as stopped:  # a KeyboardInterrupt
         fit(cfg, data_dir, out, progress=False)
@@ -368,7 +367,7 @@ def test_sigterm_stops_after_the_step_with_a_checkpoint_there_and_resume_finishe
     (segment,) = read_history(out)
     assert (segment["end_step"], segment["stop_reason"]) == (2, "interrupted")
 
-    monkeypatch.setattr(qgmrn.train, "train_step", real)
+    monkeypatch.setattr(qgmrn.engine.loop, "train_step", real)
     assert fit(cfg, data_dir, out, progress=False, resume=True)["step"] == 2 * STEPS_PER_EPOCH
     a, b = read_checkpoint(full / "checkpoint.pt"), read_checkpoint(out / "checkpoint.pt")
     for key in a["model"]:
@@ -381,12 +380,12 @@ def test_a_validation_due_at_the_interrupted_step_is_not_skipped(data_dir, tmp_p
     uninterrupted run's."""
     import signal
 
-    import qgmrn.train
+    import qgmrn.engine.loop
 
     cfg = tiny_config("lstm", epochs=2, checkpoint_every_steps=3, eval_every_steps=2)
     ref = tmp_path / "uninterrupted"
     fit(cfg, data_dir, ref, progress=False)
-    real, calls = qgmrn.train.train_step, []
+    real, calls = qgmrn.engine.loop.train_step, []
 
     def signalled(run, batch):
         calls.append(1)
@@ -394,11 +393,11 @@ def test_a_validation_due_at_the_interrupted_step_is_not_skipped(data_dir, tmp_p
             os.kill(os.getpid(), signal.SIGINT)
         return real(run, batch)
 
-    monkeypatch.setattr(qgmrn.train, "train_step", signalled)
+    monkeypatch.setattr(qgmrn.engine.loop, "train_step", signalled)
     out = tmp_path / "stopped"
     with pytest.raises(TrainingInterrupted):
         fit(cfg, data_dir, out, progress=False)
-    monkeypatch.setattr(qgmrn.train, "train_step", real)
+    monkeypatch.setattr(qgmrn.engine.loop, "train_step", real)
     fit(cfg, data_dir, out, progress=False, resume=True)
 
     def val_rows(run):
@@ -420,19 +419,19 @@ def test_a_finished_run_trained_further_and_stopped_does_not_look_finished(
     has none, so nothing reads it as finished; its history says where it stopped."""
     import signal
 
-    import qgmrn.train
+    import qgmrn.engine.loop
 
     cfg, full, _ = trained
     out = tmp_path / "extended"
     shutil.copytree(full, out)
     assert (out / "eval.json").exists()
-    real = qgmrn.train.train_step
+    real = qgmrn.engine.loop.train_step
 
     def signalled(run, batch):
         os.kill(os.getpid(), signal.SIGTERM)
         return real(run, batch)
 
-    monkeypatch.setattr(qgmrn.train, "train_step", signalled)
+    monkeypatch.setattr(qgmrn.engine.loop, "train_step", signalled)
     longer = tiny_config("brn_c8", epochs=3, checkpoint_every_steps=3)
     with pytest.raises(TrainingInterrupted, match=f"at step {2 * STEPS_PER_EPOCH + 1}"):
         fit(longer, data_dir, out, progress=False, resume=True)
@@ -463,7 +462,7 @@ def test_a_dead_data_worker_stops_the_run_naming_it_and_the_checkpoint_to_resume
     """A DataLoader worker killed from outside (SIGKILL, the OOM killer) ends the run with a
     message naming the worker, the step reached and the step checkpoint.pt holds; --resume then
     finishes exactly as the uninterrupted run."""
-    import qgmrn.train as train_mod
+    import qgmrn.engine.loop as train_mod
 
     cfg, full, _ = trained
     original = train_mod._epoch_batches
@@ -476,7 +475,7 @@ def test_a_dead_data_worker_stops_the_run_naming_it_and_the_checkpoint_to_resume
 
     monkeypatch.setattr(train_mod, "_epoch_batches", dying)
     out = tmp_path / "run"
-    with pytest.raises(train_mod.DataWorkerError) as err:
+    with pytest.raises(qgmrn.engine.DataWorkerError) as err:
         fit(cfg, data_dir, out, progress=False)
     text = str(err.value)
     assert "worker (pid 4242) is killed by signal: Killed" in text
@@ -497,7 +496,7 @@ def test_out_of_device_memory_names_the_sizes_the_flags_and_the_checkpoint(
     """`torch.cuda.OutOfMemoryError` in a step (simulated on the CPU) ends the run with the
     batch size, image size and preset, the flags that need less memory and the step checkpoint.pt
     holds; the checkpoint is intact and --resume finishes exactly as the uninterrupted run."""
-    import qgmrn.train as train_mod
+    import qgmrn.engine.loop as train_mod
 
     cfg, full, _ = trained
     original = train_mod.train_step
@@ -509,7 +508,7 @@ def test_out_of_device_memory_names_the_sizes_the_flags_and_the_checkpoint(
 
     monkeypatch.setattr(train_mod, "train_step", oom_at_5)
     out = tmp_path / "run"
-    with pytest.raises(train_mod.DeviceOutOfMemoryError) as err:
+    with pytest.raises(qgmrn.engine.DeviceOutOfMemoryError) as err:
         fit(cfg, data_dir, out, progress=False)
     text = str(err.value)
     H, W = cfg.data.image_size
@@ -529,7 +528,7 @@ def test_train_and_finetune_commands_report_device_memory_as_one_line(
     trained, data_dir, tmp_path, capsys, monkeypatch
 ):
     """Both commands turn the out-of-memory error into one line on stderr and exit status 1."""
-    import qgmrn.train as train_mod
+    import qgmrn.engine.loop as train_mod
 
     def oom(run, batch):
         raise torch.cuda.OutOfMemoryError("CUDA out of memory.")
@@ -555,7 +554,7 @@ def test_a_run_can_be_read_and_evaluated_while_it_trains(data_dir, tmp_path):
     import threading
 
     from qgmrn.analysis.curves import read_metrics
-    from qgmrn.evaluate import evaluate_run
+    from qgmrn.engine.evaluate import evaluate_run
 
     out = tmp_path / "live"
     done = threading.Event()

@@ -5,8 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 
-from qgmrn.finetune import finetune
-from qgmrn.train import fit
+from qgmrn.engine import finetune, fit
 
 from . import tiny_config
 

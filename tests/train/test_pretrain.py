@@ -1,5 +1,5 @@
 """Perception first (ours, the plateau study): the visual network pretrained on per-cell object
-attributes (`qgmrn.pretrain`), a VQA run started from it (`TrainConfig.visual_init`), and the
+attributes (`qgmrn.engine.pretrain`), a VQA run started from it (`TrainConfig.visual_init`), and the
 attribute-only steps at the start of a run (`TrainConfig.attribute_pretrain_steps`)."""
 
 from __future__ import annotations
@@ -10,10 +10,10 @@ import json
 import pytest
 import torch
 
-from qgmrn.checkpoint import CheckpointError, read_checkpoint
 from qgmrn.config import get_config
-from qgmrn.pretrain import load_object_maps, pretrain_visual, read_visual
-from qgmrn.train import fit
+from qgmrn.engine import fit
+from qgmrn.engine.checkpoint import CheckpointError, read_checkpoint
+from qgmrn.engine.pretrain import load_object_maps, pretrain_visual, read_visual
 
 
 def _config(**train):

@@ -1,5 +1,5 @@
-"""`qgmrn.runtime`: which precision and memory format a pass uses on which device, and a CPU run
-under bf16 autocast + channels_last (the demo FRN's CPU setting) end to end."""
+"""`qgmrn.engine.runtime`: which precision and memory format a pass uses on which device, and a
+CPU run under bf16 autocast + channels_last (the demo FRN's CPU setting) end to end."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from torch import nn
 
 from qgmrn import runtime
 from qgmrn.config import get_config
-from qgmrn.train import fit
+from qgmrn.engine import fit
 
 from . import make_tiny_clevr, tiny_config
 

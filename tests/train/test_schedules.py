@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from qgmrn.config import TrainConfig
-from qgmrn.schedules import lr_at, tau_at
+from qgmrn.engine.schedules import lr_at, tau_at
 
 
 def test_linear_warmup_then_constant():

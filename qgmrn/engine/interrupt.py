@@ -1,7 +1,7 @@
 """Stop a training cleanly on SIGINT (Ctrl-C) or SIGTERM (`kill PID`): ours.
 
 A run stopped at the end of a sitting continues with ``--resume`` in the next. Killed outright,
-it loses the steps since its last checkpoint; asked with a signal, `qgmrn.train.fit` finishes
+it loses the steps since its last checkpoint; asked with a signal, `qgmrn.engine.fit` finishes
 the step under way (and a validation due at that step), writes checkpoint.pt at that exact step,
 records the stop in history.jsonl and raises `TrainingInterrupted`, a KeyboardInterrupt: a
 notebook cell or a script stops as it would on Ctrl-C, with nothing lost, and the command line
@@ -13,11 +13,11 @@ stop takes too long.
 Only in the main thread of a single-process run, and not under torchrun (every rank would have
 to agree on the step, and torchrun's agent forwards a Ctrl-C as SIGTERM): there the signals keep
 their usual meaning. A signal the process ignores (a background job's SIGINT) stays ignored.
-DataLoader workers ignore SIGINT and SIGTERM (`ignore_interrupts`), so that a Ctrl-C to the
-whole process group, or a SIGTERM sent to every process of the run (`pkill -f`, `kill -- -PGID`,
-a batch scheduler's preemption), does not kill them under the batch the main process waits for:
-the main process stops with its checkpoint, then shuts them down (and a worker whose main
-process is gone exits on its own, PyTorch's watchdog).
+DataLoader workers ignore SIGINT and SIGTERM (`qgmrn.data.dataset.ignore_interrupts`), so that a
+Ctrl-C to the whole process group, or a SIGTERM sent to every process of the run (`pkill -f`,
+`kill -- -PGID`, a batch scheduler's preemption), does not kill them under the batch the main
+process waits for: the main process stops with its checkpoint, then shuts them down (and a
+worker whose main process is gone exits on its own, PyTorch's watchdog).
 """
 
 from __future__ import annotations
@@ -46,14 +46,6 @@ class TrainingInterrupted(KeyboardInterrupt):
     @property
     def exit_status(self) -> int:
         return 128 + int(self.signal)
-
-
-def ignore_interrupts(worker_id: int | None = None) -> None:
-    """DataLoader worker init: ignore SIGINT and SIGTERM, which reach the whole process group
-    (Ctrl-C) or every process of a run (`pkill -f`, a scheduler); the main process decides (it
-    stops after the step, then shuts the workers down)."""
-    for sig in SIGNALS:
-        signal.signal(sig, signal.SIG_IGN)
 
 
 class StopRequest:

@@ -20,13 +20,10 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from qgmrn import checkpoint as ckpt
-from qgmrn import distributed as qdist
 from qgmrn.config import config_to_json, read_config
-from qgmrn.fileio import atomic_write, atomic_write_json, locate
-from qgmrn.metrics import accuracy
-from qgmrn.model import sparse_kwargs
-from qgmrn.runtime import (
+from qgmrn.engine import checkpoint as ckpt
+from qgmrn.engine import distributed as qdist
+from qgmrn.engine.runtime import (
     autocast,
     batch_images,
     ensure_cache,
@@ -34,6 +31,9 @@ from qgmrn.runtime import (
     use_amp,
     use_channels_last,
 )
+from qgmrn.fileio import atomic_write, atomic_write_json, locate
+from qgmrn.metrics import accuracy
+from qgmrn.model import sparse_kwargs
 
 
 def eval_loader(

@@ -21,9 +21,9 @@ from collections.abc import Mapping
 import torch
 from torch import Tensor, nn
 
-from qgmrn.checkpoint import unwrap
 from qgmrn.data.attributes import ATTRIBUTE_CLASSES, cell_targets
-from qgmrn.losses import attribute_loss
+from qgmrn.engine.checkpoint import unwrap
+from qgmrn.engine.losses import attribute_loss
 from qgmrn.nn.attributes import AttributeHead
 
 CHECKPOINT_KEY = "attribute_head"  # where the head's state dict lives in a checkpoint's extra

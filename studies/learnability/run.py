@@ -1,4 +1,4 @@
-"""The learnability study of issue 10: which training data lets the demo models learn fastest?
+"""The learnability study: which training data lets the demo models learn fastest?
 
 Every arm trains one demo preset for the same wall-clock budget, one thread each, two runs at a
 time on this 2-core CPU, validated every `EVAL_EVERY` steps (50k samples) on the same fixed val
@@ -13,10 +13,10 @@ split; only the training data differs:
                  up to one hop until 120k, then every family
 
 Runs go to results/learnability/runs/<preset>__<arm>/; `--resume` continues stopped runs to the
-(new) budget. The summary (qgmrn.analysis.learnability) is written to results/learnability/.
+(new) budget. The summary (`studies.learnability.summary`) is written to results/learnability/.
 
-    python benchmarks/study_learnability.py --presets brn_c16 --arms stream fixed5k
-    python benchmarks/study_learnability.py --summary-only
+    python -m studies.learnability.run --presets brn_c16 --arms stream fixed5k
+    python -m studies.learnability.run --summary-only
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 OUT = ROOT / "results" / "learnability"
 EVAL_EVERY = 781  # steps of 64: 50k samples, the 5k set's epoch
 ARMS: dict[str, list[str]] = {
@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
                 if proc.poll() is not None:
                     print(f"[study] done {arm}: exit {proc.returncode}", flush=True)
                     running.remove((proc, arm))
-    from qgmrn.analysis.learnability import write_summary
+    from studies.learnability.summary import write_summary
 
     write_summary(OUT)
     return 0

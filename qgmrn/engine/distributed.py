@@ -1,4 +1,4 @@
-"""The little `torch.distributed` glue `qgmrn.train` needs under torchrun.
+"""The little `torch.distributed` glue the training (`qgmrn.engine`) needs under torchrun.
 
 torchrun sets ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR`` and ``MASTER_PORT``; when
 ``WORLD_SIZE`` > 1 the trainer joins the process group (NCCL on CUDA, gloo on CPU), wraps the model

@@ -1,4 +1,4 @@
-"""`qgmrn.analysis.separation`: at which budget Table 2's rows separate over seeds.
+"""`studies.reference.separation`: at which budget Table 2's rows separate over seeds.
 
 The run directories are fabricated test data (`_seed_run`: validation passes only).
 """
@@ -8,26 +8,14 @@ from __future__ import annotations
 import json
 import math
 
-import matplotlib
-import numpy as np
 import pytest
 from scipy import stats
 
-from qgmrn.analysis import reference, separation, tables
+from qgmrn.analysis import tables
+from studies.reference import separation, summary
 
-from .test_reference_runs import _reference
+from ..analysis.test_reference_runs import _reference
 from .test_reference_summary import _seed_run
-
-matplotlib.use("Agg")
-
-
-@pytest.fixture(autouse=True)
-def _close_figures():
-    import matplotlib.pyplot as plt
-
-    yield
-    plt.close("all")
-
 
 C8, C16, C32 = "c=8, w/ q, gn", "c=16, w/ q, gn", "c=32, w/ q, gn"
 T2 = stats.t.ppf(0.975, 2)  # two seeds an arm, equal spread: 2 degrees of freedom
@@ -80,16 +68,6 @@ def test_curves_keep_the_common_steps_and_the_papers_row_order(tmp_path):
         separation.arm_curves({"brn_c8": twin} | runs)
     other = _runs(tmp_path / "b", {"brn_c16": {2: [(100, 0.4), (200, 0.5)]}}, batch=32)
     assert separation.arm_curves(runs | other)[1] is None  # batch sizes differ: steps only
-
-
-def test_welch_interval_matches_scipys_t_test():
-    a, b = np.array([40.0, 42.0, 45.0]), np.array([47.0, 48.0])
-    diff, se, ci = separation.welch(a, b)
-    low, high = stats.ttest_ind(b, a, equal_var=False).confidence_interval(0.95)
-    assert diff == pytest.approx(47.5 - 127 / 3)
-    assert se == pytest.approx(math.sqrt(a.var(ddof=1) / 3 + b.var(ddof=1) / 2))
-    assert (diff - ci, diff + ci) == pytest.approx((low, high))
-    assert separation.welch(np.array([1.0, 1.0]), np.array([2.0, 2.0])) == (1.0, 0.0, 0.0)
 
 
 def test_a_claim_separates_when_its_interval_excludes_zero_and_needs_two_seeds(tmp_path):
@@ -177,17 +155,17 @@ def test_summary_adds_the_section_once_two_arms_have_runs(tmp_path):
     runs = ref / "runs"
     _seed_run(runs / "brn_c16_s2", 2, [(5, 0.45)])
     _seed_run(runs / "brn_c16_static_s2", 2, [(5, 0.45)])
-    assert reference.main([str(ref)]) == 0
+    assert summary.main([str(ref)]) == 0
     assert "Table 2 over seeds" not in (ref / "summary.md").read_text()  # one arm: c=16, gn
     _seed_run(runs / "brn_c8_s2", 2, [(5, 0.40)])
     (runs / "brn_c32_s2").mkdir()  # started a moment ago: config, no metrics yet
     (runs / "brn_c32_s2" / "config.json").write_text(json.dumps({"train": {"batch_size": 64}}))
-    assert reference.main([str(ref)]) == 0
+    assert summary.main([str(ref)]) == 0
     text = (ref / "summary.md").read_text()
     assert "## Table 2 over seeds: at which budget do its rows separate?" in text
     assert f"{C8} < {C16}" in text and "one seed" in text
     assert "By type at step 5, the last they share" in text
     assert (ref / "table2.png").stat().st_size > 0
     _seed_run(runs / "brn_c8_s3", 3, [(7, 0.40)])  # shares no step with the others
-    assert reference.main([str(ref)]) == 0
+    assert summary.main([str(ref)]) == 0
     assert "Not available: the runs " in (ref / "summary.md").read_text()

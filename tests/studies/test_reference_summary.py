@@ -1,4 +1,4 @@
-"""`python -m qgmrn.analysis.reference`: the summary written beside the reference runs.
+"""`python -m studies.reference`: the summary written beside the reference runs.
 
 The run directories are fabricated test data (tests/analysis/_fake_runs.py).
 """
@@ -8,117 +8,48 @@ from __future__ import annotations
 import json
 import math
 
-import matplotlib
 import pytest
 
-from qgmrn.analysis import reference
-from qgmrn.history import write_history
+from qgmrn.analysis import compare
+from studies.reference import naming, seeds, summary
+from studies.reference.ours import ours_caption, ours_comparison
 
-from .test_reference_runs import _reference
-
-matplotlib.use("Agg")
+from ..analysis.test_compare import with_history
+from ..analysis.test_reference_runs import _reference
 
 
 def test_summary_names_budgets_and_the_routed_static_gap(tmp_path):
     ref = tmp_path / "reference"
     _reference(ref)  # brn_c16 (60%), brn_c16_static (50%), film still training
-    assert reference.main([str(ref)]) == 0
+    assert summary.main([str(ref)]) == 0
     text = (ref / "summary.md").read_text()
     assert (ref / "curves.png").stat().st_size > 0 and (ref / "by_type.png").exists()
     assert "Ours: ours (reference, 40 min)" in text
     assert "| film | 40 min budget: in progress |" in text
     assert "## Routed vs static twin (brn_c16 vs brn_c16_static)" in text
-    gap = reference.routed_static_gap(ref / "runs" / "brn_c16", ref / "runs" / "brn_c16_static")
+    gap = compare.routed_static_gap(ref / "runs" / "brn_c16", ref / "runs" / "brn_c16_static")
     assert gap.loc["routed - static", "Overall"] == pytest.approx(10.0)
 
 
 def test_twin_pairs_lists_every_routed_run_with_a_finished_twin():
     finished = dict.fromkeys(["brn_c32", "brn_c16_static", "brn_c32_static", "brn_c16", "film"])
-    assert reference.twin_pairs(finished) == ["brn_c16", "brn_c32"]  # the --routed one first
-    assert reference.twin_pairs(finished, routed="brn_c32") == ["brn_c32", "brn_c16"]
-    assert reference.twin_pairs({"brn_c32": None, "brn_c16_static": None}) == []
+    assert naming.twin_pairs(finished) == ["brn_c16", "brn_c32"]  # the --routed one first
+    assert naming.twin_pairs(finished, routed="brn_c32") == ["brn_c32", "brn_c16"]
+    assert naming.twin_pairs({"brn_c32": None, "brn_c16_static": None}) == []
 
 
 def test_summary_says_where_each_stretch_of_steps_was_trained(tmp_path):
-    """A run resumed on another machine: summary.md lists its segments (history.jsonl), with a
-    killed call and a call still running told apart; runs without a history are left out."""
+    """summary.md lists the segments of the runs that keep a history (history.jsonl)."""
     ref = tmp_path / "reference"
-    runs = _reference(ref)
-    gpu = {"device": "cuda:0", "device_name": "GPU X", "precision": "bf16 autocast",
-           "workers": 4, "global_batch": 64}  # fmt: skip
-    cpu = {"device": "cpu", "device_name": "CPU Y, 2 cores", "precision": "fp32",
-           "threads": 1, "workers": 1, "global_batch": 64}  # fmt: skip
-    write_history(
-        runs / "brn_c16",
-        [
-            {"segment": 1, "start_step": 0, "end_step": 1000, "train_minutes": 1.0,
-             "stop_reason": "max_minutes", **gpu},
-            {"segment": 2, "start_step": 1000, "end_step": 1500, "train_minutes": 10.0,
-             "stop_reason": None, **cpu},
-            {"segment": 3, "start_step": 1500, "end_step": 2000, "train_minutes": 10.0,
-             "stop_reason": "max_steps", **cpu},
-        ],
-    )  # fmt: skip
-    write_history(runs / "film", [{"segment": 1, "start_step": 0, "end_step": 64,
-                                   "train_minutes": 0.5, "stop_reason": None, **cpu}])  # fmt: skip
-    frame = reference.segments_frame({p.name: p for p in sorted(runs.iterdir())})
-    assert list(frame.index) == [("brn_c16", 1), ("brn_c16", 2), ("brn_c16", 3), ("film", 1)]
-    assert frame.loc[("brn_c16", 1), "where"] == "GPU X, bf16 autocast, 4 data workers"
-    assert frame.loc[("brn_c16", 2), "where"] == ("CPU Y, 2 cores, fp32, 1 thread, 1 data worker")
-    assert frame.loc[("brn_c16", 1), "samples/s"] == round(64_000 / 60)
-    assert list(frame["stopped"]) == ["max_minutes", "killed", "max_steps", "running"]
-    assert frame.loc[("brn_c16", 2), "steps"] == "1,000-1,500"
-    assert reference.trained_on(runs / "brn_c16") == "GPU (GPU X) + CPU"
-    # read at a step the GPU segment trained, the run was the GPU's alone
-    assert reference.trained_on(runs / "brn_c16", up_to_step=1000) == "GPU (GPU X)"
-    assert reference.trained_on(runs / "brn_c16", up_to_step=1001) == "GPU (GPU X) + CPU"
-    assert reference.trained_on(runs / "film") == "CPU"
-    assert reference.main([str(ref)]) == 0
+    with_history(ref)
+    assert summary.main([str(ref)]) == 0
     text = (ref / "summary.md").read_text()
     assert "## Where the steps were trained" in text and "| brn_c16 | 3 | 1,500-2,000 |" in text
 
 
 def test_summary_without_runs_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="no runs"):
-        reference.summarize(tmp_path)
-
-
-def _curve_run(path, points, batch=100):
-    """A run folder whose validation passes are (step, accuracy) `points`."""
-    path.mkdir(parents=True)
-    (path / "config.json").write_text(json.dumps({"train": {"batch_size": batch}}))
-    rows = [{"kind": "val", "step": s, "overall": a} for s, a in points]
-    (path / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
-    return path
-
-
-def test_equal_samples_takes_the_last_pass_at_or_before_each_budget(tmp_path):
-    # batch 100: steps 1,000 / 2,500 / 5,000 = 100k / 250k / 500k samples
-    run = _curve_run(tmp_path / "a", [(1000, 0.40), (2000, 0.45), (2500, 0.50), (5000, 0.55)])
-    short = _curve_run(tmp_path / "b", [(1000, 0.30), (2000, 0.35)])
-    frame = reference.equal_samples_frame({"a": run, "b": short}, budgets=(100_000, 250_000,
-                                                                           500_000))  # fmt: skip
-    assert list(frame.columns) == ["100k", "250k", "500k"]
-    assert frame.loc["a"].tolist() == pytest.approx([40.0, 50.0, 55.0])
-    assert frame.loc["b", "100k"] == pytest.approx(30.0)
-    assert math.isnan(frame.loc["b", "250k"])  # b stopped at 200k samples
-    near = _curve_run(tmp_path / "near", [(1000, 0.4), (2490, 0.5)])  # 249k: within 1% of 250k
-    assert reference.equal_samples_frame({"near": near}, budgets=(250_000,)).iloc[0, 0] == 50.0
-
-
-def test_milestones_measure_where_reached_and_extrapolate_log_linearly(tmp_path):
-    # accuracy = 0.1 * log10(samples) - 0.1 exactly: 0.4 at 100k, 0.5 at 1M, 0.6 at 10M
-    samples = (10_000, 100_000, 300_000, 600_000, 800_000, 1_000_000)
-    points = [(s // 100, 0.1 * math.log10(s) - 0.1) for s in samples]
-    run = _curve_run(tmp_path / "a", points)
-    flat = _curve_run(
-        tmp_path / "f", [(100, 0.30), (1000, 0.31), (2000, 0.30), (3000, 0.30), (4000, 0.29)]
-    )
-    frame = reference.milestones_frame({"a": run, "f": flat}, targets=(0.4, 0.6, 0.9))
-    assert frame.loc["a", "40%"] == "100k"  # measured: the first pass at or above
-    assert frame.loc["a", "60%"] == "~10.00M (extrapolated)"
-    assert frame.loc["a", "90%"] == "> 100x its samples"  # 10G: far beyond the run
-    assert frame.loc["f", "60%"] == "not rising"
+        summary.summarize(tmp_path)
 
 
 def _seed_run(path, seed, points, by_type_shift=0.0, batch=64):
@@ -145,24 +76,24 @@ def test_seeds_are_compared_at_the_largest_common_step(tmp_path):
         "brn_c16_static_s3": _seed_run(tmp_path / "brn_c16_static_s3", 3, [(2000, 0.48)]),
         "film": _seed_run(tmp_path / "film", 0, [(1500, 0.9)]),  # not an arm: ignored
     }
-    frame, step = reference.seeds_frame(runs, {"routed": "brn_c16", "static": "brn_c16_static"})
+    frame, step = seeds.seeds_frame(runs, {"routed": "brn_c16", "static": "brn_c16_static"})
     assert step == 2000
     assert frame.loc[("routed", 2), "Overall"] == pytest.approx(54.0)
     assert frame.loc[("static", 0), "Count"] == pytest.approx(48.0)
     assert list(frame.xs("routed", level="arm").index) == [0, 2, 3]
-    gap = reference.seeds_gap(frame, "routed", "static")
+    gap = seeds.seeds_gap(frame, "routed", "static")
     assert gap.loc["routed mean", "Overall"] == pytest.approx(50.0)
     assert gap.loc["routed std", "Overall"] == pytest.approx(4.0)
     # routed 50, 54, 46 (std 4); static 48, 50, 48 (std 1.155): gap 4/3, s.e. sqrt(16/3 + 4/9)
     assert gap.loc["routed - static", "Overall"] == pytest.approx(4 / 3)
     assert gap.loc["routed - static s.e.", "Overall"] == pytest.approx((16 / 3 + 4 / 9) ** 0.5)
-    reference.plot_seeds(frame, step, frame.mean())  # a prior line per column
+    seeds.plot_seeds(frame, step, frame.mean())  # a prior line per column
     with pytest.raises(ValueError, match="no run of 'brn_c32'"):
-        reference.seeds_frame(runs, {"routed": "brn_c32", "static": "brn_c16_static"})
+        seeds.seeds_frame(runs, {"routed": "brn_c32", "static": "brn_c16_static"})
     no_common = {"brn_c16": runs["brn_c16"], "brn_c16_static": _seed_run(
         tmp_path / "other", 0, [(1234, 0.5)])}  # fmt: skip
     with pytest.raises(ValueError, match="share no validation step"):
-        reference.seeds_frame(no_common, {"routed": "brn_c16", "static": "brn_c16_static"})
+        seeds.seeds_frame(no_common, {"routed": "brn_c16", "static": "brn_c16_static"})
 
 
 def test_summary_keeps_seed_runs_out_of_the_reference_tables(tmp_path):
@@ -171,7 +102,7 @@ def test_summary_keeps_seed_runs_out_of_the_reference_tables(tmp_path):
     runs = ref / "runs"
     for name in ("brn_c16_s2", "brn_c16_static_s2"):
         _seed_run(runs / name, 2, [(5, 0.45)])
-    assert reference.main([str(ref)]) == 0
+    assert summary.main([str(ref)]) == 0
     text = (ref / "summary.md").read_text()
     assert "## Routed vs static over seeds (brn_c16 vs brn_c16_static)" in text
     assert (ref / "seeds.png").stat().st_size > 0
@@ -190,16 +121,16 @@ def test_seeds_caption_says_whether_the_gap_is_outside_its_95_percent_interval()
             names=["arm", "seed"],
         ),
     )
-    gap = reference.seeds_gap(frame, "routed", "static")
-    text = reference.seeds_caption(gap, 3124)
+    gap = seeds.seeds_gap(frame, "routed", "static")
+    text = seeds.seeds_caption(gap, 3124)
     assert text.startswith("At step 3,124 (3 routed, 3 static seeds), routed minus static: +6.0")
     # routed 50/52/51, static 44/45/46: +6.0 +- t(4 dof) * sqrt(1/3 + 1/3)
     half = stats.t.ppf(0.975, 4) * (2 / 3) ** 0.5
     assert gap.loc["routed - static 95% c.i.", "Overall"] == pytest.approx(half)
     assert f"+6.0 ± {half:.1f} points overall (95% interval" in text
     assert "routed ahead" in text and "Outside the interval: Count" not in text  # Count: 0
-    one = reference.seeds_gap(frame.xs(0, level="seed", drop_level=False), "routed", "static")
-    assert "no spread yet" in reference.seeds_caption(one, 781)
+    one = seeds.seeds_gap(frame.xs(0, level="seed", drop_level=False), "routed", "static")
+    assert "no spread yet" in seeds.seeds_caption(one, 781)
 
 
 def test_our_arm_gets_its_own_section_beside_its_paper_twins(tmp_path):
@@ -212,11 +143,11 @@ def test_our_arm_gets_its_own_section_beside_its_paper_twins(tmp_path):
         _seed_run(runs / name, 0, points)
         cfg = json.loads((runs / name / "config.json").read_text())
         (runs / name / "config.json").write_text(json.dumps(cfg | ours))
-    paper, arm = reference.split_ours({p.name: p for p in runs.iterdir()})
+    paper, arm = naming.split_ours({p.name: p for p in runs.iterdir()})
     assert sorted(arm) == ["brn_c16_attr", "brn_c16_static_attr"] and "brn_c16" in paper
-    assert reference.ours_twins(arm, paper) == {
+    assert naming.ours_twins(arm, paper) == {
         "brn_c16_attr": "brn_c16", "brn_c16_static_attr": "brn_c16_static"}  # fmt: skip
-    assert reference.main([str(ref)]) == 0
+    assert summary.main([str(ref)]) == 0
     text = (ref / "summary.md").read_text()
     section = text.split("## Our labelled arm")[1]
     assert "ours, not the paper's method" in section and "weight 1)" in section
@@ -236,7 +167,7 @@ def test_ours_caption_compares_at_the_largest_common_budget():
         {"100k": [50.0, 48.0], "250k": [60.0, 51.5], "500k": [70.0, float("nan")]},
         index=["brn_c16_attr", "brn_c16"],
     )
-    words = reference.ours_caption(equal, {"brn_c16_attr": "brn_c16"})
+    words = ours_caption(equal, {"brn_c16_attr": "brn_c16"})
     assert words.endswith("brn_c16_attr 60.0 vs brn_c16 51.5 at 250k samples (+8.5).")
 
 
@@ -251,13 +182,13 @@ def test_ours_comparison_by_type_at_the_step_all_four_runs_share(tmp_path):
         if name.endswith("_attr"):
             cfg = json.loads((runs[name] / "config.json").read_text())
             (runs[name] / "config.json").write_text(json.dumps(cfg | ours_cfg))
-    paper, ours = reference.split_ours(runs)
-    c = reference.ours_comparison(ours, paper)
+    paper, ours = naming.split_ours(runs)
+    c = ours_comparison(ours, paper)
     assert c["step"] == 1000
     assert c["over_seeds"].loc["paper routed", "seeds"] == 1  # no seed runs yet
     for name, acc in (("brn_c16_s2", 0.47), ("brn_c16_static_s2", 0.46)):
         paper[name] = _seed_run(tmp_path / name, 2, [(1000, acc)])
-    seeded = reference.ours_comparison(ours, paper)
+    seeded = ours_comparison(ours, paper)
     assert seeded["seeds_step"] == 1000 and seeded["step"] == 1000
     table = seeded["over_seeds"]
     assert table.loc["paper routed", "seeds"] == 2
@@ -296,12 +227,12 @@ def test_ours_comparison_sets_the_two_reaches_side_by_side(tmp_path):
             if "_static" in name:
                 cfg["model"] = {"gate": "static"}
             (runs[name] / "config.json").write_text(json.dumps(cfg))
-    paper, ours = reference.split_ours(runs)
+    paper, ours = naming.split_ours(runs)
     assert set(ours) == {"brn_c16_attr", "brn_c16_attrv", "brn_c16_attrv_s2", "brn_c16_static_attr"}
-    assert reference.ours_twins(ours, paper) == {
+    assert naming.ours_twins(ours, paper) == {
         "brn_c16_attr": "brn_c16", "brn_c16_attrv": "brn_c16",
         "brn_c16_static_attr": "brn_c16_static"}  # fmt: skip
-    c = reference.ours_comparison(ours, paper)
+    c = ours_comparison(ours, paper)
     assert c["step"] == c["seeds_step"] == 1000
     table = c["over_seeds"]
     assert table.loc["ours routed, reach visual", "seeds"] == 2
@@ -312,20 +243,3 @@ def test_ours_comparison_sets_the_two_reaches_side_by_side(tmp_path):
     labels = [t.get_text() for t in c["figure"].axes[0].get_legend().get_texts()]
     assert any(t.startswith("brn_c16_attrv (ours: + attribute loss, reach visual)") for t in labels)
     assert any(t.startswith("brn_c16_static_attr (ours: + attribute loss) ") for t in labels)
-
-
-def test_routing_frame_reads_figure_2_and_3_numbers_of_runs_with_paths(tmp_path):
-    from ._fake_runs import write_fake_run
-
-    with_paths = write_fake_run(tmp_path / "brn_c16", num_paths=260)
-    without = write_fake_run(tmp_path / "film", finished=False)
-    ev = json.loads((with_paths / "eval.json").read_text())
-    (with_paths / "eval.json").write_text(json.dumps(ev | {"checkpoint_step": 700}))
-    frame = reference.routing_frame({"brn_c16": with_paths, "film": without})
-    assert list(frame.index) == ["brn_c16"]
-    row = frame.loc["brn_c16"]
-    assert row["step"] == 700 and 0 <= row["NN subtype acc., stage 1"] <= 100
-    assert {"NN subtype acc., stage 2", "chance", "slope per layer"} <= set(frame.columns)
-    # the fabricated paths open 0.9, 0.75, 0.6, 0.45 of each layer's modules: a falling trend
-    assert row["exec. ratio, first layer"] > row["exec. ratio, last layer"]
-    assert row["slope per layer"] < 0

@@ -24,14 +24,12 @@ from scipy import stats
 
 from qgmrn.analysis import tables
 from qgmrn.analysis._io import save_figure
-from qgmrn.analysis.reference import (
-    CONFIDENCE,
+from qgmrn.analysis.compare import CONFIDENCE, samples_text, welch
+from studies.reference.seeds import (
     RUNS_ATTR,
     arm_runs,
     mean_over_seeds,
-    samples_text,
     seeds_frame,
-    welch,
     with_trained_on,
 )
 
@@ -335,7 +333,7 @@ def table2_section(run_dirs: dict[str, Path], figure: Path, prior: float | None)
         "",
         "Validation accuracy (percent, overall) of every seed run of a Table 2 arm at the",
         f"validation steps all of them share (columns: {budgets}; fixed steps, nothing chosen",
-        "on val). `qgmrn.analysis.separation`.",
+        "on val). `studies.reference.separation`.",
         "",
         tables.plain_markdown(t["shown"].round(1)),
         "",

@@ -2,7 +2,7 @@
 
 `humans_files` finds the CLEVR-Humans question files, `grow_embedding` carries the weights into a
 model with a larger vocabulary (the new embedding rows keep their own init), and `finetune`
-trains on the CLEVR-Humans train questions with `qgmrn.train.fit`, writing an ordinary run
+trains on the CLEVR-Humans train questions with `qgmrn.engine.fit`, writing an ordinary run
 directory (overall accuracy only: the questions have no programs, hence no subtypes).
 """
 
@@ -18,8 +18,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from qgmrn.evaluate import load_run, run_data_dir
-from qgmrn.train import fit
+from qgmrn.engine.evaluate import load_run, run_data_dir
+from qgmrn.engine.trainer import fit
 
 
 def humans_files(path: str | os.PathLike) -> dict[str, Path]:

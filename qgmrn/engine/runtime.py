@@ -1,4 +1,4 @@
-"""Where a pass over the data runs, shared by `qgmrn.train` and `qgmrn.evaluate`.
+"""Where a pass over the data runs, shared by the training loop and `qgmrn.engine.evaluate`.
 
 The device (under torchrun: each rank's LOCAL_RANK GPU), bf16 autocast and channels-last (when
 the config asks: `amp`/`channels_last` on CUDA, `cpu_amp`/`cpu_channels_last` on CPU), a batch's
@@ -15,8 +15,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader
 
-from qgmrn import distributed as qdist
 from qgmrn.config import ExperimentConfig
+from qgmrn.engine import distributed as qdist
 
 
 def resolve_device(device: str | torch.device, info: qdist.DistInfo) -> torch.device:

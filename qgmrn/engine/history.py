@@ -1,4 +1,4 @@
-"""A run's history: one row per call of `qgmrn.train.fit` on its folder (a *segment*).
+"""A run's history: one row per call of `qgmrn.engine.fit` on its folder (a *segment*).
 
 A run that is resumed on another machine (started on a lent GPU, continued on a CPU, or the
 reverse) keeps one config.json, that of its last call; the history says where every stretch of
@@ -98,7 +98,7 @@ def _readable_history(run_dir: Path) -> list[dict[str, Any]]:
 class RunHistory:
     """The current segment of a run: `begin` appends its row, `update` rewrites it.
 
-    Only `qgmrn.train.fit` writes it (on rank 0); readers use `read_history`.
+    Only `qgmrn.engine.fit` writes it (on rank 0); readers use `read_history`.
     """
 
     def __init__(self, run_dir: Path, rows: list[dict[str, Any]]) -> None:

@@ -32,14 +32,14 @@ import torch
 from PIL import Image
 from torch import Tensor, nn
 
-from qgmrn.checkpoint import CheckpointError, atomic_torch_save
 from qgmrn.clevr import load_scenes
 from qgmrn.config import ExperimentConfig, config_to_json
 from qgmrn.data import normalize_images
 from qgmrn.data.attributes import ATTRIBUTE_CLASSES, ATTRIBUTES, cell_targets, object_attribute_rows
 from qgmrn.data.stream import StreamSpec
+from qgmrn.engine.checkpoint import CheckpointError, atomic_torch_save
+from qgmrn.engine.losses import attribute_loss
 from qgmrn.fileio import atomic_write_json
-from qgmrn.losses import attribute_loss
 from qgmrn.model import build_backbone
 from qgmrn.nn.attributes import AttributeHead
 from qgmrn.synth.camera import Camera

@@ -1,0 +1,1 @@
+"""The test suite; `tests.studies` mirrors `studies/`, the other folders mirror `qgmrn/`."""

@@ -1,0 +1,1 @@
+"""Tests of `studies/`: the studies' summaries over fabricated run folders."""
