@@ -35,8 +35,8 @@ from torch import Tensor, nn
 from qgmrn.clevr.constants import SUBTYPES
 from qgmrn.config import get_config
 from qgmrn.data import ClevrQuestions, Vocab, normalize_images
+from qgmrn.engine.pretrain import load_visual_into
 from qgmrn.model import build_head, build_model
-from qgmrn.pretrain import load_visual_into
 
 
 class FiLMThenGMP(nn.Module):
