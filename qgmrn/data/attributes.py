@@ -3,14 +3,14 @@
 Dimension letters: B batch, N objects per scene (padded), H W input image size, h w size of the
 feature map the loss supervises, K_a classes of attribute a (its values + one "no object").
 
-One labelled arm outside the paper's method is kept (out of its tables) because the faithful runs cannot
-approach the paper's accuracy within this project's CPU budget: after about a million samples
-every image model sat only 3-5 points above the question-only LSTM (the image barely used). The
-renderer knows which object every pixel shows, so a dense label comes for free: each cell of the
-visual network's output map y_L is labelled with the colour, shape, size and material of the
-object that covers most of it, or "no object" (`cell_targets`). The loss
-(`qgmrn.engine.losses.attribute_loss`) trains a 1x1 head (`qgmrn.nn.attributes.AttributeHead`) that
-exists only during training; the model evaluated is the paper's, unchanged.
+One labelled arm outside the paper's method is kept (out of its tables) because the faithful
+runs cannot approach the paper's accuracy within this project's CPU budget: after about a
+million samples every image model sat only 3-5 points above the question-only LSTM (the image
+barely used). The renderer knows which object every pixel shows, so a dense label comes for
+free: each cell of the visual network's output map y_L is labelled with the colour, shape, size
+and material of the object that covers most of it, or "no object" (`cell_targets`). The loss
+(`qgmrn.engine.losses.attribute_loss`) trains a 1x1 head (`qgmrn.nn.attributes.AttributeHead`)
+that exists only during training; the model evaluated is the paper's, unchanged.
 """
 
 from __future__ import annotations

@@ -342,9 +342,7 @@ def _chunks(loader: DataLoader) -> Iterator[list[Batch]]:
                 shutdown()
             w = dead[0]
             how = f"killed by signal {-w.exitcode}" if w.exitcode < 0 else f"exit code {w.exitcode}"
-            raise DataWorkerDied(
-                f"stream rendering worker (pid {w.pid}) died ({how})."
-            ) from e
+            raise DataWorkerDied(f"stream rendering worker (pid {w.pid}) died ({how}).") from e
         yield chunk
 
 
