@@ -172,6 +172,21 @@ def save_checkpoint(path: str | os.PathLike, **fields: Any) -> None:
     atomic_torch_save(make_checkpoint(**fields), path)
 
 
+def drop_optimizer_state(path: str | os.PathLike) -> int:
+    """Rewrite a finished run's checkpoint without its optimizer state (atomically; about two
+    thirds of the file for Adam): the weights, step, RNG state, config and vocabulary stay, so
+    it evaluates and fine-tunes as before, but `--resume` then refuses it. Returns the bytes
+    saved (0 when it held none)."""
+    path = Path(path)
+    before = path.stat().st_size
+    c = read_checkpoint(path)
+    if c["optimizer"] is None:
+        return 0
+    c["optimizer"] = None
+    atomic_torch_save(c, path)
+    return before - path.stat().st_size
+
+
 # --------------------------------------------------------------------------------------------
 # Load
 

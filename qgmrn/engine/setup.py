@@ -167,6 +167,12 @@ def load_resume(out_dir: Path, data: TrainData, info: qdist.DistInfo) -> dict[st
     c = ckpt.load_checkpoint(
         path, config_json=data.config_json, vocab_json=data.vocab_json, map_location="cpu"
     )
+    if c["optimizer"] is None:  # a finished run's checkpoint, kept for its weights only
+        raise ckpt.CheckpointError(
+            f"{path}: holds no optimizer state (the checkpoint of a finished run, kept for its "
+            "weights): it cannot continue exactly. Train a new run into another --out (from its "
+            "weights: fit(init_from=...))."
+        )
     saved = (c.get("extra") or {}).get("world_size")  # not recorded by the first versions
     if saved is not None and saved != info.world_size:
         launch = f"torchrun --nproc-per-node {saved} ..." if saved > 1 else "one process"

@@ -589,3 +589,27 @@ def test_a_run_can_be_read_and_evaluated_while_it_trains(data_dir, tmp_path):
     assert len(reads) > 3
     assert result["step"] == 6 * STEPS_PER_EPOCH and result["stop_reason"] == "epochs"
     assert len(read_metrics(out)[1]) >= 6  # every epoch's validation
+
+
+def test_a_finished_run_without_optimizer_state_evaluates_and_refuses_to_resume(
+    trained, data_dir, tmp_path
+):
+    """`drop_optimizer_state` keeps what evaluation and fine-tuning need (the same answers) and
+    makes the checkpoint smaller; --resume then refuses it, naming the file and what to do."""
+    from qgmrn.engine.checkpoint import drop_optimizer_state
+    from qgmrn.engine.evaluate import evaluate_run
+
+    cfg, full, _ = trained
+    run = tmp_path / "finished"
+    shutil.copytree(full, run)
+    before = evaluate_run(run, which="latest", progress=False, write=False)
+    saved = drop_optimizer_state(run / "checkpoint.pt")
+    assert saved > 0 and drop_optimizer_state(run / "checkpoint.pt") == 0
+    after = evaluate_run(run, which="latest", progress=False, write=False)
+    assert after["overall"] == before["overall"] and after["by_type"] == before["by_type"]
+    assert (
+        read_checkpoint(run / "checkpoint.pt")["step"]
+        == read_checkpoint(full / "checkpoint.pt")["step"]
+    )
+    with pytest.raises(CheckpointError, match="holds no optimizer state"):
+        fit(cfg, data_dir, run, progress=False, resume=True)
