@@ -32,7 +32,8 @@ def _config():
     return tiny_config("lstm", epochs=2, checkpoint_every_steps=100)
 
 
-def _worker(rank: int, world: int, port: int, data_dir: str, out: str) -> None:
+def _join(rank: int, world: int, port: int) -> None:
+    """torchrun's environment for process `rank` of `world` on this host."""
     os.environ.update(
         MASTER_ADDR="127.0.0.1",
         MASTER_PORT=str(port),
@@ -40,6 +41,10 @@ def _worker(rank: int, world: int, port: int, data_dir: str, out: str) -> None:
         WORLD_SIZE=str(world),
         LOCAL_RANK=str(rank),
     )
+
+
+def _worker(rank: int, world: int, port: int, data_dir: str, out: str) -> None:
+    _join(rank, world, port)
     fit(_config(), data_dir, out, progress=False)
 
 
@@ -74,13 +79,7 @@ def _dying_worker(rank: int, world: int, port: int, data_dir: str, out: str, q) 
     import qgmrn.engine.loop as train_mod
     from qgmrn.engine import PeerProcessError
 
-    os.environ.update(
-        MASTER_ADDR="127.0.0.1",
-        MASTER_PORT=str(port),
-        RANK=str(rank),
-        WORLD_SIZE=str(world),
-        LOCAL_RANK=str(rank),
-    )
+    _join(rank, world, port)
     original = train_mod.train_step
 
     def step(run, batch):
@@ -140,11 +139,5 @@ def test_a_rank_that_dies_stops_the_others_and_the_run_resumes_with_as_many(tmp_
 
 
 def _resuming_worker(rank: int, world: int, port: int, data_dir: str, out: str) -> None:
-    os.environ.update(
-        MASTER_ADDR="127.0.0.1",
-        MASTER_PORT=str(port),
-        RANK=str(rank),
-        WORLD_SIZE=str(world),
-        LOCAL_RANK=str(rank),
-    )
+    _join(rank, world, port)
     fit(_config(), data_dir, out, progress=False, resume=True)
