@@ -31,7 +31,7 @@ $(BIN)/.installed: pyproject.toml
 
 venv: $(BIN)/.installed
 
-## The main job: notebooks 01-06 through papermill on the built-in mini-CLEVR (demo profile).
+## The main job: notebooks 01-06, then 00, through papermill on the built-in mini-CLEVR (demo profile).
 reproduce: $(BIN)/.installed
 	$(BIN)/qgmrn reproduce --profile $(PROFILE) --device $(DEVICE) $(if $(DATA),--data $(DATA),)
 

@@ -1,11 +1,11 @@
-"""`qgmrn reproduce`: run notebooks 01-06 in order through papermill.
+"""`qgmrn reproduce`: run notebooks 01-06 in order through papermill, then 00.
 
 Each notebook is executed with the parameters ``profile``, ``device``, ``data_dir`` and
 ``results_dir`` (plus the profile's step budgets, `STEP_PARAMETERS`) and written, with its
 outputs, to ``<results>/<profile>/notebooks/``. Steps are timed; the first failure stops the run
 with a message naming the notebook. ``--update-notebooks`` copies the executed notebooks back
-into ``notebooks/`` (without papermill's injected-parameters cell), which is how the committed
-notebooks come to carry the outputs of a real demo run.
+into ``notebooks/``, papermill's injected-parameters cell included (it shows the values the run
+used), which is how the committed notebooks come to carry the outputs of a real demo run.
 """
 
 from __future__ import annotations
@@ -21,7 +21,8 @@ from pathlib import Path
 from qgmrn.config import PROFILES
 from qgmrn.fileio import project_root
 
-# The pipeline, in order (00_overview is prose and is not executed here).
+# The pipeline, in order. 00_overview comes last: its table of runs reads what 01-06 wrote, so
+# it stays in step with them.
 NOTEBOOKS: tuple[str, ...] = (
     "01_data_preparation",
     "02_model_walkthrough",
@@ -29,6 +30,7 @@ NOTEBOOKS: tuple[str, ...] = (
     "04_ablations",
     "05_clevr_humans",
     "06_figures",
+    "00_overview",
 )
 
 
@@ -211,26 +213,21 @@ def run(args: argparse.Namespace) -> int:
     _summary(timings, results, args.profile)
     if args.update_notebooks:
         for name, _t in timings:
-            strip_injected_parameters(out_dir / f"{name}.ipynb", nb_dir / f"{name}.ipynb")
+            update_committed_notebook(out_dir / f"{name}.ipynb", nb_dir / f"{name}.ipynb")
         print(f"updated {len(timings)} notebook(s) in {nb_dir} with these outputs")
     return 0
 
 
-def strip_injected_parameters(executed: Path, target: Path) -> None:
-    """Write `executed` to `target` without papermill's injected-parameters cell (atomically).
-
-    The committed notebook then shows its own defaults in the ``parameters`` cell next to the
-    outputs they produced (the reproduce run passes the same values, so nothing is hidden).
-    Papermill's record of the notebook it ran reads relative to the project root.
-    """
+def update_committed_notebook(executed: Path, target: Path) -> None:
+    """Write `executed` to `target` (atomically), papermill's injected-parameters cell kept:
+    a reader sees the notebook's defaults in its ``parameters`` cell and, right below, the
+    values the run that made the outputs used (a budget of 5 minutes where the default says 0,
+    say). Papermill's record of the notebook it ran reads relative to the project root."""
     import json
 
     from qgmrn.fileio import atomic_write_json
 
     nb = json.loads(Path(executed).read_text())
-    nb["cells"] = [
-        c for c in nb["cells"] if "injected-parameters" not in c.get("metadata", {}).get("tags", [])
-    ]
     meta = nb.get("metadata", {}).get("papermill", {})
     with contextlib.suppress(KeyError, ValueError):  # no machine's absolute path in the record
         meta["input_path"] = str(Path(meta["input_path"]).resolve().relative_to(project_root()))

@@ -47,7 +47,7 @@ def test_child_processes_write_their_stderr_to_the_log(tmp_path, capfd):
     assert capfd.readouterr().err == "after"  # fd 2 is restored
 
 
-def test_updated_notebooks_lose_the_injected_cell_and_the_machines_path(tmp_path):
+def test_updated_notebooks_keep_the_injected_cell_and_lose_the_machines_path(tmp_path):
     import json
 
     executed, target = tmp_path / "executed.ipynb", tmp_path / "target.ipynb"
@@ -59,11 +59,11 @@ def test_updated_notebooks_lose_the_injected_cell_and_the_machines_path(tmp_path
     where = str(project_root() / "notebooks" / "03_train.ipynb")
     meta = {"papermill": {"input_path": where, "output_path": "out.ipynb"}}
     executed.write_text(json.dumps({"cells": cells, "metadata": meta}))
-    reproduce.strip_injected_parameters(executed, target)
+    reproduce.update_committed_notebook(executed, target)
     nb = json.loads(target.read_text())
-    assert [c["id"] for c in nb["cells"]] == ["p"]
+    assert [c["id"] for c in nb["cells"]] == ["p", "i"]  # what the run used stays visible
     assert nb["metadata"]["papermill"]["input_path"] == "notebooks/03_train.ipynb"
     elsewhere = {"papermill": {"input_path": "/elsewhere/x.ipynb"}}  # outside: kept as it was
     executed.write_text(json.dumps({"cells": [], "metadata": elsewhere}))
-    reproduce.strip_injected_parameters(executed, target)
+    reproduce.update_committed_notebook(executed, target)
     assert json.loads(target.read_text())["metadata"] == elsewhere
