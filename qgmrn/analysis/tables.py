@@ -22,7 +22,8 @@ from pathlib import Path
 import pandas as pd
 
 from qgmrn.clevr.constants import QUESTION_TYPES, TYPE_LABELS
-from qgmrn.fileio import atomic_write_text
+from qgmrn.engine.finetuning import FINETUNED_FROM
+from qgmrn.fileio import atomic_write_text, locate
 
 PathLike = str | os.PathLike
 
@@ -291,8 +292,30 @@ def table1_from_dirs(
     names = table1_names(static_twins=static_twins)
     humans_names = {label: f"{preset}_humans" for label, preset in names.items()}
     groups = {name: find_runs(d, names) for name, d in runs_dirs.items()}
-    humans = {name: find_runs(d, humans_names) for name, d in runs_dirs.items()}
+    humans: dict[str, dict[str, Path]] = {name: {} for name in runs_dirs}
+    folders = {name: Path(d).resolve() for name, d in runs_dirs.items()}
+    for name, d in runs_dirs.items():
+        for label, run in find_runs(d, humans_names).items():
+            # a fine-tune's number belongs on the row of the run it started from, which may
+            # sit in another group's folder (05 fine-tunes the reference BRN under demo)
+            source = finetuned_from(run)
+            owner = (
+                name
+                if source is None
+                else next((n for n, f in folders.items() if f == source.resolve().parent), None)
+            )
+            if owner is not None:
+                humans[owner][label] = run
     return build_table1_groups(groups, humans, include_paper=include_paper)
+
+
+def finetuned_from(run_dir: PathLike) -> Path | None:
+    """The run a fine-tuned run started from (its ``finetuned_from.json``, written by
+    `qgmrn.engine.finetune`), or None for a run that records none."""
+    path = Path(run_dir) / FINETUNED_FROM
+    if not path.exists():
+        return None
+    return locate(json.loads(path.read_text())["run"])
 
 
 def build_table2(

@@ -18,8 +18,13 @@ from typing import Any
 import torch
 from torch import nn
 
+from qgmrn.engine import runlock
 from qgmrn.engine.evaluate import load_run, run_data_dir
 from qgmrn.engine.trainer import fit
+from qgmrn.fileio import atomic_write_json, portable_path
+
+# written into a fine-tuned run's folder: the run it started from (read by the Table 1 builder)
+FINETUNED_FROM = "finetuned_from.json"
 
 
 def humans_files(path: str | os.PathLike) -> dict[str, Path]:
@@ -89,7 +94,7 @@ def finetune(
     from_run, out_dir = Path(from_run), Path(out_dir)
     files = dict(humans) if isinstance(humans, Mapping) else humans_files(humans)
     files = {k: Path(v) for k, v in files.items()}
-    cfg, vocab, model, _ = load_run(from_run, "best")
+    cfg, vocab, model, source = load_run(from_run, "best")
     old_rows = len(vocab)
     if resume and (out_dir / "vocab.json").exists():
         vocab = Vocab.load(out_dir / "vocab.json")
@@ -129,6 +134,16 @@ def finetune(
     if data_dir is None:  # the humans folder itself when it holds the images, else the run's
         root = Path(humans) if not isinstance(humans, Mapping) else None
         data_dir = root if root and (root / "images").is_dir() else run_data_dir(from_run, cfg)
+    lock = runlock.read_lock(out_dir)
+    if lock is None or runlock.holder_alive(lock) is False:  # else fit refuses the folder
+        out_dir.mkdir(parents=True, exist_ok=True)  # which run this one starts from (Table 1)
+        atomic_write_json(
+            out_dir / FINETUNED_FROM,
+            {"run": portable_path(from_run), "checkpoint": "best", "step": int(source["step"])},
+            indent=2,
+            trailing_newline=True,
+            fsync=False,
+        )
     return fit(
         cfg,
         data_dir,

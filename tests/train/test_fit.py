@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -167,6 +168,31 @@ def test_finetune_extends_vocabulary_and_keeps_old_embedding_rows(trained, data_
     assert emb[len(old) :].abs().max() <= 0.1  # the embedding's own uniform init
     ev = result["eval"]
     assert ev["n"] == 4 and ev["by_type"] == {} and 0 <= ev["overall"] <= 1
+    source = json.loads((out / "finetuned_from.json").read_text())  # where it started
+    assert Path(source["run"]).resolve() == full.resolve() and source["checkpoint"] == "best"
+    assert source["step"] == read_checkpoint(full / "best.pt")["step"]
+
+
+def test_table1_puts_a_fine_tune_on_the_row_of_the_run_it_started_from(trained, data_dir, tmp_path):
+    """A fine-tune saved beside one group's runs but started from another group's run gives
+    the "Humans after FT" number of that other group's row (05 fine-tunes the reference BRN
+    into the demo folder)."""
+    from qgmrn.analysis import tables
+
+    _, full, _ = trained
+    ref, demo = tmp_path / "ref", tmp_path / "demo"
+    shutil.copytree(full, ref / "brn_c8")
+    shutil.copytree(full, demo / "brn_c8")
+    finetune(ref / "brn_c8", data_dir, demo / "brn_c8_humans", max_steps=0, progress=False)
+    t = tables.table1_from_dirs({"demo": demo, "reference": ref}, include_paper=False)
+    humans = t["Humans after FT"]
+    group = humans.index.get_level_values("source").str.split(",").str[0]  # "ours (demo"
+    assert humans[group == "ours (reference"].notna().any()
+    assert humans[group == "ours (demo"].isna().all()
+    (demo / "brn_c8_humans" / "finetuned_from.json").unlink()  # an older run records none
+    t = tables.table1_from_dirs({"demo": demo, "reference": ref}, include_paper=False)
+    humans = t["Humans after FT"]
+    assert humans[group == "ours (demo"].notna().any()
 
 
 def test_finetune_from_a_run_trained_on_the_stream(trained, data_dir, tmp_path):
