@@ -28,6 +28,20 @@ def resolve_path(path: PathLike) -> Path:
     return p if p.is_absolute() else project_root() / p
 
 
+def require_dataset(data_path: PathLike, profile: str) -> Path:
+    """`data_path`, when it holds a CLEVR-layout data set; else a FileNotFoundError at the
+    notebook's first cell naming the one command that makes it (a fresh clone has no data/:
+    notebook 01 generates it)."""
+    data_path = Path(data_path)
+    if (data_path / "questions" / "CLEVR_val_questions.json").exists():
+        return data_path
+    raise FileNotFoundError(
+        f"no data set at {shown(data_path)}: run notebook 01_data_preparation first (profile "
+        f"{profile!r}), or `qgmrn generate {shown(data_path)} --profile {profile} --humans` "
+        "(real CLEVR: qgmrn download clevr --to data/, then pass data_dir)"
+    )
+
+
 def shown(path: PathLike) -> str:
     """`path` as a notebook prints it: relative to the project root when inside it, so that
     committed outputs carry no machine's absolute paths."""
