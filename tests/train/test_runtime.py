@@ -11,9 +11,8 @@ import pytest
 import torch
 from torch import nn
 
-from qgmrn import runtime
 from qgmrn.config import get_config
-from qgmrn.engine import fit
+from qgmrn.engine import fit, runtime
 
 from . import make_tiny_clevr, tiny_config
 
