@@ -149,7 +149,7 @@ def summarize(arms=ARMS) -> str:
         "## Val accuracy at equal samples (single passes)",
         "",
     ]
-    points = (781, 1562, 2000, 3124, 4000, 4686, 6000, 7810, 8000, 9372)
+    points = (781, 1562, 2000, 3124, 4000, 4686, 6000, 7810, 9372, 12496, 15620)
     head = "| arm | " + " | ".join(f"{s * 64 / 1000:.0f}k" for s in points) + " |"
     lines += [head, "|---|" + "---|" * len(points)]
     for a in arms:
@@ -167,7 +167,7 @@ def summarize(arms=ARMS) -> str:
         + " | d0 | train samples/s (device) |",
         "|---|---|---|---|" + "---|" * len(TYPES) + "---|---|",
     ]
-    for lo, hi in ((0, 3124), (3124, 6248), (6248, 9375)):
+    for lo, hi in ((0, 3124), (3124, 6248), (6248, 9375), (9375, 12500), (12500, 15625)):
         for a in arms:
             if a.name not in data:
                 continue
