@@ -27,6 +27,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from qgmrn.analysis.curves import read_metrics  # noqa: E402
+from qgmrn.engine.history import read_history  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[2]
 OUT = ROOT / "results" / "studies" / "plateau"
 REF = ROOT / "results" / "reference"
@@ -86,18 +89,21 @@ ARMS: tuple[Arm, ...] = (
 )
 
 
+def _records(frame) -> list[dict]:
+    """A metrics DataFrame's rows as dicts, without the keys a row did not have (NaN)."""
+    return [
+        {k: v for k, v in r.items() if not (isinstance(v, float) and math.isnan(v))}
+        for r in frame.to_dict("records")
+    ]
+
+
 def read_run(run: Path) -> dict:
     """Validation rows and cumulative training seconds of a run's metrics.jsonl."""
-    rows = []
-    for line in (run / "metrics.jsonl").read_text().splitlines():
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue  # a line being written
+    train_rows, val_rows = read_metrics(run)  # skips a line being written
     cfg = json.loads((run / "config.json").read_text())
     batch = cfg["train"]["batch_size"]
-    train = [r for r in rows if r.get("kind", "train") == "train" and "samples_per_s" in r]
-    val = {r["step"]: r for r in rows if r.get("kind") == "val"}
+    train = [r for r in _records(train_rows) if "samples_per_s" in r]
+    val = {int(r["step"]): r for r in _records(val_rows)}
     # training seconds up to each logged step: each row covers the steps since the previous one
     seconds, t, prev = {}, 0.0, 0
     for r in train:
@@ -107,8 +113,7 @@ def read_run(run: Path) -> dict:
         seconds[r["step"]] = t
     steps = np.array(sorted(seconds))
     rate = float(np.median([r["samples_per_s"] for r in train])) if train else math.nan
-    hist = run / "history.jsonl"
-    history = [json.loads(x) for x in hist.read_text().splitlines() if x] if hist.exists() else []
+    history = read_history(run)
     devices = sorted({h.get("device_name") or h.get("device", "?") for h in history}) or ["?"]
 
     def seconds_at(step: int) -> float:
