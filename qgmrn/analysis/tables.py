@@ -22,8 +22,8 @@ from pathlib import Path
 import pandas as pd
 
 from qgmrn.clevr.constants import QUESTION_TYPES, TYPE_LABELS
-from qgmrn.engine.finetuning import FINETUNED_FROM
-from qgmrn.fileio import atomic_write_text, locate
+from qgmrn.engine.finetuning import finetuned_from
+from qgmrn.fileio import atomic_write_text
 
 PathLike = str | os.PathLike
 
@@ -307,15 +307,6 @@ def table1_from_dirs(
             if owner is not None:
                 humans[owner][label] = run
     return build_table1_groups(groups, humans, include_paper=include_paper)
-
-
-def finetuned_from(run_dir: PathLike) -> Path | None:
-    """The run a fine-tuned run started from (its ``finetuned_from.json``, written by
-    `qgmrn.engine.finetune`), or None for a run that records none."""
-    path = Path(run_dir) / FINETUNED_FROM
-    if not path.exists():
-        return None
-    return locate(json.loads(path.read_text())["run"])
 
 
 def build_table2(

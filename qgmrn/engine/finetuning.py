@@ -9,6 +9,7 @@ directory (overall accuracy only: the questions have no programs, hence no subty
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from collections import Counter
 from collections.abc import Mapping
@@ -21,7 +22,7 @@ from torch import nn
 from qgmrn.engine import runlock
 from qgmrn.engine.evaluate import load_run, run_data_dir
 from qgmrn.engine.trainer import fit
-from qgmrn.fileio import atomic_write_json, portable_path
+from qgmrn.fileio import atomic_write_json, locate, portable_path
 
 # written into a fine-tuned run's folder: the run it started from (read by the Table 1 builder)
 FINETUNED_FROM = "finetuned_from.json"
@@ -44,6 +45,15 @@ def humans_files(path: str | os.PathLike) -> dict[str, Path]:
     if "train" not in found:
         raise FileNotFoundError(f"no CLEVR-Humans-train.json in {root} (or its questions/)")
     return found
+
+
+def finetuned_from(run_dir: str | os.PathLike) -> Path | None:
+    """The run a fine-tuned run started from (its `FINETUNED_FROM` file, written by
+    `finetune`), or None for a run that records none."""
+    path = Path(run_dir) / FINETUNED_FROM
+    if not path.exists():
+        return None
+    return locate(json.loads(path.read_text())["run"])
 
 
 def grow_embedding(model: nn.Module, fresh: nn.Module, old_rows: int) -> nn.Module:
