@@ -255,6 +255,7 @@ def probe_table() -> str:
 
 def plot(arms=ARMS) -> plt.Figure:
     fig, axes = plt.subplots(1, 3, figsize=(16, 4.5))
+    reach = 0.0  # the study arms' longest budget (the reference runs go on to 2M)
     for i, a in enumerate(arms):
         if not (a.run / "metrics.jsonl").exists():
             continue
@@ -264,6 +265,8 @@ def plot(arms=ARMS) -> plt.Figure:
         acc = [100 * d["val"][s]["overall"] for s in steps]
         style = dict(color=f"C{i}", marker="o", markersize=3, label=a.name)
         axes[0].plot(samples, acc, **style)
+        if not a.paper and samples:
+            reach = max(reach, samples[-1])
         if not any("NVIDIA" in dev for dev in d["devices"]):  # CPU time only, like for like
             axes[1].plot([d["seconds_at"](s) / 3600 for s in steps], acc, **style)
         d0 = [
@@ -283,7 +286,7 @@ def plot(arms=ARMS) -> plt.Figure:
         ax.set_ylabel("val accuracy (%)")
         ax.set_title(title)
         ax.grid(alpha=0.3)
-    axes[0].set_xlim(0, 700)
+    axes[0].set_xlim(0, 1.05 * reach if reach else None)
     axes[0].legend(fontsize=7, loc="lower right")
     fig.tight_layout()
     return fig
