@@ -83,19 +83,16 @@ class Lab:
 
 
 def smoke_copy(src: Path, dst: Path, **params) -> Path:
-    """`src` with its parameters cell's values replaced by `params` (e.g. profile="smoke"), as
-    papermill would, written to `dst`."""
-    nb = json.loads(src.read_text())
-    for cell in nb["cells"]:
-        if "parameters" in cell.get("metadata", {}).get("tags", []):
-            lines = "".join(cell["source"]).split("\n")
-            for i, line in enumerate(lines):
-                name = line.split(":", 1)[0].strip()
-                if name in params:
-                    annot = line.split("=", 1)[0]
-                    lines[i] = f"{annot}= {params[name]!r}"
-            cell["source"] = "\n".join(lines)
-    dst.write_text(json.dumps(nb, indent=1))
+    """`src` parameterised with `params` (e.g. profile="smoke") and written to `dst`, by
+    papermill itself (prepared, not executed): its injected-parameters cell replaces the one the
+    committed notebook keeps from `make reproduce`, which would otherwise run after the
+    parameters cell and put the demo profile back."""
+    import papermill
+
+    papermill.execute_notebook(
+        str(src), str(dst), parameters=params, prepare_only=True, kernel_name="python3",
+        progress_bar=False,
+    )  # fmt: skip
     return dst
 
 
