@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import signal
 import sys
 import tempfile
 from collections.abc import Callable, Iterator
@@ -17,6 +18,14 @@ from pathlib import Path
 import pytest
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def pytest_configure(config) -> None:
+    # Ctrl-C as an interactive shell delivers it, for the tests that send SIGINT to themselves or
+    # to a training they start: a shell's `nohup ... &` or `cmd &` starts pytest with SIGINT
+    # ignored, which Python keeps and every child process inherits.
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 # The smoke set's shape, for tests that count things in it.
 MINI_CLEVR = dict(

@@ -13,6 +13,12 @@ on the VQA answers, scoring val by subtype. Heads (the package's, built by `buil
   (FiLM, Perez et al. 2018), one 1x1 conv + ReLU, then the `gmp` head: the question acts on
   the features before the pooling, as routing would have to.
 
+Features (``--features``): `visual`, y_L of the pretrained visual network; `oracle`, the true
+per-cell attributes instead (one-hot colour, shape, size, material or "no object" of the object
+covering each cell, `qgmrn.data.attributes.cell_targets`, at ``--oracle-size``, plus the
+coordinate maps): what a perfect perception would hand the head, so that a head which fails on
+them fails at selection, not at seeing.
+
 Dimensions: B batch, C channels of y_L, h w its size, D question feature size, A answers.
 
     python studies/plateau/head_probe.py --visual results/studies/plateau/visual/.../visual.pt \
@@ -35,8 +41,10 @@ from torch import Tensor, nn
 from qgmrn.clevr.constants import SUBTYPES
 from qgmrn.config import get_config
 from qgmrn.data import ClevrQuestions, Vocab, normalize_images
-from qgmrn.engine.pretrain import load_visual_into
+from qgmrn.data.attributes import ATTRIBUTE_CLASSES, cell_targets
+from qgmrn.engine.pretrain import load_object_maps, load_visual_into
 from qgmrn.model import build_head, build_model
+from qgmrn.nn.coords import AddCoords
 
 
 class FiLMThenGMP(nn.Module):
@@ -65,6 +73,15 @@ def features(model: nn.Module, images: np.ndarray, batch: int = 200) -> Tensor:
     return torch.cat(out)
 
 
+def oracle_features(data: str, split: str, image_size, size: tuple[int, int]) -> Tensor:
+    """The true per-cell attributes of every image of `split`, one-hot, with the coordinate maps:
+    (N, sum K_a + 2, h, w), row == image_index."""
+    maps = load_object_maps(data, split, image_size)
+    t = cell_targets(maps["ids"], maps["attributes"], size)  # (N, 4, h, w)
+    onehot = [F.one_hot(t[:, a], k).permute(0, 3, 1, 2) for a, k in enumerate(ATTRIBUTE_CLASSES)]
+    return AddCoords()(torch.cat(onehot, dim=1).float())  # (N, sum K_a + 2, h, w)
+
+
 def by_subtype(pred: Tensor, ds: ClevrQuestions) -> dict[str, float]:
     ok = pred.numpy() == ds.answers
     out = {"overall": float(ok.mean())}
@@ -78,7 +95,9 @@ def by_subtype(pred: Tensor, ds: ClevrQuestions) -> dict[str, float]:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", default="data/mini-clevr")
-    p.add_argument("--visual", required=True, help="visual.pt of qgmrn pretrain-visual")
+    p.add_argument("--features", choices=("visual", "oracle"), default="visual")
+    p.add_argument("--visual", help="visual.pt of qgmrn pretrain-visual (--features visual)")
+    p.add_argument("--oracle-size", default="4,6", help="h,w of the oracle's grid (y_L: 4,6)")
     p.add_argument("--vocab", required=True, help="a run's vocab.json (the answer set)")
     p.add_argument("--head", choices=("gmp", "attention", "film_gmp"), default="gmp")
     p.add_argument("--steps", type=int, default=3000)
@@ -93,13 +112,19 @@ def main() -> None:
     mcfg = dataclasses.replace(cfg.model, head="attention" if args.head == "attention" else "gmp")
     vocab = Vocab.load(args.vocab)
     model = build_model(mcfg, len(vocab), vocab.num_answers)
-    load_visual_into(model, args.visual)
     model.eval()
     size = tuple(cfg.data.image_size)
     train = ClevrQuestions(args.data, "train", vocab, size)
     val = ClevrQuestions(args.data, "val", vocab, size)
     t0 = time.perf_counter()
-    f_train, f_val = features(model, train.images), features(model, val.images)
+    if args.features == "oracle":
+        grid = tuple(int(v) for v in args.oracle_size.split(","))
+        f_train, f_val = (oracle_features(args.data, s, size, grid) for s in ("train", "val"))
+    else:
+        if not args.visual:
+            p.error("--features visual needs --visual")
+        load_visual_into(model, args.visual)
+        f_train, f_val = features(model, train.images), features(model, val.images)
     feat_s = time.perf_counter() - t0
     channels = f_train.shape[1]
     head = build_head(mcfg, channels, vocab.num_answers)
@@ -146,7 +171,9 @@ def main() -> None:
             print(json.dumps(shown), flush=True)
     out = {
         "head": args.head,
-        "visual": args.visual,
+        "features": args.features,
+        "visual": args.visual if args.features == "visual" else None,
+        "oracle_size": args.oracle_size if args.features == "oracle" else None,
         "lr": args.lr,
         "batch": args.batch,
         "seed": args.seed,
