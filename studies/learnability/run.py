@@ -30,6 +30,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 OUT = ROOT / "results" / "learnability"
+LOGS = Path(__file__).resolve().parent / "logs"  # the runs' console logs, beside the study code
 EVAL_EVERY = 781  # steps of 64: 50k samples, the 5k set's epoch
 ARMS: dict[str, list[str]] = {
     "square5k": ["--data", "data/mini-clevr", "--image-size", "64", "64"],
@@ -99,11 +100,11 @@ def main(argv: list[str] | None = None) -> int:
         env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
         queue = [(pr, arm) for arm in args.arms for pr in args.presets]
         running: list[tuple[subprocess.Popen, str]] = []
-        (OUT / "logs").mkdir(parents=True, exist_ok=True)
+        LOGS.mkdir(parents=True, exist_ok=True)
         while queue or running:
             while queue and len(running) < args.parallel:
                 preset, arm = queue.pop(0)
-                log = open(OUT / "logs" / f"{preset}__{arm}.log", "a")  # noqa: SIM115
+                log = open(LOGS / f"{preset}__{arm}.log", "a")  # noqa: SIM115
                 cmd = command(preset, arm, args.minutes, args.resume)
                 print(f"[study] start {preset} {arm}", flush=True)
                 running.append(

@@ -19,6 +19,12 @@ covering each cell, `qgmrn.data.attributes.cell_targets`, at ``--oracle-size``, 
 coordinate maps): what a perfect perception would hand the head, so that a head which fails on
 them fails at selection, not at seeing.
 
+Training questions (``--train-on``): `all` the train split; `depth0` its questions of relational
+depth 0 (no `relate`, no `same_*`: "What color is the large cube?", "How many red things are
+there?"), the first stage of the stream's curriculum; `query0` the depth-0 Query Attribute
+questions alone. Val is always the whole val split, scored also on depth 0 and on the depth-0
+Query Color questions (`query_color_depth0`).
+
 Dimensions: B batch, C channels of y_L, h w its size, D question feature size, A answers.
 
     python studies/plateau/head_probe.py --visual results/studies/plateau/visual/.../visual.pt \
@@ -82,9 +88,24 @@ def oracle_features(data: str, split: str, image_size, size: tuple[int, int]) ->
     return AddCoords()(torch.cat(onehot, dim=1).float())  # (N, sum K_a + 2, h, w)
 
 
+QUERY_SUBTYPES = [i for i, name in enumerate(SUBTYPES) if name.startswith("query_")]
+
+
+def training_pool(ds: ClevrQuestions, train_on: str) -> np.ndarray:
+    """The indices of `ds` a `--train-on` choice trains on."""
+    if train_on == "all":
+        return np.arange(len(ds))
+    keep = ds.depths == 0
+    if train_on == "query0":
+        keep &= np.isin(ds.subtypes, QUERY_SUBTYPES)
+    return np.flatnonzero(keep)
+
+
 def by_subtype(pred: Tensor, ds: ClevrQuestions) -> dict[str, float]:
     ok = pred.numpy() == ds.answers
-    out = {"overall": float(ok.mean())}
+    out = {"overall": float(ok.mean()), "depth0": float(ok[ds.depths == 0].mean())}
+    qc0 = (ds.depths == 0) & (ds.subtypes == SUBTYPES.index("query_color"))
+    out["query_color_depth0"] = float(ok[qc0].mean())
     for i, name in enumerate(SUBTYPES):
         m = ds.subtypes == i
         if m.any():
@@ -100,6 +121,7 @@ def main() -> None:
     p.add_argument("--oracle-size", default="4,6", help="h,w of the oracle's grid (y_L: 4,6)")
     p.add_argument("--vocab", required=True, help="a run's vocab.json (the answer set)")
     p.add_argument("--head", choices=("gmp", "attention", "film_gmp"), default="gmp")
+    p.add_argument("--train-on", choices=("all", "depth0", "query0"), default="all")
     p.add_argument("--steps", type=int, default=3000)
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--lr", type=float, default=1e-3)
@@ -151,9 +173,10 @@ def main() -> None:
         text.train(), head.train()
         return by_subtype(torch.cat(preds), val)
 
+    pool = torch.from_numpy(training_pool(train, args.train_on))
     rows, t1 = [], time.perf_counter()
     for step in range(1, args.steps + 1):
-        idx = torch.randint(len(train), (args.batch,), generator=gen).numpy()
+        idx = pool[torch.randint(len(pool), (args.batch,), generator=gen)].numpy()
         y, tokens, lengths = batch_of(train, f_train, idx)
         loss = F.cross_entropy(head(y, text(tokens, lengths)), torch.from_numpy(train.answers[idx]))
         opt.zero_grad(set_to_none=True)
@@ -172,6 +195,8 @@ def main() -> None:
     out = {
         "head": args.head,
         "features": args.features,
+        "train_on": args.train_on,
+        "train_questions": len(pool),
         "visual": args.visual if args.features == "visual" else None,
         "oracle_size": args.oracle_size if args.features == "oracle" else None,
         "lr": args.lr,
