@@ -34,7 +34,7 @@ ORDER = (
 EXTRA: dict[str, dict] = {
     "01_data_preparation": {"workers": 1, "num_examples": 2},
     "02_model_walkthrough": {"interactive": False, "reference_dir": ""},
-    "04_ablations": {"presets": "brn_c16_noq", "extra_presets": ""},
+    "04_ablations": {"presets": "brn_c16_noq", "extra_presets": "", "reference_dir": ""},
     "05_clevr_humans": {"reference_dir": ""},
     "06_figures": {
         "per_subtype": 50,

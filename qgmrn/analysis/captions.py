@@ -156,6 +156,8 @@ NORM_PAIRS: tuple[tuple[str, str], ...] = (
     ("c=16, w/ q", "c=16, w/ q, gn"),
     ("c=32, w/ q", "c=32, w/ q, gn"),
 )
+# the question feature to the classifier: (without, with), both BatchNorm rows
+Q_ROWS: tuple[str, str] = ("c=16, w/o q", "c=16, w/ q")
 ROUTED_STATIC = ("BRN (c=16)", "BRN (c=16), static twin (ours)")
 
 
@@ -176,7 +178,8 @@ def table_caption(table: pd.DataFrame, column: str = "Overall") -> str:
     """Tables 1 and 2 in words (as built by `qgmrn.analysis.tables`, with the question-type
     prior as a row, `tables.with_prior`): per block of our runs, the best row and how many rows
     beat the prior, and where the rows exist, the comparisons the paper makes: the routed BRN
-    against its static twin (ours), c=8 < c=16 < c=32 (gn) and GroupNorm against BatchNorm."""
+    against its static twin (ours), the question feature to the classifier or not, c=8 < c=16 <
+    c=32 (gn) and GroupNorm against BatchNorm."""
     prior_rows = [g for g in table.index.get_level_values(0) if str(g).startswith("prior")]
     prior = float(table.xs(prior_rows[0], level=0)[column].iloc[0]) if prior_rows else None
     parts = [f"Question-type prior {prior:.1f}." if prior is not None else "No prior row."]
@@ -198,6 +201,14 @@ def table_caption(table: pd.DataFrame, column: str = "Overall") -> str:
                 f"Routed BRN (c=16) {rows[routed]:.1f} vs its static twin {rows[static]:.1f}: "
                 f"{gap:+.1f} points, "
                 + ("routing ahead." if gap > 0 else "routing not ahead at this budget.")
+            )
+        without, with_q = Q_ROWS
+        if without in rows and with_q in rows:
+            gap = rows[with_q] - rows[without]
+            sentences.append(
+                f"Question feature to the classifier (c=16): w/ q {rows[with_q]:.1f} vs w/o q "
+                f"{rows[without]:.1f}: {gap:+.1f} points, "
+                + ("w/ q ahead, as in the paper." if gap > 0 else "w/ q not ahead at this budget.")
             )
         if all(r in rows for r in CARDINALITY_ROWS):
             vals = [rows[r] for r in CARDINALITY_ROWS]

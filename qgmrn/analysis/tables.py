@@ -411,6 +411,21 @@ def write_table(table: pd.DataFrame, out_dir: PathLike, name: str, title: str = 
     return {"csv": csv_path, "md": md_path}
 
 
+def write_plain_table(
+    frame: pd.DataFrame, out_dir: PathLike, name: str, title: str = "", note: str = ""
+) -> dict:
+    """Write any `frame` as ``<out_dir>/<name>.csv`` and ``<name>.md`` atomically: the Markdown
+    is `title` as a heading, the table (`plain_markdown`) and `note` below it (a caption).
+    Returns the paths. (`write_table` is for the paper-and-ours layout of Tables 1 and 2.)"""
+    out_dir = Path(out_dir)
+    csv_text = frame.to_csv(float_format="%.2f")
+    csv_path = atomic_write_text(out_dir / f"{name}.csv", csv_text, fsync=False)
+    parts = ([f"# {title}", ""] if title else []) + [plain_markdown(frame), ""]
+    parts += [note, ""] if note else []
+    md_path = atomic_write_text(out_dir / f"{name}.md", "\n".join(parts), fsync=False)
+    return {"csv": csv_path, "md": md_path}
+
+
 def find_runs(runs_dir: PathLike, names: Mapping[str, str]) -> dict[str, Path]:
     """label -> run directory for each ``names[label]`` under `runs_dir` that has an eval.json.
 

@@ -5,7 +5,8 @@
 - `naming`: the folder names of the study's runs (`PRESET_sN`, `PRESET_static`, `PRESET_attr`,
   `PRESET_attrv`).
 - `seeds`: a preset's runs over seeds at a common step; the routed BRN against its static twin.
-- `separation`: Table 2 over seeds, at the budget where its rows separate.
+- `separation`: Table 2 over seeds, at the budget where its rows separate; Table 2 at the last
+  budget, beside the paper's (notebook 04).
 - `ours`: our labelled arm (the auxiliary attribute loss) beside its paper-faithful twins.
 - `summary`: summary.md and its figures (`summarize`, the command's `main`).
 

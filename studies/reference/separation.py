@@ -9,6 +9,8 @@ a step when the 95% confidence interval of the difference lies above zero (the p
 direction), `reversed` when it lies below; it needs two seeds of each arm (one seed has no spread
 to weigh it against). With two seeds an arm the test has about two degrees of freedom, so the
 interval is wide (t = 4.3 standard errors): a weak claim needs more seeds, not a looser test.
+Notebook 04 reads Table 2 itself at the last step the runs share: beside the paper's
+(`table2_beside_paper`), with the paper's orderings weighed the same way (`ordering_caption`).
 
 Dimensions: none (tables of accuracies; S seeds per arm).
 """
@@ -98,9 +100,14 @@ def arm_curves(
     return frame, batch
 
 
+def paper_overall() -> dict[str, float]:
+    """The paper's overall accuracy (percent, Table 2) of each of its rows, by model label."""
+    return {model: row[0] for (_, model), row in tables.PAPER_TABLE2.items()}
+
+
 def paper_difference(low: str, high: str) -> float:
     """The paper's overall accuracy of row `high` minus row `low` (points, Table 2)."""
-    overall = {model: row[0] for (_, model), row in tables.PAPER_TABLE2.items()}
+    overall = paper_overall()
     return overall[high] - overall[low]
 
 
@@ -205,8 +212,7 @@ def plot_arm_curves(curves: pd.DataFrame, batch: int | None = None, prior: float
 
 
 def _cell(row: pd.Series) -> str:
-    ci = f" ± {row['ci']:.1f}" if np.isfinite(row["ci"]) else ""
-    return f"{round(row['diff'], 1) + 0.0:+.1f}{ci} {row['verdict']}"  # + 0.0: no "-0.0"
+    return f"{_difference(row)} {row['verdict']}"
 
 
 def resolvable_difference(curves: pd.DataFrame, step: int, seeds: int = MIN_SEEDS) -> float:
@@ -268,6 +274,113 @@ def separation_caption(
     return words
 
 
+def table2_beside_paper(
+    curves: pd.DataFrame, batch: int | None, prior: float | None = None
+) -> pd.DataFrame:
+    """Table 2 read at the last step of `curves` (`arm_curves`), one row per row of the paper
+    (`TABLE2_ARMS`, its order): the paper's overall accuracy (converged, real CLEVR) beside ours,
+    the mean over seeds, their standard deviation (ddof=1; NaN with one seed), the number of
+    seeds and each seed's value, the budget the runs are read at (samples when `batch` is known,
+    else the step) and their folders. A row without runs: NaN and 0 seeds. `prior` (percent):
+    the question-type prior of our data as a last row."""
+    step = max(curves.columns)
+    names = curves.attrs.get(RUNS_ATTR, {})
+    read_at = samples_text(step * batch) if batch else f"step {step:,}"
+    paper = paper_overall()
+    rows = {}
+    for arm in TABLE2_ARMS:
+        row = {"paper": paper[arm], "ours": np.nan, "std": np.nan, "seeds": 0}
+        row |= {"per seed": "", "read at": "", "runs": "none"}
+        if arm in curves.index.get_level_values("arm"):
+            part = curves.xs(arm, level="arm")[step]
+            row |= {
+                "ours": part.mean(),
+                "std": part.std(ddof=1) if len(part) > 1 else np.nan,
+                "seeds": len(part),
+                "per seed": " / ".join(f"{v:.1f}" for v in part),
+                "read at": read_at,
+                "runs": ", ".join(names.get((arm, seed), f"seed {seed}") for seed in part.index),
+            }
+        rows[arm] = row
+    if prior is not None:
+        rows[tables.PRIOR_LABEL] = {"paper": np.nan, "ours": prior, "std": np.nan, "seeds": "",
+                                    "per seed": "", "read at": "", "runs": ""}  # fmt: skip
+    frame = pd.DataFrame.from_dict(rows, orient="index")
+    frame.index.name = "model"
+    return frame
+
+
+# The paper's orderings, as its text groups Table 2's claims (`CLAIMS`): a heading, then each
+# claim with a short name for the difference (higher minus lower) it weighs.
+ORDERINGS: tuple[tuple[str, tuple[tuple[tuple[str, str], str], ...]], ...] = (
+    ("Question features to the classifier, w/ q - w/o q", ((CLAIMS[0], "c=16"),)),
+    ("GroupNorm - BatchNorm as the third norm",
+     ((CLAIMS[1], "c=8"), (CLAIMS[2], "c=16"), (CLAIMS[3], "c=32"))),
+    ("More modules per layer (gn)", ((CLAIMS[4], "c=16 - c=8"), (CLAIMS[5], "c=32 - c=16"))),
+    ("More modules per layer (bn)", ((CLAIMS[6], "c=16 - c=8"), (CLAIMS[7], "c=32 - c=16"))),
+)  # fmt: skip
+VERDICT_WORDS: dict[str, str] = {
+    "separated": "in the paper's order",
+    "reversed": "reversed, against the paper's order",
+    "not separated": "not separable at this budget",
+    "one seed": "one seed in an arm: no interval",
+}
+
+
+def ordering_caption(
+    curves: pd.DataFrame, claims: pd.DataFrame, batch: int | None, prior: float | None = None
+) -> str:
+    """Table 2 at the last step of `curves` in words, as `qgmrn.analysis.captions.table_caption`
+    says a table of single runs, but with the seeds' intervals: each arm's mean against the
+    question-type `prior` (percent), then each of the paper's orderings (`ORDERINGS`) as the
+    difference of the means +- the half-width of its 95% interval (`separation_frame`'s
+    `claims`) and its verdict: in the paper's order, reversed, or not separable at this budget
+    (the interval holds zero)."""
+    step = max(curves.columns)
+    budget = f"{step * batch:,} samples (step {step:,})" if batch else f"step {step:,}"
+    col = curves[step]
+    means = col.groupby(level="arm", sort=False).mean()
+    counts = col.groupby(level="arm", sort=False).size()
+    seeds = f"{counts.min()}" if counts.min() == counts.max() else f"{counts.min()}-{counts.max()}"
+    best = means.idxmax()
+    parts = [f"Question-type prior {prior:.1f}."] if prior is not None else []
+    text = f"Ours, the reference seed runs at {budget}, {seeds} seeds an arm: best {best} at "
+    text += f"{means[best]:.1f}"
+    if prior is not None:
+        above = int((means > prior).sum())
+        text += f" ({means[best] - prior:+.1f} against the prior); {above} of {len(means)} rows "
+        text += "above the prior"
+    parts.append(text + ".")
+    at_step = claims.xs(step, level="step") if len(claims) else claims
+    for heading, pairs in ORDERINGS:
+        found = [(at_step.loc[claim_label(*c)], name) for c, name in pairs
+                 if claim_label(*c) in at_step.index]  # fmt: skip
+        if not found:
+            continue
+        verdicts = {row["verdict"] for row, _ in found}
+        same = len(verdicts) == 1
+        items = [
+            f"{name} {_difference(row)}" + ("" if same else f" ({VERDICT_WORDS[row['verdict']]})")
+            for row, name in found
+        ]
+        paper = ", ".join(f"{row['paper']:+.1f}" for row, _ in found)
+        verdict = f": {VERDICT_WORDS[verdicts.pop()]}" if same else ""
+        parts.append(
+            f"{heading}: {', '.join(items)} points{verdict} (the paper, converged: {paper})."
+        )
+    if len(at_step):
+        parts.append(
+            f"(Differences of the means ± the half-width of their {CONFIDENCE:.0%} interval, "
+            "Welch's t over seeds; not separable where the interval holds zero.)"
+        )
+    return " ".join(parts)
+
+
+def _difference(row: pd.Series) -> str:
+    ci = f" ± {row['ci']:.1f}" if np.isfinite(row["ci"]) else ""
+    return f"{round(row['diff'], 1) + 0.0:+.1f}{ci}"  # + 0.0: no "-0.0"
+
+
 def _budget_labels(steps, batch: int | None) -> dict[int, str]:
     """Column labels: the budget in samples, or the step where samples would repeat a label."""
     labels = {s: samples_text(s * batch) if batch else f"step {s:,}" for s in steps}
@@ -282,8 +395,10 @@ def table2_over_seeds(run_dirs: dict[str, Path], prior: float | None = None) -> 
     (`separation_frame`), `table` (the claims as text, one column per budget, then the step each
     separates from and the paper's converged difference; None without a claim), `by_type` and
     `step` (each arm's mean over seeds by type at the last common step, then the spread:
-    `mean_over_seeds`), `caption` (`separation_caption`) and `figure` (`plot_arm_curves`;
-    `prior`, percent: its dashed line). Raises TooFewArms and ValueError as `arm_curves`."""
+    `mean_over_seeds`), `caption` (`separation_caption`), `figure` (`plot_arm_curves`;
+    `prior`, percent: its dashed line), and Table 2 at the last common step: `beside_paper`
+    (`table2_beside_paper`) and `orderings` (`ordering_caption`). Raises TooFewArms and
+    ValueError as `arm_curves`."""
     curves, batch = arm_curves(run_dirs)
     claims = separation_frame(curves)
     labels = _budget_labels(curves.columns, batch)
@@ -313,6 +428,8 @@ def table2_over_seeds(run_dirs: dict[str, Path], prior: float | None = None) -> 
         "step": step,
         "caption": separation_caption(claims, batch, curves),
         "figure": plot_arm_curves(curves, batch, prior),
+        "beside_paper": table2_beside_paper(curves, batch, prior),
+        "orderings": ordering_caption(curves, claims, batch, prior),
     }
 
 

@@ -116,3 +116,18 @@ def test_table_caption_checks_table2s_orderings():
     # pairs present: c=8 (bn 41, gn 40) and c=16 (bn 46, gn 45); the repeated gn rows count once
     assert "GroupNorm ahead of BatchNorm in 0 of 2 cardinalities (-1.0, -1.0 points" in text
     assert "3 of 5 rows above the prior" in text
+
+
+def test_table_caption_weighs_the_question_feature_to_the_classifier():
+    ours = "ours (demo, 6 min)"
+    index = pd.MultiIndex.from_tuples(
+        [(ours, "q to classifier", "c=16, w/o q"), (ours, "q to classifier", "c=16, w/ q")]
+        + [(ours, "bn vs gn", "c=16, w/ q")]  # the w/ q row again, under another experiment
+        + [("prior (x, val)", "all", "question-type prior")]
+    )
+    table = pd.DataFrame({"Overall": [25.5, 34.0, 34.0, 42.5]}, index=index)
+    text = captions.table_caption(table)
+    assert "w/ q 34.0 vs w/o q 25.5: +8.5 points, w/ q ahead, as in the paper." in text
+    assert "0 of 2 rows above the prior" in text  # the repeated row counts once
+    table.loc[(ours, "q to classifier", "c=16, w/o q"), "Overall"] = 36.0
+    assert "-2.0 points, w/ q not ahead at this budget." in captions.table_caption(table)

@@ -74,6 +74,19 @@ def test_write_table_csv_and_markdown(tmp_path):
     assert not list((tmp_path / "tables").glob(".*tmp"))  # no temporary files left
 
 
+def test_write_plain_table_titles_the_table_and_captions_it(tmp_path):
+    frame = pd.DataFrame({"paper": [86.8, float("nan")], "ours": [42.91, 44.6]},
+                         index=pd.Index(["c=8, w/ q, gn", "prior"], name="model"))  # fmt: skip
+    paths = tables.write_plain_table(frame, tmp_path, "t2", title="Table 2", note="A caption.")
+    assert pd.read_csv(paths["csv"], index_col=0).loc["c=8, w/ q, gn", "ours"] == 42.91
+    lines = paths["md"].read_text().splitlines()
+    assert lines[0] == "# Table 2" and lines[2] == "| model | paper | ours |"
+    assert "| c=8, w/ q, gn | 86.8 | 42.9 |" in lines and "| prior | – | 44.6 |" in lines
+    assert lines[-1] == "A caption."
+    untitled = tables.write_plain_table(frame, tmp_path, "bare")["md"].read_text()
+    assert untitled.startswith("| model |") and untitled.endswith("|\n")
+
+
 def test_find_runs_skips_missing(tmp_path):
     write_fake_run(tmp_path / "frn")
     assert tables.find_runs(tmp_path, {"FRN": "frn", "BRN": "brn"}) == {"FRN": tmp_path / "frn"}

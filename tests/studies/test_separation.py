@@ -169,3 +169,65 @@ def test_summary_adds_the_section_once_two_arms_have_runs(tmp_path):
     _seed_run(runs / "brn_c8_s3", 3, [(7, 0.40)])  # shares no step with the others
     assert summary.main([str(ref)]) == 0
     assert "Not available: the runs " in (ref / "summary.md").read_text()
+
+
+def _table2_runs(tmp_path):
+    """Runs of five arms at steps 50 and 100; at 100 (the last): w/o q 30/32 vs w/ q 40/42
+    (+10, separated), c=8 gn 40/42 vs c=16 gn 41/43 (+1, not separable), c=32 gn one seed."""
+    return _runs(
+        tmp_path,
+        {
+            "brn_c16_noq": {2: [(50, 0.2), (100, 0.30)], 3: [(50, 0.2), (100, 0.32)]},
+            "brn_c16_bn": {2: [(50, 0.3), (100, 0.40)], 3: [(50, 0.3), (100, 0.42)]},
+            "brn_c8": {2: [(50, 0.3), (100, 0.40)], 3: [(50, 0.3), (100, 0.42)]},
+            "brn_c16": {0: [(50, 0.3), (100, 0.41)], 2: [(50, 0.3), (100, 0.43)]},
+            "brn_c32": {2: [(50, 0.4), (100, 0.50)]},
+        },
+    )
+
+
+def test_table2_beside_the_paper_reads_every_arm_at_the_last_common_step(tmp_path):
+    curves, batch = separation.arm_curves(_table2_runs(tmp_path))
+    t = separation.table2_beside_paper(curves, batch, prior=42.0)
+    assert list(t.index) == [*separation.TABLE2_ARMS, tables.PRIOR_LABEL]  # the paper's order
+    noq = t.loc["c=16, w/o q"]
+    assert noq["paper"] == 89.7 and noq["ours"] == pytest.approx(31.0)
+    assert noq["std"] == pytest.approx(math.sqrt(2)) and noq["seeds"] == 2
+    assert noq["per seed"] == "30.0 / 32.0" and noq["read at"] == "6k"  # 100 steps x 64
+    assert noq["runs"] == "brn_c16_noq_s2, brn_c16_noq_s3"
+    assert t.loc[C16, "runs"] == "brn_c16, brn_c16_s2"  # seed 0 is the folder named after it
+    assert math.isnan(t.loc[C32, "std"]) and t.loc[C32, "seeds"] == 1  # one seed: no spread
+    deeper = t.loc["c=32, w/ q, deeper"]
+    assert math.isnan(deeper["ours"]) and deeper["seeds"] == 0 and deeper["runs"] == "none"
+    assert t.loc[tables.PRIOR_LABEL, "ours"] == 42.0 and t.loc[tables.PRIOR_LABEL, "seeds"] == ""
+    assert math.isnan(t.loc[tables.PRIOR_LABEL, "paper"])
+    no_batch = separation.table2_beside_paper(curves, None)
+    assert no_batch.loc[C8, "read at"] == "step 100" and tables.PRIOR_LABEL not in no_batch.index
+
+
+def test_the_orderings_caption_says_where_the_intervals_hold_zero(tmp_path):
+    t = separation.table2_over_seeds(_table2_runs(tmp_path), prior=42.0)
+    text = t["orderings"]
+    ci = f"{T2 * math.sqrt(2):.1f}"  # two seeds an arm, spread 1.4 each
+    assert text.startswith("Question-type prior 42.0. Ours, the reference seed runs at 6,400 "
+                           "samples (step 100), 1-2 seeds an arm: best c=32, w/ q, gn at 50.0 "
+                           "(+8.0 against the prior); 1 of 5 rows above the prior.")  # fmt: skip
+    assert (
+        f"Question features to the classifier, w/ q - w/o q: c=16 +10.0 ± {ci} points: in the "
+        "paper's order (the paper, converged: +3.3)." in text
+    )
+    assert (
+        f"GroupNorm - BatchNorm as the third norm: c=16 +1.0 ± {ci} points: not separable at "
+        "this budget (the paper, converged: +1.7)." in text
+    )
+    # mixed verdicts: each difference says its own
+    assert (
+        f"More modules per layer (gn): c=16 - c=8 +1.0 ± {ci} (not separable at this budget), "
+        "c=32 - c=16 +8.0 (one seed in an arm: no interval) points (the paper, converged: "
+        "+7.9, +3.2)." in text
+    )
+    assert "More modules per layer (bn)" not in text  # no runs of c=8 or c=32 with bn
+    assert text.endswith("not separable where the interval holds zero.)")
+    assert separation.ordering_caption(t["curves"], t["claims"], None).startswith(
+        "Ours, the reference seed runs at step 100, 1-2 seeds an arm: best"
+    )
