@@ -16,7 +16,7 @@ import functools
 import os
 import random
 import signal
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -305,6 +305,25 @@ def ignore_interrupts(worker_id: int | None = None) -> None:
     training stops after the step, `qgmrn.engine.interrupt`, then shuts the workers down)."""
     for sig in (signal.SIGINT, signal.SIGTERM):  # those `qgmrn.engine.interrupt` catches
         signal.signal(sig, signal.SIG_IGN)
+
+
+def shutdown_workers(iterator) -> None:
+    """Stop the worker processes of a DataLoader `iterator` now (nothing for a single-process
+    one; again: nothing). Workers ignore SIGTERM (`ignore_interrupts`), so when an exception
+    leaves the training loop while its traceback still holds the iterator, interpreter exit
+    would otherwise wait on them forever (multiprocessing's exit handler terminates, then joins)."""
+    shutdown = getattr(iterator, "_shutdown_workers", None)
+    if shutdown is not None:
+        shutdown()
+
+
+def closing_loader(loader: DataLoader) -> Iterator:
+    """`loader`'s items, its workers shut down however the iteration ends (`shutdown_workers`)."""
+    it = iter(loader)
+    try:
+        yield from it
+    finally:
+        shutdown_workers(it)
 
 
 def seed_worker(worker_id: int) -> None:

@@ -48,7 +48,13 @@ from torch.utils.data import DataLoader, Dataset
 
 from qgmrn.clevr import SUBTYPES, question_subtype
 from qgmrn.data.attributes import object_attribute_rows
-from qgmrn.data.dataset import Batch, _empty_for_transfer, ignore_interrupts, usable_workers
+from qgmrn.data.dataset import (
+    Batch,
+    _empty_for_transfer,
+    ignore_interrupts,
+    shutdown_workers,
+    usable_workers,
+)
 from qgmrn.data.vocab import Vocab
 from qgmrn.synth.camera import Camera
 from qgmrn.synth.families import families_up_to
@@ -58,6 +64,7 @@ from qgmrn.synth.questions import generate_questions
 from qgmrn.synth.render import object_ids
 
 STREAM_SPLIT = "stream"
+MAX_QUESTION_ROUNDS = 4  # draws from a step's scenes before a short batch is an error
 SUBTYPE_ID = {s: i for i, s in enumerate(SUBTYPES)}
 
 
@@ -218,13 +225,22 @@ class SceneStream(Dataset):
         families = families_up_to(self.depth_at(step))
         k = min(self.spec.questions_per_scene, len(families))
         asked: list[tuple[int, dict]] = []
-        for j, scene in enumerate(scenes):
-            rng = scene_rng(self.spec.seed, STREAM_SPLIT, item, "questions", j)
-            asked += [(j, q) for q in generate_questions(scene, rng, k, families=families)]
+        # a scene may yield fewer than k questions (a family with no valid instance, answer
+        # balancing), most often under a curriculum's few families: further rounds of draws
+        # from the same scenes fill the batch; round 0 alone whenever it suffices, so that the
+        # stream of a run that never falls short is the same as without the rounds
+        for round_ in range(MAX_QUESTION_ROUNDS):
+            for j, scene in enumerate(scenes):
+                more = (j,) if round_ == 0 else (j, round_)
+                rng = scene_rng(self.spec.seed, STREAM_SPLIT, item, "questions", *more)
+                asked += [(j, q) for q in generate_questions(scene, rng, k, families=families)]
+            if len(asked) >= self.batch:
+                break
         if len(asked) < self.batch:
             raise RuntimeError(
-                f"stream step {step}: {len(asked)} questions from {len(scenes)} scenes, fewer "
-                f"than the batch of {self.batch}; raise questions_per_scene"
+                f"stream step {step}: {len(asked)} questions from {len(scenes)} scenes in "
+                f"{MAX_QUESTION_ROUNDS} rounds, fewer than the batch of {self.batch}; raise "
+                "questions_per_scene"
             )
         order = scene_rng(self.spec.seed, STREAM_SPLIT, item, "order").permutation(len(asked))
         return [asked[i] for i in order[: self.batch]]
@@ -327,23 +343,25 @@ def _chunks(loader: DataLoader) -> Iterator[list[Batch]]:
     instead, and the other workers are shut down first, so that no later SIGCHLD raises again
     in the middle of the caller's clean-up."""
     it = iter(loader)
-    while True:
-        try:
-            chunk = next(it)
-        except StopIteration:
-            return
-        except (RuntimeError, OSError, EOFError) as e:
-            workers = getattr(it, "_workers", [])
-            dead = [w for w in workers if w.exitcode is not None]
-            if not dead:
-                raise
-            shutdown = getattr(it, "_shutdown_workers", None)
-            if shutdown is not None:
-                shutdown()
-            w = dead[0]
-            how = f"killed by signal {-w.exitcode}" if w.exitcode < 0 else f"exit code {w.exitcode}"
-            raise DataWorkerDied(f"stream rendering worker (pid {w.pid}) died ({how}).") from e
-        yield chunk
+    try:
+        while True:
+            try:
+                chunk = next(it)
+            except StopIteration:
+                return
+            except (RuntimeError, OSError, EOFError) as e:
+                workers = getattr(it, "_workers", [])
+                dead = [w for w in workers if w.exitcode is not None]
+                if not dead:
+                    raise
+                shutdown_workers(it)
+                w = dead[0]
+                code = w.exitcode
+                how = f"killed by signal {-code}" if code < 0 else f"exit code {code}"
+                raise DataWorkerDied(f"stream rendering worker (pid {w.pid}) died ({how}).") from e
+            yield chunk
+    finally:
+        shutdown_workers(it)
 
 
 def _identity(x):

@@ -23,6 +23,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from qgmrn.data.dataset import closing_loader
 from qgmrn.data.stream import SceneStream, stream_batches
 from qgmrn.engine import checkpoint as ckpt
 from qgmrn.engine import distributed as qdist
@@ -303,7 +304,7 @@ def _epoch_batches(run: Run) -> Iterable:
         epoch=state.epoch,
         start=state.batch_in_epoch * run.data.per_rank_batch,
     )
-    return sampled_loader(
+    loader = sampled_loader(
         train,
         sampler,
         run.data.per_rank_batch,
@@ -312,6 +313,7 @@ def _epoch_batches(run: Run) -> Iterable:
         seed=tc.seed * EPOCH_SEED_STRIDE + state.epoch,
         drop_last=True,
     )
+    return closing_loader(loader)
 
 
 def _validation_due(run: Run) -> bool:

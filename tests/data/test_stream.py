@@ -114,6 +114,27 @@ def test_curriculum_restricts_depth_until_its_thresholds(spec):
     assert max_hops  # the families' depth is what the stream filters on
 
 
+def test_a_step_whose_scenes_fall_short_draws_more_rounds(spec, monkeypatch):
+    from qgmrn.data import stream as stream_module
+
+    s = _stream(spec, batch=8)
+    scenes = [sc for sc, _ in s.scenes(0)]
+    full = s.questions(0, scenes)  # round 0 suffices: the stream as it always was
+    monkeypatch.setattr(stream_module, "MAX_QUESTION_ROUNDS", 1)
+    assert s.questions(0, scenes) == full
+
+    real = stream_module.generate_questions
+    monkeypatch.setattr(  # a curriculum's few families: one question per scene and draw
+        stream_module, "generate_questions", lambda *a, **k: real(*a, **k)[:1]
+    )
+    with pytest.raises(RuntimeError, match="fewer than the batch"):
+        s.questions(0, scenes)
+    monkeypatch.setattr(stream_module, "MAX_QUESTION_ROUNDS", 8)
+    short = s.questions(0, scenes)
+    assert len(short) == s.batch and short == s.questions(0, scenes)  # full, and still pure
+    assert len({q["question"] for _, q in short}) > len(scenes)  # later rounds drew anew
+
+
 def test_bad_arguments_are_refused(spec):
     with pytest.raises(ValueError, match="scene_reuse"):
         _stream(spec, scene_reuse=0)
