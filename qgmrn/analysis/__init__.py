@@ -5,6 +5,7 @@
 - `saliency`: gradient saliency of one image under several questions (Fig. 4).
 - `curves`: learning curves (metrics.jsonl) and accuracy by question type (eval.json).
 - `gumbel_demo`: the Gumbel-sigmoid / straight-through walkthrough of notebook 02.
+- `walkthrough`, `architecture`: the routed model taken apart, and drawn (Figure 1), for 02.
 - `runs`: loading a trained run for inspection (model, vocabulary, images, questions).
 - `compare`: a set of runs side by side: at equal training samples, samples to a target
   accuracy, where their steps were trained, what their routers learned, Welch's interval.
