@@ -127,8 +127,11 @@ def closed_gate_gradients(
     logit P~ received a non-zero gradient. With the straight-through estimator a closed gate's
     gradient is dL/dy . (module output) x dB~/dP~, so the module's output must exist (the
     gradient is zero only where that output, or the gradient reaching it, is zero): only
-    inference, which needs no gradient, may skip it (`sparse=True`)."""
+    inference, which needs no gradient, may skip it (`sparse=True`). The model is left as it
+    was: its mode, no gradients, and its BatchNorm statistics (which a training-mode forward
+    updates) restored, so that the cells after this one see the model they loaded."""
     was_training = model.training
+    buffers = {name: b.clone() for name, b in model.named_buffers()}
     torch.manual_seed(seed)
     model.train()
     try:
@@ -143,6 +146,9 @@ def closed_gate_gradients(
     finally:
         model.zero_grad(set_to_none=True)
         model.train(was_training)
+        with torch.no_grad():
+            for name, b in model.named_buffers():
+                b.copy_(buffers[name])
     rows = []
     for state, mask in (("closed (0)", g == 0), ("open (1)", g == 1)):
         n = int(mask.sum())

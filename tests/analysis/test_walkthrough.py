@@ -59,7 +59,10 @@ def test_training_paths_vary_and_the_test_path_is_fixed():
 
 def test_closed_gates_get_gradients_in_training():
     model = _model()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
     table = walkthrough.closed_gate_gradients(model, *_batch())
+    after = model.state_dict()  # BatchNorm statistics too: later cells see the loaded model
+    assert all(torch.equal(before[k], after[k]) for k in before)
     closed = table.loc["closed (0)"]
     assert closed["count"] > 0
     # zero only where the module's output, or the gradient reaching it, is zero (tiny smoke
