@@ -313,32 +313,43 @@ def plot_router_logits(
     """P~ of every gate for one question (the first row), one series per model, with the
     test-time threshold P~ = 0 (sigmoid 0.5) and the initial bias log(p / (1 - p)) for
     `init_exec_prob` p; dotted lines between routed layers, solid between stages."""
-    fig, ax = plt.subplots(figsize=(10, 3.4))
+    fig, ax = plt.subplots(figsize=(10, 3.6))
     markers = iter("o^sDv")
     first = next(iter(models.values()))
     for label, model in models.items():
         p = routing_logits(model, questions[:1], lengths[:1])[0].numpy()
         ax.plot(np.arange(len(p)), p, next(markers, "o"), ms=3, alpha=0.8, label=label)
-    edges = np.cumsum(first.gate_sizes)[:-1]
+    edges = np.r_[0, np.cumsum(first.gate_sizes)]
     stages = first.stage_of_layer
-    for layer, e in enumerate(edges, start=1):
+    for layer in range(1, len(first.gate_sizes)):
         same = stages[layer] == stages[layer - 1]
-        ax.axvline(e - 0.5, color="0.8" if same else "0.5", lw=0.8, ls=":" if same else "-")
-    ax.axhline(0.0, color="C3", lw=1.0, label="test-time threshold: P~ = 0 (sigmoid 0.5)")
+        x = edges[layer] - 0.5
+        ax.axvline(x, color="0.8" if same else "0.5", lw=0.8, ls=":" if same else "-")
+    for stage in sorted(set(stages)):
+        layers = [i for i, s in enumerate(stages) if s == stage]
+        middle = (edges[layers[0]] + edges[layers[-1] + 1]) / 2
+        ax.text(
+            middle,
+            1.01,
+            f"stage {stage + 1}",
+            transform=ax.get_xaxis_transform(),
+            ha="center",
+            va="bottom",
+            fontsize=8,
+            color="0.3",
+        )
+    ax.axhline(0.0, color="C3", lw=1.0, label=r"test-time threshold $\tilde{P}$ = 0 (sigmoid 0.5)")
     if init_exec_prob is not None:
         b = math.log(init_exec_prob / (1 - init_exec_prob))
-        ax.axhline(
-            b,
-            color="0.4",
-            lw=1.0,
-            ls="--",
-            label=f"initial bias log({init_exec_prob:g} / {1 - init_exec_prob:g})",
-        )
-    ax.set_xlabel("gate (routed layers in order; solid lines between stages)")
-    ax.set_ylabel("P~ (routing logit)")
-    ax.legend(fontsize=7, loc="best")
+        label = f"initial bias log({init_exec_prob:g} / {1 - init_exec_prob:g})"
+        ax.axhline(b, color="0.4", lw=1.0, ls="--", label=label)
+    ax.set_xlabel(
+        "gate (routed layers in order; dotted lines between layers, solid between stages)"
+    )
+    ax.set_ylabel(r"$\tilde{P}$ (routing logit)")
+    ax.legend(fontsize=7.5, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=4, frameon=False)
     if title:
-        ax.set_title(title, fontsize=9)
+        ax.set_title(title, fontsize=9, pad=16)
     fig.tight_layout()
     return fig
 
