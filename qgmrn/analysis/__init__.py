@@ -5,6 +5,7 @@
 - `saliency`: gradient saliency of one image under several questions (Fig. 4).
 - `curves`: learning curves (metrics.jsonl) and accuracy by question type (eval.json).
 - `gumbel_demo`: the Gumbel-sigmoid / straight-through walkthrough of notebook 02.
+- `walkthrough`, `architecture`: the routed model taken apart, and drawn (Figure 1), for 02.
 - `runs`: loading a trained run for inspection (model, vocabulary, images, questions).
 - `ablations`: what notebook 04 trains live (`presets`) and how long that takes.
 - `compare`: a set of runs side by side: at equal training samples, samples to a target
