@@ -123,3 +123,26 @@ def test_welch_interval_matches_scipys_t_test():
     assert se == pytest.approx(math.sqrt(a.var(ddof=1) / 3 + b.var(ddof=1) / 2))
     assert (diff - ci, diff + ci) == pytest.approx((low, high))
     assert compare.welch(np.array([1.0, 1.0]), np.array([2.0, 2.0])) == (1.0, 0.0, 0.0)
+
+
+def test_routing_frame_gives_figure_2s_numbers_as_the_caption_computes_them(tmp_path):
+    """One measurement: the routers table's stage k is `subtype_separation`'s stage k, with the
+    same questions a subtype (Figure 2's 500 by default) and seed."""
+    from qgmrn.analysis import captions, routing
+
+    run = write_fake_run(tmp_path / "brn_c16", num_paths=1300, stage_of_layer=(0, 0, 1, 1))
+    rp = routing.load_routing_paths(run)
+    for kwargs in ({}, {"per_subtype": 40, "seed": 5}):
+        frame = compare.routing_frame({"brn_c16": run}, **kwargs)
+        sep = captions.subtype_separation(rp.paths, rp.layer_sizes, rp.stage_of_layer,
+                                          rp.subtypes, **kwargs)  # fmt: skip
+        assert [c for c in frame.columns if c.startswith("NN")] == [
+            "NN subtype acc., stage 1",
+            "NN subtype acc., stage 2",
+        ]
+        for k in (1, 2):
+            assert frame.loc["brn_c16", f"NN subtype acc., stage {k}"] == pytest.approx(
+                100 * sep.loc[k, "nn_accuracy"]
+            )
+        assert frame.loc["brn_c16", "chance"] == pytest.approx(100 * sep["chance"].iloc[0])
+
