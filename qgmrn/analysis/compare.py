@@ -85,9 +85,10 @@ def _read_json_or_none(path: Path) -> dict | None:
 
 
 def honest_frame(run_dirs: dict[str, Path]) -> pd.DataFrame:
-    """Per run: samples seen, the best validation accuracy and its step (what eval.json and
-    best.pt hold: chosen on val, so optimistic), the last validation pass, and the last
-    checkpoint on the test split (`qgmrn evaluate RUN --split test --checkpoint latest`, whose
+    """Per run: samples seen, the best validation accuracy and its step (`tables.best_val`:
+    best.pt scored by the final evaluation, eval.json, as Table 1 shows it; chosen on val, so
+    optimistic; NaN before that evaluation), the last validation pass, and the last checkpoint
+    on the test split (`qgmrn evaluate RUN --split test --checkpoint latest`, whose
     eval_test_latest.json this reads; NaN where it was not run). Accuracies in percent."""
     rows = {}
     for name, run_dir in run_dirs.items():
@@ -98,15 +99,15 @@ def honest_frame(run_dirs: dict[str, Path]) -> pd.DataFrame:
         test = _read_json_or_none(run_dir / "eval_test_latest.json")
         row = {"samples": float("nan"), "best val": float("nan"), "best at step": float("nan")}
         if col and len(val):
-            best = val.loc[val[col].idxmax()]
             row.update(
                 {
                     "samples": int(val["step"].max()) * batch,
-                    "best val": 100 * best[col],
-                    "best at step": int(best["step"]),
                     "last val": 100 * val[col].iloc[-1],
                 }
             )
+        if (best := tables.best_val(run_dir)) is not None:
+            row["best val"] = 100 * best[0]
+            row["best at step"] = float("nan") if best[1] is None else best[1]
         row["last checkpoint, test"] = 100 * test["overall"] if test else float("nan")
         row["test n"] = test["n"] if test else float("nan")
         rows[name] = row

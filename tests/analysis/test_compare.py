@@ -146,3 +146,35 @@ def test_routing_frame_gives_figure_2s_numbers_as_the_caption_computes_them(tmp_
             )
         assert frame.loc["brn_c16", "chance"] == pytest.approx(100 * sep["chance"].iloc[0])
 
+
+def _evaluated(run, best_pass: float, scored: float, step: int = 20):
+    """A run whose highest validation pass reads `best_pass` (its training-time precision) and
+    whose final evaluation scored that pass's best.pt at `scored` (another precision)."""
+    run.mkdir(parents=True)
+    (run / "config.json").write_text(json.dumps({"train": {"batch_size": 64}}))
+    rows = [{"kind": "val", "step": 10, "overall": 0.40},
+            {"kind": "val", "step": step, "overall": best_pass},
+            {"kind": "val", "step": 30, "overall": 0.50}]  # fmt: skip
+    (run / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    ev = {"split": "val", "n": 4991, "overall": scored, "checkpoint": "best.pt",
+          "checkpoint_step": step}  # fmt: skip
+    (run / "eval.json").write_text(json.dumps(ev))
+    return run
+
+
+def test_best_val_is_the_final_evaluation_of_best_pt_not_the_highest_pass(tmp_path):
+    """The reference FiLM: its step-20,000 pass read 54.5 on the GPU (bf16), best.pt 54.3 in
+    fp32; every table and legend gives the second, Table 1's number."""
+    from qgmrn.analysis import tables
+
+    film = _evaluated(tmp_path / "film", best_pass=0.5454, scored=0.5432)
+    assert tables.best_val(film) == (0.5432, 20)
+    row = compare.honest_frame({"film": film}).loc["film"]
+    assert row["best val"] == pytest.approx(54.32) and row["best at step"] == 20
+    assert row["last val"] == pytest.approx(50.0) and row["samples"] == 30 * 64
+    running = tmp_path / "running"
+    running.mkdir()
+    (running / "config.json").write_text(json.dumps({"train": {"batch_size": 64}}))
+    (running / "metrics.jsonl").write_text(json.dumps({"kind": "val", "step": 5, "overall": 0.3}))
+    assert tables.best_val(running) is None  # no final evaluation yet: no best to report
+    assert math.isnan(compare.honest_frame({"r": running}).loc["r", "best val"])
