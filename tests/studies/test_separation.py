@@ -106,7 +106,13 @@ def test_a_claim_separates_when_its_interval_excludes_zero_and_needs_two_seeds(t
     assert "No budget up to 19,200 samples separates them all" in caption
     # pooled std at step 300: sqrt(2) (c8 50/52, c16 40/42): T2 * sqrt(2) * sqrt(2 / 2)
     assert separation.resolvable_difference(curves, 300) == pytest.approx(T2 * math.sqrt(2))
-    assert f"difference of {T2 * math.sqrt(2):.1f} points" in caption
+    assert f"difference of {T2 * math.sqrt(2):.1f} points with 2 seeds an arm" in caption
+    # the definition stated beside the number: the pooled spread, and what a third seed buys
+    assert separation.pooled_std(curves, 300) == (pytest.approx(math.sqrt(2)), 2)
+    three = stats.t.ppf(0.975, 4) * math.sqrt(2) * math.sqrt(2 / 3)
+    assert separation.resolvable_difference(curves, 300, 3) == pytest.approx(three)
+    assert "pooled standard deviation 1.4 points over the 2 arms with 2+ seeds" in caption
+    assert f"and {three:.1f} with 3" in caption and "t * s * sqrt(2 / seeds)" in caption
     assert "+7.9 to +7.9" in caption  # the weighed claim's only; c16 < c32 has one seed
     one = separation.separation_caption(
         sep.xs(f"{C16} < {C32}", level="claim", drop_level=False), 64, curves
