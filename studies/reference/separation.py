@@ -180,10 +180,12 @@ def separating_step(separation: pd.DataFrame) -> int | None:
 def plot_arm_curves(curves: pd.DataFrame, batch: int | None = None, prior: float | None = None):
     """Each arm's mean validation accuracy against the budget (samples when `batch` is known,
     else steps) with its seeds as dots and a band of +- one standard deviation; `prior`
-    (percent): the question-type prior as a dashed line. Returns the figure."""
+    (percent): the question-type prior as a dashed line. The legend stands right of the axes,
+    off the bands. Returns the figure."""
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import EngFormatter
 
-    fig, ax = plt.subplots(figsize=(7.5, 4.0))
+    fig, ax = plt.subplots(figsize=(9.5, 4.0))
     x = np.asarray(curves.columns, dtype=float) * (batch or 1)
     for i, arm in enumerate(dict.fromkeys(curves.index.get_level_values("arm"))):
         part = curves.xs(arm, level="arm")
@@ -196,10 +198,12 @@ def plot_arm_curves(curves: pd.DataFrame, batch: int | None = None, prior: float
             ax.plot(x, row.to_numpy(), ".", color=color, ms=3, alpha=0.6)
     if prior is not None:
         ax.axhline(prior, color="k", ls="--", lw=1, label="question-type prior")
+    if batch:
+        ax.xaxis.set_major_formatter(EngFormatter(sep=""))
     ax.set_xlabel("training samples" if batch else "step")
     ax.set_ylabel("val accuracy (%)")
     ax.set_title("Table 2's arms over seeds (mean, +- std)")
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     return fig
 

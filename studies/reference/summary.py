@@ -74,11 +74,15 @@ def summarize(reference_dir: PathLike, *, routed: str = "brn_c16") -> dict[str, 
         "by_type": ref / "by_type.png",
         "summary": ref / "summary.md",
     }
+    prior = runs_prior(run_dirs.values())
     save_figure(
-        curves.plot_validation_curves(run_dirs, title="reference runs: validation accuracy"),
+        curves.plot_validation_curves(
+            run_dirs,
+            title="reference runs: validation accuracy",
+            prior=None if prior is None else prior["overall"],
+        ),
         out["curves"],
     )
-    prior = runs_prior(run_dirs.values())
     if finished:
         save_figure(curves.plot_accuracy_by_type(finished, prior=prior), out["by_type"])
     table = tables.table1_from_dirs({"reference": runs_dir}, include_paper=False)
@@ -138,7 +142,8 @@ def summarize(reference_dir: PathLike, *, routed: str = "brn_c16") -> dict[str, 
         floor = 100 * prior["overall"] if prior is not None else None
         lines += table2_section(paper_runs, ref / "table2.png", floor)
     if ours:
-        lines += ours_section(ours, paper_runs, routed, ref / "ours.png")
+        floor = prior["overall"] if prior is not None else None
+        lines += ours_section(ours, paper_runs, routed, ref / "ours.png", floor)
     lines += ["![validation curves](curves.png)", ""]
     if finished:
         lines += ["![accuracy by type](by_type.png)", ""]

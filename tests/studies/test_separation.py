@@ -175,3 +175,21 @@ def test_summary_adds_the_section_once_two_arms_have_runs(tmp_path):
     _seed_run(runs / "brn_c8_s3", 3, [(7, 0.40)])  # shares no step with the others
     assert summary.main([str(ref)]) == 0
     assert "Not available: the runs " in (ref / "summary.md").read_text()
+
+
+def test_table2_figure_keeps_its_legend_off_the_bands(tmp_path):
+    """The legend stands right of the axes: inside, it covered the arms' bands."""
+    runs = _runs(
+        tmp_path,
+        {
+            "brn_c8": {2: [(100, 0.40), (200, 0.45)], 3: [(100, 0.42), (200, 0.44)]},
+            "brn_c16": {2: [(100, 0.41), (200, 0.46)]},
+        },
+    )
+    curves, batch = separation.arm_curves(runs)
+    fig = separation.plot_arm_curves(curves, batch, prior=42.0)
+    ax = fig.axes[0]
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    assert ax.get_legend().get_window_extent(renderer).x0 >= ax.get_window_extent(renderer).x1
+    assert ax.xaxis.get_major_formatter()(12800, 0) == "12.8k"  # budgets in samples
