@@ -27,6 +27,7 @@ def pytest_configure(config) -> None:
     if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
         signal.signal(signal.SIGINT, signal.default_int_handler)
 
+
 # The smoke set's shape, for tests that count things in it.
 MINI_CLEVR = dict(
     train_scenes=12,

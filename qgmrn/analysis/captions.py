@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from qgmrn.analysis.routing import sample_per_subtype, split_stages
+from qgmrn.analysis.routing import PER_SUBTYPE, sample_per_subtype, split_stages
 
 
 def slope(values: Sequence[float]) -> float:
@@ -67,13 +67,15 @@ def subtype_separation(
     stage_of_layer: Sequence[int],
     subtypes: np.ndarray,
     *,
-    per_subtype: int = 200,
+    per_subtype: int = PER_SUBTYPE,
     seed: int = 0,
 ) -> pd.DataFrame:
     """Figure 2's number: per stage, the nearest-neighbour subtype accuracy of the routing paths
     over that stage's gates (`nearest_neighbour_agreement`) on at most `per_subtype` questions
-    of each subtype, beside chance and their ratio. Index: stage; columns: n, gates, nn_accuracy,
-    chance, lift (accuracy / chance)."""
+    of each subtype (drawn with `seed` as `routing.tsne_by_stage` draws them, so with the same
+    arguments the number measures the figure's points), beside chance and their ratio.
+    Index: stage, numbered 1 to S as the paper does (`routing.split_stages`); columns: n, gates,
+    nn_accuracy, chance, lift (accuracy / chance)."""
     idx = sample_per_subtype(subtypes, per_subtype, seed)
     labels = np.asarray(subtypes)[idx]
     stages = split_stages(np.asarray(paths)[idx], layer_sizes, stage_of_layer)

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from qgmrn.analysis import curves, tables
+from qgmrn.analysis.routing import PER_SUBTYPE
 from qgmrn.engine.history import read_history
 
 PathLike = str | os.PathLike
@@ -84,9 +85,10 @@ def _read_json_or_none(path: Path) -> dict | None:
 
 
 def honest_frame(run_dirs: dict[str, Path]) -> pd.DataFrame:
-    """Per run: samples seen, the best validation accuracy and its step (what eval.json and
-    best.pt hold: chosen on val, so optimistic), the last validation pass, and the last
-    checkpoint on the test split (`qgmrn evaluate RUN --split test --checkpoint latest`, whose
+    """Per run: samples seen, the best validation accuracy and its step (`tables.best_val`:
+    best.pt scored by the final evaluation, eval.json, as Table 1 shows it; chosen on val, so
+    optimistic; NaN before that evaluation), the last validation pass, and the last checkpoint
+    on the test split (`qgmrn evaluate RUN --split test --checkpoint latest`, whose
     eval_test_latest.json this reads; NaN where it was not run). Accuracies in percent."""
     rows = {}
     for name, run_dir in run_dirs.items():
@@ -97,15 +99,15 @@ def honest_frame(run_dirs: dict[str, Path]) -> pd.DataFrame:
         test = _read_json_or_none(run_dir / "eval_test_latest.json")
         row = {"samples": float("nan"), "best val": float("nan"), "best at step": float("nan")}
         if col and len(val):
-            best = val.loc[val[col].idxmax()]
             row.update(
                 {
                     "samples": int(val["step"].max()) * batch,
-                    "best val": 100 * best[col],
-                    "best at step": int(best["step"]),
                     "last val": 100 * val[col].iloc[-1],
                 }
             )
+        if (best := tables.best_val(run_dir)) is not None:
+            row["best val"] = 100 * best[0]
+            row["best at step"] = float("nan") if best[1] is None else best[1]
         row["last checkpoint, test"] = 100 * test["overall"] if test else float("nan")
         row["test n"] = test["n"] if test else float("nan")
         rows[name] = row
@@ -260,13 +262,16 @@ def samples_text(n: float) -> str:
     return f"{n / 1e3:.0f}k"
 
 
-def routing_frame(run_dirs: dict[str, Path], per_subtype: int = 200) -> pd.DataFrame:
+def routing_frame(
+    run_dirs: dict[str, Path], per_subtype: int = PER_SUBTYPE, seed: int = 0
+) -> pd.DataFrame:
     """What the routers learned, per routed run with a routing_paths.npz (its best.pt's paths on
     val, written by the run's final evaluation): Figure 2's number (nearest-neighbour subtype
-    accuracy of the paths, per stage, in percent; `captions.subtype_separation`, chance beside)
-    and Figure 3's (the median execution ratio of the first and last routed layer and its slope
-    per layer; `captions.execution_trend`), with the step of the weights. Runs without paths are
-    left out."""
+    accuracy of the paths, per stage 1-4, in percent; `captions.subtype_separation` on at most
+    `per_subtype` questions a subtype drawn with `seed`, by default Figure 2's 500; chance
+    beside) and Figure 3's (the median execution ratio of the first and last routed layer and
+    its slope per layer; `captions.execution_trend`), with the step of the weights. Runs without
+    paths are left out."""
     from qgmrn.analysis import captions, routing
 
     rows = {}
@@ -276,14 +281,15 @@ def routing_frame(run_dirs: dict[str, Path], per_subtype: int = 200) -> pd.DataF
         except FileNotFoundError:
             continue
         sep = captions.subtype_separation(
-            rp.paths, rp.layer_sizes, rp.stage_of_layer, rp.subtypes, per_subtype=per_subtype
-        )
+            rp.paths, rp.layer_sizes, rp.stage_of_layer, rp.subtypes,
+            per_subtype=per_subtype, seed=seed,
+        )  # fmt: skip
         trend = captions.execution_trend(
             routing.execution_ratio_per_layer(rp.paths, rp.layer_sizes)
         )
         ev = _read_json_or_none(run_dir / "eval.json") or {}
         row = {"step": ev.get("checkpoint_step", float("nan"))}
-        row |= {f"NN subtype acc., stage {k + 1}": 100 * v for k, v in sep["nn_accuracy"].items()}
+        row |= {f"NN subtype acc., stage {k}": 100 * v for k, v in sep["nn_accuracy"].items()}
         row["chance"] = 100 * float(sep["chance"].iloc[0])
         row |= {
             "exec. ratio, first layer": trend["first"],

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from qgmrn.analysis.tables import read_eval
+from qgmrn.analysis.tables import best_val, read_eval
 from qgmrn.clevr.constants import QUESTION_TYPES, SUBTYPE_LABELS, SUBTYPES, TYPE_LABELS
 
 PathLike = str | os.PathLike
@@ -73,6 +73,16 @@ def throughput(run_dir: PathLike) -> dict:
         "data_wait_frac": float(wait),
         "minutes": steps * batch / rate / 60 if rate > 0 else float("nan"),
     }
+
+
+def run_batch_size(run_dir: PathLike) -> int | None:
+    """The batch size in a run's config.json (what turns a step into training samples), or
+    None when the config does not say."""
+    path = Path(run_dir) / "config.json"
+    if not path.exists():
+        return None
+    batch = json.loads(path.read_text()).get("train", {}).get("batch_size")
+    return int(batch) if batch else None
 
 
 def _val_accuracy_column(val: pd.DataFrame) -> str | None:
@@ -143,6 +153,20 @@ def accuracy_frame(run_dirs: Mapping[str, PathLike], *, by: str = "type") -> pd.
     return pd.DataFrame(data, index=[labels[k] for k in keys])
 
 
+def _bar_label(label: str, run_dir: PathLike) -> str:
+    """A bar's legend entry: the run, its overall accuracy and, where the run says, the
+    training samples of the weights scored (eval.json's checkpoint step x the batch size), so
+    that runs of different budgets side by side say so."""
+    from qgmrn.analysis.compare import samples_text  # compare imports this module
+
+    ev = read_eval(run_dir)
+    text = f"{label} (overall {ev['overall']:.1%}"
+    step, batch = ev.get("checkpoint_step"), run_batch_size(run_dir)
+    if step is not None and batch:
+        text += f", weights at {samples_text(int(step) * batch)} samples"
+    return text + ")"
+
+
 def plot_accuracy_by_type(
     run_dirs: Mapping[str, PathLike] | PathLike,
     *,
@@ -150,8 +174,9 @@ def plot_accuracy_by_type(
     chance: bool = True,
     prior: Mapping | None = None,
 ) -> Figure:
-    """Grouped bars of accuracy per question type (or subtype), one bar per run; `prior` (the
-    scores of `qgmrn.analysis.prior`) draws the question-type prior as a black line per group."""
+    """Grouped bars of accuracy per question type (or subtype), one bar per run, its legend entry
+    with the samples the scored weights had trained on (`_bar_label`); `prior` (the scores of
+    `qgmrn.analysis.prior`) draws the question-type prior as a black line per group."""
     if not isinstance(run_dirs, Mapping):
         run_dirs = {Path(run_dirs).name: run_dirs}
     df = accuracy_frame(run_dirs, by=by)
@@ -161,8 +186,7 @@ def plot_accuracy_by_type(
     width = 0.8 / max(1, df.shape[1])
     x = np.arange(len(df))
     for i, label in enumerate(df.columns):
-        overall = read_eval(run_dirs[label])["overall"]
-        ax.bar(x + i * width, df[label], width, label=f"{label} (overall {overall:.1%})")
+        ax.bar(x + i * width, df[label], width, label=_bar_label(label, run_dirs[label]))
     if prior is not None:
         keys = QUESTION_TYPES if by == "type" else SUBTYPES
         ys = [prior[f"by_{by}"].get(k) for k in keys]
@@ -182,41 +206,97 @@ def plot_accuracy_by_type(
     return fig
 
 
-def plot_validation_curves(
-    run_dirs: Mapping[str, PathLike], *, title: str = "", train: bool = True
-) -> Figure:
-    """Validation accuracy against the step, one line per run (e.g. a routed run and its static
-    twin), with the training accuracy as a faint line of the same colour when `train`.
+def data_ylim(values, prior: float | None = None, pad: float = 0.08) -> tuple[float, float]:
+    """Axis limits around the finite `values` and the `prior` (same units): their range with
+    `pad` of it (at least one unit's hundredth, `pad` of the largest value, when all are equal)
+    on both sides, so a figure shows where its data lies, not a fixed 0-100."""
+    v = np.asarray([x for x in np.ravel(values) if np.isfinite(x)], dtype=float)
+    if prior is not None:
+        v = np.append(v, prior)
+    if not len(v):
+        return 0.0, 1.0
+    low, high = float(v.min()), float(v.max())
+    margin = pad * (high - low) or pad * max(abs(high), 1e-2)
+    return low - margin, high + margin
 
-    `run_dirs` is {label: run directory}; a run still training is drawn up to its last logged
-    step, and one with no metrics.jsonl yet is left out.
+
+def plot_validation_curves(
+    run_dirs: Mapping[str, PathLike],
+    *,
+    title: str = "",
+    train: bool = True,
+    prior: float | None = None,
+    max_samples: float | None = None,
+) -> Figure:
+    """Validation accuracy (percent) against the training samples seen (step x the run's batch
+    size), one line per run, with the training accuracy as a faint line of the same colour when
+    `train`; `prior` (a fraction): the question-type prior as a dashed black line; `max_samples`:
+    draw each run only up to this budget (the region a figure compares).
+
+    The legend, right of the axes, gives each run's budget (the samples at its last validation
+    pass) and its best validation accuracy as Table 1 gives it (`tables.best_val`: best.pt
+    scored by the final evaluation); a run still training says so, and one cut at `max_samples`
+    says how much of it is drawn. The y axis spans the curves from each run's first validation
+    pass on, and the prior (`data_ylim`), not 0-100: the training lines' first steps, near zero,
+    are clipped. Runs whose config does not give a batch size put the whole figure in steps.
+    `run_dirs` is {label: run directory}; a run with no metrics.jsonl yet is left out.
     """
+    from matplotlib.ticker import EngFormatter
+
+    from qgmrn.analysis.compare import samples_text  # compare imports this module
+
+    batches = {label: run_batch_size(d) for label, d in run_dirs.items()}
+    in_samples = all(batches.values())
     fig, ax = plt.subplots(figsize=(7.5, 4.0))
+    shown = []  # the validation accuracies drawn, for the y range
     for i, (label, run_dir) in enumerate(run_dirs.items()):
         try:
             tr, val = read_metrics(run_dir)
         except FileNotFoundError:
             continue
-        color = f"C{i}"
+        color = f"C{i % 10}"
+        scale = batches[label] if in_samples else 1
+        limit = np.inf if max_samples is None else max_samples / scale  # in steps
         col = _val_accuracy_column(val)
         if len(val) and col and "step" in val:
-            best = val[col].max()
-            ax.plot(
-                val["step"],
-                val[col],
-                color=color,
-                marker="o",
-                markersize=3,
-                label=f"{label} val (best {best:.1%})",
-            )
+            val = val.drop_duplicates("step", keep="last").sort_values("step")
+            last = float(val["step"].max()) * scale
+            part = val[val["step"] <= limit]
+            y = 100 * part[col].to_numpy(dtype=float)
+            shown.append(y)
+            budget = samples_text(last) + " samples" if in_samples else f"{int(last):,} steps"
+            best = best_val(run_dir)
+            if val["step"].max() > limit * (1 + 0.01):  # cut: say how much of it is drawn
+                cut = samples_text(max_samples) if in_samples else f"{int(max_samples):,} steps"
+                text = f"{label}: first {cut} of its {budget}"
+            elif best is None:
+                text = f"{label}: {budget}, training (no final evaluation yet)"
+            else:
+                text = f"{label}: {budget}, best.pt {100 * best[0]:.1f}%"
+            ax.plot(part["step"] * scale, y, color=color, marker="o", markersize=3, label=text)
         if train and len(tr) and "acc" in tr:
-            ax.plot(tr["step"], tr["acc"], color=color, alpha=0.25, linewidth=0.8)
-    ax.set_xlabel("step")
-    ax.set_ylabel("accuracy")
-    ax.set_ylim(0, 1)
+            t = tr[tr["step"] <= limit]
+            ax.plot(t["step"] * scale, 100 * t["acc"], color=color, alpha=0.25, linewidth=0.8)
+            if len(val) and "step" in val:  # the y range: from the first validation pass on
+                shown.append(100 * t.loc[t["step"] >= val["step"].min(), "acc"].to_numpy(float))
+    if prior is not None:
+        ax.axhline(100 * prior, color="k", ls="--", lw=1,
+                   label=f"question-type prior ({100 * prior:.1f}%)")  # fmt: skip
+    if shown:
+        ax.set_ylim(*data_ylim(np.concatenate(shown), None if prior is None else 100 * prior))
+    ax.set_xlim(left=0)
+    if in_samples:
+        ax.xaxis.set_major_formatter(EngFormatter(sep=""))
+    ax.set_xlabel("training samples (step x batch size)" if in_samples else "step")
+    ax.set_ylabel("val accuracy (%)")
     ax.grid(alpha=0.3)
     ax.set_title(title or "validation accuracy (faint: training accuracy)", fontsize=10)
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=8)
+    entries = ax.get_legend_handles_labels()[1]
+    if entries:
+        legend_title = "run: budget, best val (Table 1)"
+        ax.legend(fontsize=8, title=legend_title, title_fontsize=8, loc="upper left",
+                  bbox_to_anchor=(1.01, 1.0))  # fmt: skip
+        # the axes keep about 7 inches whatever the legend's width (8 pt: ~0.06 inch a character)
+        fig.set_size_inches(7.5 + 0.06 * max(map(len, entries)), fig.get_figheight())
     fig.tight_layout()
     return fig

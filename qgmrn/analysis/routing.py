@@ -26,6 +26,11 @@ from qgmrn.clevr.constants import QUESTION_TYPES, SUBTYPE_LABELS, SUBTYPE_TO_TYP
 
 PathLike = str | os.PathLike
 
+# Figure 2's sample: at most this many validation questions of each subtype (the paper: "500
+# instances per subtype"). The t-SNE and the number that measures it (`captions.
+# subtype_separation`, `compare.routing_frame`) draw the same questions by default.
+PER_SUBTYPE = 500
+
 
 @dataclass(frozen=True)
 class RoutingPaths:
@@ -82,12 +87,14 @@ def split_layers(paths: np.ndarray, layer_sizes: Sequence[int]) -> list[np.ndarr
 def split_stages(
     paths: np.ndarray, layer_sizes: Sequence[int], stage_of_layer: Sequence[int]
 ) -> dict[int, np.ndarray]:
-    """(N, G) -> {stage: (N, sum of M_l over the stage's layers)}, stages in increasing order."""
+    """(N, G) -> {stage: (N, sum of M_l over the stage's layers)}, numbered as the paper numbers
+    its stages: 1 (the shallowest) to S, in depth order, whatever ids `stage_of_layer` uses (the
+    model's are 0-based, `QGMRN.stage_of_layer`)."""
     layers = split_layers(paths, layer_sizes)
     stages: dict[int, list[np.ndarray]] = {}
     for layer, stage in zip(layers, stage_of_layer, strict=True):
         stages.setdefault(int(stage), []).append(layer)
-    return {s: np.concatenate(stages[s], axis=1) for s in sorted(stages)}
+    return {k: np.concatenate(stages[s], axis=1) for k, s in enumerate(sorted(stages), start=1)}
 
 
 def sample_per_subtype(subtypes: np.ndarray, per_subtype: int, seed: int = 0) -> np.ndarray:
@@ -110,7 +117,7 @@ def tsne_by_stage(
     subtypes: np.ndarray,
     *,
     layer_sizes: Sequence[int],
-    per_subtype: int = 500,
+    per_subtype: int = PER_SUBTYPE,
     seed: int = 0,
     perplexity: float = 30.0,
     max_iter: int = 1000,
@@ -118,11 +125,12 @@ def tsne_by_stage(
     """Embed each stage's routing paths in 2-D with t-SNE, as the paper's Figure 2.
 
     At most `per_subtype` instances per subtype are drawn (the paper: 500 per subtype of the
-    validation set). Returns a long DataFrame with columns ``stage, x, y, subtype, subtype_name,
-    index, distinct_paths, path_id`` (``index`` = row in `paths`; ``distinct_paths`` = how many
-    different paths the stage has among the drawn questions: with one, all points sit at the
-    origin; ``path_id`` numbers the stage's distinct paths, so questions with the same id took
-    the same path and sit on the same point). The perplexity is lowered when there are few points.
+    validation set). Returns a long DataFrame with columns ``stage`` (the paper's numbering, 1
+    to S: `split_stages`), ``x, y, subtype, subtype_name, index, distinct_paths, path_id``
+    (``index`` = row in `paths`; ``distinct_paths`` = how many different paths the stage has
+    among the drawn questions: with one, all points sit at the origin; ``path_id`` numbers the
+    stage's distinct paths, so questions with the same id took the same path and sit on the same
+    point). The perplexity is lowered when there are few points.
     """
     from sklearn.manifold import TSNE
 
@@ -275,8 +283,7 @@ def plot_tsne_stages(
                         linewidths=0,
                         alpha=0.8,
                     )
-        name = f"stage {stage + 1}" if min(stages) == 0 else f"stage {stage}"
-        ax.set_title(f"{name} ({d['distinct_paths'].iloc[0]} distinct paths)")
+        ax.set_title(f"stage {stage} ({d['distinct_paths'].iloc[0]} distinct paths)")
         ax.set_xticks([])
         ax.set_yticks([])
         ax.set_aspect("equal", adjustable="datalim")  # jitter clouds round, distances true

@@ -105,6 +105,15 @@ def saliency_maps(
     }
 
 
+def grid_shape(n: int, max_cols: int = 5) -> tuple[int, int]:
+    """(rows, columns) for `n` panels: the fewest empty cells with at most `max_cols` columns,
+    then the fewest rows (5 panels: one row of 5, not 2 x 3 with an empty sixth)."""
+    if n <= max_cols:
+        return 1, max(n, 1)
+    best = min(range(2, max_cols + 1), key=lambda c: (-n % c, math.ceil(n / c)))
+    return math.ceil(n / best), best
+
+
 def plot_saliency_grid(
     image: np.ndarray,
     maps: np.ndarray,
@@ -112,31 +121,39 @@ def plot_saliency_grid(
     answers: Sequence[str] | None = None,
     *,
     truths: Sequence[str] | None = None,
-    ncols: int = 3,
+    ncols: int | None = None,
     title: str = "",
 ) -> Figure:
     """The image, then each question's saliency map laid over it (as Fig. 4); under each
     question the predicted answer (`answers`) and, with `truths`, the true one and whether the
-    prediction is right. `title` goes above the grid (e.g. which run it shows).
+    prediction is right. `title` goes above the grid (e.g. which run it shows); `ncols`: panels
+    a row (default `grid_shape`'s, which leaves no empty cell where it can).
 
     The map is drawn with its own value as opacity (a saliency of 0 leaves the image as it is,
     1 covers it), over a grey copy of the image: the objects stay visible where the map is low,
-    and the map's colours are not mixed with the objects'."""
-    suptitle = title
+    and the map's colours are not mixed with the objects'. A colour bar right of the panels
+    gives the scale: each map divided by its own maximum (`saliency_maps`), so colours compare
+    pixels within a map, not maps with each other."""
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
+
     img = np.asarray(image)
     if img.ndim == 3 and img.shape[0] == 3 and img.shape[-1] != 3:
         img = img.transpose(1, 2, 0)
     grey = img.astype(np.float32).mean(axis=-1) if img.ndim == 3 else img.astype(np.float32)
     n = len(maps) + 1
-    ncols = min(ncols, n)
-    nrows = int(np.ceil(n / ncols))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(3.4 * ncols, 3.6 * nrows), squeeze=False)
-    for ax in axes.flat:
+    nrows, ncols = grid_shape(n) if ncols is None else (math.ceil(n / ncols), min(ncols, n))
+    fig, axes = plt.subplots(
+        nrows, ncols, figsize=(3.4 * ncols + 0.8, 3.6 * nrows), squeeze=False, layout="constrained"
+    )
+    for ax in axes.flat[n:]:  # cells past the last panel: no frame, no whitespace of their own
+        fig.delaxes(ax)
+    for ax in axes.flat[:n]:
         ax.axis("off")
     axes.flat[0].imshow(img)
     axes.flat[0].set_title("image", fontsize=9)
     cmap = plt.get_cmap("inferno")
-    for i, (ax, m) in enumerate(zip(axes.flat[1:], maps, strict=False)):
+    for i, (ax, m) in enumerate(zip(axes.flat[1:n], maps, strict=True)):
         ax.imshow(grey, cmap="gray", vmin=0, vmax=255 if grey.max() > 1 else 1)
         overlay = cmap(np.clip(m, 0, 1))  # (H, W, 4)
         overlay[..., 3] = np.clip(m, 0, 1) ** 0.5  # opacity grows with saliency
@@ -150,9 +167,14 @@ def plot_saliency_grid(
         elif answers is not None:
             text += f"\n-> {answers[i]}"
         ax.set_title(text, fontsize=8)
-    if suptitle:
-        fig.suptitle(suptitle, fontsize=10)
-    fig.tight_layout()
+    if n > 1:
+        bar = fig.colorbar(
+            ScalarMappable(Normalize(0, 1), cmap), ax=list(axes.flat[1:n]), shrink=0.8, pad=0.01
+        )
+        bar.set_label("saliency / the map's maximum (also its opacity)", fontsize=8)
+        bar.ax.tick_params(labelsize=7)
+    if title:
+        fig.suptitle(title, fontsize=10)
     return fig
 
 

@@ -175,6 +175,26 @@ def read_eval(run_dir: PathLike) -> dict:
     return json.loads(path.read_text())
 
 
+def best_val(run_dir: PathLike) -> tuple[float, int | None] | None:
+    """A run's best validation accuracy as every table, caption and legend here reports it:
+    (eval.json's `overall`, its `checkpoint_step`), i.e. best.pt (the weights of the run's
+    highest validation pass) scored again by the final evaluation on val, the number Table 1
+    shows. None for a run without that evaluation yet (no eval.json, or one of another split).
+
+    Not the highest pass of metrics.jsonl: that pass ran at the training run's precision (bf16
+    autocast on a GPU), the final evaluation in the evaluating machine's, so the same weights can
+    differ by a few questions (the reference FiLM: 54.5% at its step-20,000 pass on an H200,
+    54.3% for best.pt in fp32 on the CPU)."""
+    path = Path(run_dir) / "eval.json"
+    if not path.exists():
+        return None
+    ev = json.loads(path.read_text())
+    if ev.get("split", "val") != "val" or ev.get("overall") is None:
+        return None
+    step = ev.get("checkpoint_step")
+    return float(ev["overall"]), (int(step) if step is not None else None)
+
+
 def read_run_profile(run_dir: PathLike) -> str | None:
     """The profile recorded in a run's ``config.json``, or None if there is none."""
     path = Path(run_dir) / "config.json"

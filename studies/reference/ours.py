@@ -13,7 +13,14 @@ import pandas as pd
 
 from qgmrn.analysis import curves, tables
 from qgmrn.analysis._io import save_figure
-from qgmrn.analysis.compare import CI, equal_samples_frame, honest_frame, routing_frame
+from qgmrn.analysis.compare import (
+    CI,
+    equal_samples_frame,
+    honest_frame,
+    routing_frame,
+    samples_text,
+    val_rows,
+)
 from qgmrn.config import upgrade_config_dict
 from studies.reference.naming import OURS_SUFFIX, OURS_SUFFIXES, SEED_RUN, ours_twins
 from studies.reference.seeds import mean_over_seeds, seeds_frame, seeds_gap
@@ -49,7 +56,12 @@ def ours_caption(equal: pd.DataFrame, twins: dict[str, str]) -> str:
     return "At equal training samples (val, percent): " + "; ".join(parts) + "."
 
 
-def ours_comparison(ours: dict[str, Path], paper: dict[str, Path], routed: str = "brn_c16"):
+def ours_comparison(
+    ours: dict[str, Path],
+    paper: dict[str, Path],
+    routed: str = "brn_c16",
+    prior: float | None = None,
+):
     """Our labelled arm beside its paper-faithful twins: a dict with
     `equal` (validation accuracy, percent, at common sample budgets: `equal_samples_frame`),
     `caption` (`ours_caption`), `twins` (`ours_twins`), `by_type` and `step` (accuracy by type of
@@ -61,7 +73,8 @@ def ours_comparison(ours: dict[str, Path], paper: dict[str, Path], routed: str =
     routed arms minus our static one and minus the paper's routed one, ours static minus the
     paper's, the paper's routed minus static; the difference of the means and the half-width of
     its 95% interval over seeds, `seeds_gap`, NaN for an arm of one seed) and `figure` (their
-    validation curves)."""
+    validation curves against training samples up to the longest run of our arm, the budgets
+    they are compared at; `prior`, a fraction: the question-type prior as a line)."""
     twins = ours_twins(ours, paper)
     both = ours | {t: paper[t] for t in twins.values()}
     arms = ours_arms(routed, ours | paper)
@@ -80,8 +93,12 @@ def ours_comparison(ours: dict[str, Path], paper: dict[str, Path], routed: str =
     equal = equal_samples_frame(both)
     labels = {n: f"{n} (ours: + attribute loss{_reach_words(p)})" for n, p in ours.items()}
     labels |= {t: f"{t} (paper)" for t in twins.values()}
+    reach = max((_samples_seen(p) for p in ours.values()), default=0) or None
+    title = "our arm beside the paper's"
+    if reach:
+        title += f", to {samples_text(reach)} samples (the longest run of our arm)"
     figure = curves.plot_validation_curves(
-        {labels[n]: p for n, p in both.items()}, title="our arm beside the paper's"
+        {labels[n]: p for n, p in both.items()}, title=title, prior=prior, max_samples=reach
     )
     by_type, step = None, None
     default_seed = {label: name for label, name in arms.items() if name in both}
@@ -110,6 +127,13 @@ def ours_comparison(ours: dict[str, Path], paper: dict[str, Path], routed: str =
     }
 
 
+def _samples_seen(run_dir: Path) -> int:
+    """Training samples at a run's last validation pass (0 before its first)."""
+    val = val_rows(run_dir)
+    batch = curves.run_batch_size(run_dir) or 1
+    return int(val.index.max()) * batch if len(val) else 0
+
+
 def _reach_words(run_dir: Path) -> str:
     """The words ", reach R" for a routed run of our arm, from its config (an old one's reach
     upgraded to "all"); none for a static one (no router to reach)."""
@@ -120,11 +144,16 @@ def _reach_words(run_dir: Path) -> str:
 
 
 def ours_section(
-    ours: dict[str, Path], paper: dict[str, Path], routed: str, figure: Path
+    ours: dict[str, Path],
+    paper: dict[str, Path],
+    routed: str,
+    figure: Path,
+    prior: float | None = None,
 ) -> list[str]:
-    """summary.md's section on our labelled arm (`ours_comparison`), its honest scores, and
-    `figure` (the validation curves of the arm and its twins)."""
-    c = ours_comparison(ours, paper, routed)
+    """summary.md's section on our labelled arm (`ours_comparison`; `prior`, a fraction, drawn
+    in its figure), its honest scores, and `figure` (the validation curves of the arm and its
+    twins)."""
+    c = ours_comparison(ours, paper, routed, prior)
     save_figure(c["figure"], figure)
     weights = sorted(
         {json.loads((p / "config.json").read_text())["train"]["attribute_loss_weight"]

@@ -132,7 +132,7 @@ def plot_seeds(frame: pd.DataFrame, step: int | None = None, prior: pd.Series | 
 
     arms = list(dict.fromkeys(frame.index.get_level_values("arm")))
     cols = list(frame.columns)
-    fig, ax = plt.subplots(figsize=(1.3 * len(cols) + 1.5, 3.6))
+    fig, ax = plt.subplots(figsize=(1.3 * len(cols) + 4.0, 3.6))  # + the legend, right
     width = 0.8 / len(arms)
     x = np.arange(len(cols))
     for i, arm in enumerate(arms):
@@ -150,7 +150,7 @@ def plot_seeds(frame: pd.DataFrame, step: int | None = None, prior: pd.Series | 
     ax.set_xticks(x, [c.replace(" ", "\n") for c in cols])
     ax.set_ylabel("val accuracy (%)")
     ax.set_title("routed vs static over seeds" + (f" at step {step:,}" if step else ""))
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # off the bars
     fig.tight_layout()
     return fig
 

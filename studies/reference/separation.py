@@ -187,10 +187,12 @@ def separating_step(separation: pd.DataFrame) -> int | None:
 def plot_arm_curves(curves: pd.DataFrame, batch: int | None = None, prior: float | None = None):
     """Each arm's mean validation accuracy against the budget (samples when `batch` is known,
     else steps) with its seeds as dots and a band of +- one standard deviation; `prior`
-    (percent): the question-type prior as a dashed line. Returns the figure."""
+    (percent): the question-type prior as a dashed line. The legend stands right of the axes,
+    off the bands. Returns the figure."""
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import EngFormatter
 
-    fig, ax = plt.subplots(figsize=(7.5, 4.0))
+    fig, ax = plt.subplots(figsize=(9.5, 4.0))
     x = np.asarray(curves.columns, dtype=float) * (batch or 1)
     for i, arm in enumerate(dict.fromkeys(curves.index.get_level_values("arm"))):
         part = curves.xs(arm, level="arm")
@@ -203,10 +205,12 @@ def plot_arm_curves(curves: pd.DataFrame, batch: int | None = None, prior: float
             ax.plot(x, row.to_numpy(), ".", color=color, ms=3, alpha=0.6)
     if prior is not None:
         ax.axhline(prior, color="k", ls="--", lw=1, label="question-type prior")
+    if batch:
+        ax.xaxis.set_major_formatter(EngFormatter(sep=""))
     ax.set_xlabel("training samples" if batch else "step")
     ax.set_ylabel("val accuracy (%)")
     ax.set_title("Table 2's arms over seeds (mean, +- std)")
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     return fig
 
@@ -215,18 +219,25 @@ def _cell(row: pd.Series) -> str:
     return f"{_difference(row)} {row['verdict']}"
 
 
-def resolvable_difference(curves: pd.DataFrame, step: int, seeds: int = MIN_SEEDS) -> float:
-    """The difference of two arms' means (points) at which `seeds` seeds an arm reach the edge
-    of separation at `step`: t * s * sqrt(2 / seeds), with s the seeds' pooled standard
-    deviation there (over the arms with two or more seeds; NaN without such an arm) and t the
-    `CONFIDENCE` quantile at 2 (seeds - 1) degrees of freedom. A true difference of that size
-    is separated about half the time; one of twice that size, nearly always."""
+def pooled_std(curves: pd.DataFrame, step: int) -> tuple[float, int]:
+    """The seeds' pooled standard deviation (points) at `step` of `arm_curves`, over the arms
+    with two or more seeds (each arm's variance weighted by its degrees of freedom), and how
+    many arms it pools; (NaN, 0) without such an arm."""
     col = curves[step]
     groups = [g for _, g in col.groupby(level="arm") if len(g) >= 2]
     dof = sum(len(g) - 1 for g in groups)
     if not dof:
-        return float("nan")
-    pooled = np.sqrt(sum(g.var(ddof=1) * (len(g) - 1) for g in groups) / dof)
+        return float("nan"), 0
+    return float(np.sqrt(sum(g.var(ddof=1) * (len(g) - 1) for g in groups) / dof)), len(groups)
+
+
+def resolvable_difference(curves: pd.DataFrame, step: int, seeds: int = MIN_SEEDS) -> float:
+    """The difference of two arms' means (points) at which `seeds` seeds an arm reach the edge
+    of separation at `step`: t * s * sqrt(2 / seeds), with s the seeds' pooled standard
+    deviation there (`pooled_std`; NaN without an arm of two seeds) and t the `CONFIDENCE`
+    quantile at 2 (seeds - 1) degrees of freedom. A true difference of that size is separated
+    about half the time; one of twice that size, nearly always."""
+    pooled, _ = pooled_std(curves, step)
     t = stats.t.ppf(0.5 + CONFIDENCE / 2, 2 * (seeds - 1))
     return float(t * pooled * np.sqrt(2 / seeds))
 
@@ -235,8 +246,9 @@ def separation_caption(
     separation: pd.DataFrame, batch: int | None, curves: pd.DataFrame | None = None
 ) -> str:
     """The verdict in words: which claims separate and from which budget, whether one budget
-    separates them all; with `curves` (`arm_curves`), the difference two seeds an arm can
-    resolve at the last step (`resolvable_difference`) beside the paper's differences."""
+    separates them all; with `curves` (`arm_curves`), the seeds' pooled spread at the last step
+    and the difference two and three seeds an arm can resolve there (`resolvable_difference`,
+    its definition stated) beside the paper's differences."""
     if not len(separation):
         return "No claim of Table 2 has runs of both its arms yet."
     unit = (lambda s: f"{s * batch:,} samples") if batch else (lambda s: f"step {s:,}")
@@ -265,11 +277,16 @@ def separation_caption(
     if curves is not None and np.isfinite(least := resolvable_difference(curves, last)):
         paper = (weighed if len(weighed) else separation)["paper"]
         which = "weighed" if len(weighed) else "compared"
+        spread, arms = pooled_std(curves, last)
+        more = resolvable_difference(curves, last, MIN_SEEDS + 1)
         words += (
-            f" At {unit(last)} the seeds' spread puts the edge of separation for {MIN_SEEDS} "
-            f"seeds an arm at a difference of {least:.1f} points (`resolvable_difference`); the "
-            f"paper's differences for the {which} claims, at convergence, are "
-            f"{paper.min():+.1f} to {paper.max():+.1f}."
+            f" At {unit(last)} the seeds' spread (pooled standard deviation {spread:.1f} points "
+            f"over the {arms} arms with 2+ seeds) puts the edge of separation at a difference "
+            f"of {least:.1f} points with {MIN_SEEDS} seeds an arm and {more:.1f} with "
+            f"{MIN_SEEDS + 1} (`resolvable_difference`: t * s * sqrt(2 / seeds), t the "
+            f"{CONFIDENCE:.0%} quantile at 2 (seeds - 1) degrees of freedom); the paper's "
+            f"differences for the {which} claims, at convergence, are {paper.min():+.1f} to "
+            f"{paper.max():+.1f}."
         )
     return words
 

@@ -74,11 +74,15 @@ def summarize(reference_dir: PathLike, *, routed: str = "brn_c16") -> dict[str, 
         "by_type": ref / "by_type.png",
         "summary": ref / "summary.md",
     }
+    prior = runs_prior(run_dirs.values())
     save_figure(
-        curves.plot_validation_curves(run_dirs, title="reference runs: validation accuracy"),
+        curves.plot_validation_curves(
+            run_dirs,
+            title="reference runs: validation accuracy",
+            prior=None if prior is None else prior["overall"],
+        ),
         out["curves"],
     )
-    prior = runs_prior(run_dirs.values())
     if finished:
         save_figure(curves.plot_accuracy_by_type(finished, prior=prior), out["by_type"])
     table = tables.table1_from_dirs({"reference": runs_dir}, include_paper=False)
@@ -99,9 +103,10 @@ def summarize(reference_dir: PathLike, *, routed: str = "brn_c16") -> dict[str, 
         *_segments_section(all_runs),
         "## Best on val beside the last checkpoint (val and test)",
         "",
-        "The table above is each run's best validation pass (its best.pt): chosen on val, so",
-        "optimistic. Here beside it: the last validation pass and the last checkpoint scored on",
-        "the test split, which nothing was chosen on.",
+        "Best val is the table above's number: best.pt (the run's highest validation pass)",
+        "scored by its final evaluation (eval.json), chosen on val, so optimistic. Here beside",
+        "it: the last validation pass and the last checkpoint scored on the test split, which",
+        "nothing was chosen on.",
         "",
         tables.plain_markdown(honest_frame(run_dirs)),
         "",
@@ -137,7 +142,8 @@ def summarize(reference_dir: PathLike, *, routed: str = "brn_c16") -> dict[str, 
         floor = 100 * prior["overall"] if prior is not None else None
         lines += table2_section(paper_runs, ref / "table2.png", floor)
     if ours:
-        lines += ours_section(ours, paper_runs, routed, ref / "ours.png")
+        floor = prior["overall"] if prior is not None else None
+        lines += ours_section(ours, paper_runs, routed, ref / "ours.png", floor)
     lines += ["![validation curves](curves.png)", ""]
     if finished:
         lines += ["![accuracy by type](by_type.png)", ""]

@@ -131,3 +131,19 @@ def test_table_caption_weighs_the_question_feature_to_the_classifier():
     assert "0 of 2 rows above the prior" in text  # the repeated row counts once
     table.loc[(ours, "q to classifier", "c=16, w/o q"), "Overall"] = 36.0
     assert "-2.0 points, w/ q not ahead at this budget." in captions.table_caption(table)
+
+
+def test_subtype_separation_counts_on_the_points_figure_2_draws():
+    """Same defaults, same seed: the caption's questions are the t-SNE's, its stages 1 to S."""
+    from qgmrn.analysis import routing
+
+    rng = np.random.default_rng(2)
+    subtypes = np.repeat(np.arange(13), 520)  # more than 500 of each: the cap matters
+    paths = rng.integers(0, 2, (len(subtypes), 8)).astype(np.uint8)
+    frame = captions.subtype_separation(paths, [4, 4], [0, 1], subtypes, seed=3)
+    assert list(frame.index) == [1, 2]  # the model's 0-based ids, the paper's numbers
+    assert (frame["n"] == 13 * routing.PER_SUBTYPE).all()
+    idx = routing.sample_per_subtype(subtypes, routing.PER_SUBTYPE, seed=3)
+    x = routing.split_stages(paths[idx], [4, 4], [0, 1])[2]
+    assert frame.loc[2, "nn_accuracy"] == captions.nearest_neighbour_agreement(x, subtypes[idx])
+    assert "stage 1: " in captions.separation_caption(frame)

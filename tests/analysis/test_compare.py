@@ -123,3 +123,58 @@ def test_welch_interval_matches_scipys_t_test():
     assert se == pytest.approx(math.sqrt(a.var(ddof=1) / 3 + b.var(ddof=1) / 2))
     assert (diff - ci, diff + ci) == pytest.approx((low, high))
     assert compare.welch(np.array([1.0, 1.0]), np.array([2.0, 2.0])) == (1.0, 0.0, 0.0)
+
+
+def test_routing_frame_gives_figure_2s_numbers_as_the_caption_computes_them(tmp_path):
+    """One measurement: the routers table's stage k is `subtype_separation`'s stage k, with the
+    same questions a subtype (Figure 2's 500 by default) and seed."""
+    from qgmrn.analysis import captions, routing
+
+    run = write_fake_run(tmp_path / "brn_c16", num_paths=1300, stage_of_layer=(0, 0, 1, 1))
+    rp = routing.load_routing_paths(run)
+    for kwargs in ({}, {"per_subtype": 40, "seed": 5}):
+        frame = compare.routing_frame({"brn_c16": run}, **kwargs)
+        sep = captions.subtype_separation(rp.paths, rp.layer_sizes, rp.stage_of_layer,
+                                          rp.subtypes, **kwargs)  # fmt: skip
+        assert [c for c in frame.columns if c.startswith("NN")] == [
+            "NN subtype acc., stage 1",
+            "NN subtype acc., stage 2",
+        ]
+        for k in (1, 2):
+            assert frame.loc["brn_c16", f"NN subtype acc., stage {k}"] == pytest.approx(
+                100 * sep.loc[k, "nn_accuracy"]
+            )
+        assert frame.loc["brn_c16", "chance"] == pytest.approx(100 * sep["chance"].iloc[0])
+
+
+def _evaluated(run, best_pass: float, scored: float, step: int = 20):
+    """A run whose highest validation pass reads `best_pass` (its training-time precision) and
+    whose final evaluation scored that pass's best.pt at `scored` (another precision)."""
+    run.mkdir(parents=True)
+    (run / "config.json").write_text(json.dumps({"train": {"batch_size": 64}}))
+    rows = [{"kind": "val", "step": 10, "overall": 0.40},
+            {"kind": "val", "step": step, "overall": best_pass},
+            {"kind": "val", "step": 30, "overall": 0.50}]  # fmt: skip
+    (run / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    ev = {"split": "val", "n": 4991, "overall": scored, "checkpoint": "best.pt",
+          "checkpoint_step": step}  # fmt: skip
+    (run / "eval.json").write_text(json.dumps(ev))
+    return run
+
+
+def test_best_val_is_the_final_evaluation_of_best_pt_not_the_highest_pass(tmp_path):
+    """The reference FiLM: its step-20,000 pass read 54.5 on the GPU (bf16), best.pt 54.3 in
+    fp32; every table and legend gives the second, Table 1's number."""
+    from qgmrn.analysis import tables
+
+    film = _evaluated(tmp_path / "film", best_pass=0.5454, scored=0.5432)
+    assert tables.best_val(film) == (0.5432, 20)
+    row = compare.honest_frame({"film": film}).loc["film"]
+    assert row["best val"] == pytest.approx(54.32) and row["best at step"] == 20
+    assert row["last val"] == pytest.approx(50.0) and row["samples"] == 30 * 64
+    running = tmp_path / "running"
+    running.mkdir()
+    (running / "config.json").write_text(json.dumps({"train": {"batch_size": 64}}))
+    (running / "metrics.jsonl").write_text(json.dumps({"kind": "val", "step": 5, "overall": 0.3}))
+    assert tables.best_val(running) is None  # no final evaluation yet: no best to report
+    assert math.isnan(compare.honest_frame({"r": running}).loc["r", "best val"])

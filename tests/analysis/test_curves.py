@@ -75,3 +75,81 @@ def test_accuracy_tick_labels_do_not_run_into_each_other(tmp_path, by, num_runs)
         assert all(b.x0 >= 0 and b.x1 <= fig.bbox.width and b.y0 >= 0 for b in boxes)
     finally:
         plt.close(fig)
+
+
+def _run(path, passes, *, batch=64, scored=None, train=()):
+    """A run folder: validation passes (step, overall), training rows (step, acc) and, with
+    `scored`, an eval.json of best.pt at the highest pass."""
+    path.mkdir(parents=True)
+    (path / "config.json").write_text(json.dumps({"train": {"batch_size": batch}}))
+    rows = [{"step": s, "acc": a, "loss": 1.0} for s, a in train]
+    rows += [{"kind": "val", "step": s, "overall": a} for s, a in passes]
+    (path / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    if scored is not None:
+        step = max(passes, key=lambda p: p[1])[0]
+        ev = {"split": "val", "overall": scored, "checkpoint_step": step}
+        (path / "eval.json").write_text(json.dumps(ev))
+    return path
+
+
+def test_validation_curves_in_samples_on_the_datas_range_with_the_prior(tmp_path):
+    runs = {
+        "a": _run(tmp_path / "a", [(100, 0.40), (200, 0.46)], scored=0.455,
+                  train=[(1, 0.05), (100, 0.41), (200, 0.48)]),
+        "b": _run(tmp_path / "b", [(100, 0.42)], batch=32),  # still training
+    }  # fmt: skip
+    fig = curves.plot_validation_curves(runs, prior=0.425)
+    ax = fig.axes[0]
+    lines = [ln for ln in ax.get_lines() if ln.get_marker() == "o"]
+    assert list(lines[0].get_xdata()) == [100 * 64, 200 * 64]  # samples, each its own batch
+    assert list(lines[1].get_xdata()) == [100 * 32]
+    assert list(lines[0].get_ydata()) == pytest.approx([40.0, 46.0])  # percent
+    low, high = ax.get_ylim()
+    # the curves from the first pass on (val 40-46, training 41-48) and the prior 42.5: not 0-100
+    assert 38 < low < 40 and 48 < high < 50
+    texts = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert texts == [
+        "a: 13k samples, best.pt 45.5%",  # eval.json's number, not the pass's 46.0
+        "b: 3k samples, training (no final evaluation yet)",
+        "question-type prior (42.5%)",
+    ]
+    prior = [ln for ln in ax.get_lines() if ln.get_linestyle() == "--"]
+    assert len(prior) == 1 and list(prior[0].get_ydata()) == [42.5, 42.5]
+    # the legend stands right of the axes, off the curves
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    legend_box = ax.get_legend().get_window_extent(renderer)
+    assert legend_box.x0 >= ax.get_window_extent(renderer).x1
+    plt.close(fig)
+
+
+def test_validation_curves_cut_at_a_budget_say_so(tmp_path):
+    """Our arm's figure compares runs to the longest run of the arm: a longer twin is drawn to
+    that budget and its legend says how much of it is shown."""
+    long = _run(tmp_path / "long", [(100, 0.40), (200, 0.45), (3000, 0.55)], scored=0.55)
+    short = _run(tmp_path / "short", [(100, 0.41), (200, 0.47)], scored=0.47)
+    fig = curves.plot_validation_curves({"long": long, "short": short}, max_samples=200 * 64)
+    ax = fig.axes[0]
+    drawn = [ln for ln in ax.get_lines() if ln.get_marker() == "o"]
+    assert max(drawn[0].get_xdata()) == 200 * 64  # nothing past the compared budget
+    texts = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert texts[0] == "long: first 13k of its 192k samples"
+    assert texts[1] == "short: 13k samples, best.pt 47.0%"
+    assert ax.get_ylim()[1] < 50  # the range of what is drawn
+    plt.close(fig)
+
+
+def test_data_ylim_pads_the_range_and_includes_the_prior():
+    assert curves.data_ylim([40.0, 50.0]) == pytest.approx((39.2, 50.8))
+    assert curves.data_ylim([40.0, 50.0], prior=30.0) == pytest.approx((28.4, 51.6))
+    low, high = curves.data_ylim([45.0, 45.0, float("nan")])
+    assert low < 45 < high  # a flat curve still gets a range
+    assert curves.data_ylim([]) == (0.0, 1.0)
+
+
+def test_bars_by_type_name_the_samples_of_the_weights_scored(tmp_path):
+    a = _run(tmp_path / "a", [(100, 0.40), (200, 0.46)], scored=0.455)
+    fig = curves.plot_accuracy_by_type({"a": a})
+    texts = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert texts == ["a (overall 45.5%, weights at 13k samples)"]
+    plt.close(fig)

@@ -213,7 +213,10 @@ def test_reference_validation_curves(tmp_path):
     assert runs.labelled_runs(None, "reference") == {}
     fig = curves.plot_validation_curves({**labelled, "empty": tmp_path / "empty"}, title="t")
     ax = fig.axes[0]
-    assert [t.get_text() for t in ax.get_legend().get_texts()][0].endswith("(best 60.0%)")
+    texts = [t.get_text() for t in ax.get_legend().get_texts()]
+    # the configs give no batch size: budgets in steps; the best is eval.json's, as in Table 1
+    assert texts[0] == "brn_c16 (reference, 40 min): 5 steps, best.pt 60.0%"
+    assert texts[2].endswith(": 5 steps, training (no final evaluation yet)")  # film, running
     assert ax.get_title() == "t"
     plt.close(fig)
 

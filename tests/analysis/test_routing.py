@@ -21,8 +21,8 @@ def test_load_and_split(tmp_path):
     layers = routing.split_layers(rp.paths, rp.layer_sizes)
     assert [x.shape[1] for x in layers] == [4, 4, 8, 8]
     stages = routing.split_stages(rp.paths, rp.layer_sizes, rp.stage_of_layer)
-    assert {s: x.shape[1] for s, x in stages.items()} == {0: 8, 1: 16}
-    np.testing.assert_array_equal(stages[1], rp.paths[:, 8:])
+    assert {s: x.shape[1] for s, x in stages.items()} == {1: 8, 2: 16}  # the paper's numbering
+    np.testing.assert_array_equal(stages[2], rp.paths[:, 8:])
 
 
 def test_inconsistent_file_is_rejected(tmp_path):
@@ -137,9 +137,9 @@ def test_identical_paths_are_jittered_deterministically_and_others_left_alone():
 
 def test_tsne_frame_numbers_the_paths_and_the_figure_uses_the_markers(tmp_path):
     paths = np.zeros((26, 8), np.uint8)
-    paths[13:, :4] = 1  # stage 0: two distinct paths; stage 1: one
+    paths[13:, :4] = 1  # stage 1: two distinct paths; stage 2: one
     emb = routing.tsne_by_stage(paths, [0, 1], np.arange(26) % 13, layer_sizes=[4, 4])
-    s0 = emb[emb["stage"] == 0].sort_values("index")
+    s0 = emb[emb["stage"] == 1].sort_values("index")
     assert list(s0["path_id"]) == [0] * 13 + [1] * 13
     fig = routing.plot_tsne_stages(emb)
     try:
@@ -153,3 +153,28 @@ def test_tsne_frame_numbers_the_paths_and_the_figure_uses_the_markers(tmp_path):
             assert len(offsets) == 26 and len(np.unique(offsets, axis=0)) == 26
     finally:
         plt.close(fig)
+
+
+@pytest.mark.parametrize("ids", [[0, 0, 1, 1], [1, 1, 2, 2], [3, 3, 7, 7]])
+def test_stages_are_numbered_as_the_paper_numbers_them(ids):
+    """Whatever ids a model gives its stages (ours are 0-based), stages are 1, 2, ... in depth
+    order, in the splits, the t-SNE frame and the panel titles: one numbering everywhere."""
+    paths = np.random.default_rng(0).integers(0, 2, (26, 8)).astype(np.uint8)
+    subtypes = np.arange(26) % 13
+    assert list(routing.split_stages(paths, [2, 2, 2, 2], ids)) == [1, 2]
+    emb = routing.tsne_by_stage(paths, ids, subtypes, layer_sizes=[2, 2, 2, 2], max_iter=250)
+    assert sorted(emb["stage"].unique()) == [1, 2]
+    fig = routing.plot_tsne_stages(emb)
+    assert [ax.get_title().split(" (")[0] for ax in fig.axes[:2]] == ["stage 1", "stage 2"]
+    plt.close(fig)
+
+
+def test_figure_2_draws_the_papers_500_questions_a_subtype_by_default():
+    subtypes = np.repeat(np.arange(13), 600)
+    paths = np.ones((len(subtypes), 4), np.uint8)  # one path: the draw, without the t-SNE's cost
+    assert routing.PER_SUBTYPE == 500
+    idx = routing.sample_per_subtype(subtypes, routing.PER_SUBTYPE, seed=0)
+    assert np.bincount(subtypes[idx]).tolist() == [500] * 13
+    # the t-SNE's default draws exactly those questions (the caption's too: test_captions)
+    emb = routing.tsne_by_stage(paths, [0, 0], subtypes, layer_sizes=[2, 2])
+    np.testing.assert_array_equal(np.sort(emb["index"].unique()), idx)

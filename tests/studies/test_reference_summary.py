@@ -208,6 +208,13 @@ def test_ours_comparison_by_type_at_the_step_all_four_runs_share(tmp_path):
     assert c["by_type"].loc["routed: ours (reach all) - paper", "Overall"] == pytest.approx(15.0)
     # 1,000 steps of 64 = 64k samples: short of the first common budget (100k)
     assert "brn_c16_attr: no common budget with brn_c16 yet" in c["caption"]
+    # the figure compares to our arm's longest run (1,500 steps = 96k samples): the static twin,
+    # trained to 2,000 steps, is drawn to there and says so
+    ax = c["figure"].axes[0]
+    assert "to 96k samples (the longest run of our arm)" in ax.get_title()
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert "brn_c16_static (paper): first 96k of its 128k samples" in labels
+    assert max(max(ln.get_xdata()) for ln in ax.get_lines() if ln.get_marker() == "o") == 96_000
 
 
 def test_ours_comparison_sets_the_two_reaches_side_by_side(tmp_path):
@@ -242,4 +249,4 @@ def test_ours_comparison_sets_the_two_reaches_side_by_side(tmp_path):
     assert c["by_type"].loc["ours (reach all): routed - static", "Overall"] == pytest.approx(5.0)
     labels = [t.get_text() for t in c["figure"].axes[0].get_legend().get_texts()]
     assert any(t.startswith("brn_c16_attrv (ours: + attribute loss, reach visual)") for t in labels)
-    assert any(t.startswith("brn_c16_static_attr (ours: + attribute loss) ") for t in labels)
+    assert any(t.startswith("brn_c16_static_attr (ours: + attribute loss): ") for t in labels)

@@ -106,7 +106,13 @@ def test_a_claim_separates_when_its_interval_excludes_zero_and_needs_two_seeds(t
     assert "No budget up to 19,200 samples separates them all" in caption
     # pooled std at step 300: sqrt(2) (c8 50/52, c16 40/42): T2 * sqrt(2) * sqrt(2 / 2)
     assert separation.resolvable_difference(curves, 300) == pytest.approx(T2 * math.sqrt(2))
-    assert f"difference of {T2 * math.sqrt(2):.1f} points" in caption
+    assert f"difference of {T2 * math.sqrt(2):.1f} points with 2 seeds an arm" in caption
+    # the definition stated beside the number: the pooled spread, and what a third seed buys
+    assert separation.pooled_std(curves, 300) == (pytest.approx(math.sqrt(2)), 2)
+    three = stats.t.ppf(0.975, 4) * math.sqrt(2) * math.sqrt(2 / 3)
+    assert separation.resolvable_difference(curves, 300, 3) == pytest.approx(three)
+    assert "pooled standard deviation 1.4 points over the 2 arms with 2+ seeds" in caption
+    assert f"and {three:.1f} with 3" in caption and "t * s * sqrt(2 / seeds)" in caption
     assert "+7.9 to +7.9" in caption  # the weighed claim's only; c16 < c32 has one seed
     one = separation.separation_caption(
         sep.xs(f"{C16} < {C32}", level="claim", drop_level=False), 64, curves
@@ -231,3 +237,21 @@ def test_the_orderings_caption_says_where_the_intervals_hold_zero(tmp_path):
     assert separation.ordering_caption(t["curves"], t["claims"], None).startswith(
         "Ours, the reference seed runs at step 100, 1-2 seeds an arm: best"
     )
+
+
+def test_table2_figure_keeps_its_legend_off_the_bands(tmp_path):
+    """The legend stands right of the axes: inside, it covered the arms' bands."""
+    runs = _runs(
+        tmp_path,
+        {
+            "brn_c8": {2: [(100, 0.40), (200, 0.45)], 3: [(100, 0.42), (200, 0.44)]},
+            "brn_c16": {2: [(100, 0.41), (200, 0.46)]},
+        },
+    )
+    curves, batch = separation.arm_curves(runs)
+    fig = separation.plot_arm_curves(curves, batch, prior=42.0)
+    ax = fig.axes[0]
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    assert ax.get_legend().get_window_extent(renderer).x0 >= ax.get_window_extent(renderer).x1
+    assert ax.xaxis.get_major_formatter()(12800, 0) == "12.8k"  # budgets in samples
