@@ -202,6 +202,7 @@ _PROFILE_DATA: dict[str, DataConfig] = {
         val_scenes=8,
         test_scenes=4,
         questions_per_scene=4,
+        stream_epoch_questions=96,  # a stream "epoch" as long as the smoke train split
         render_size=(48, 32),
         min_objects=3,
         max_objects=4,
