@@ -75,6 +75,20 @@ ARMS: tuple[Arm, ...] = (
         False,
     ),
     Arm(
+        "the same, curriculum 300k",
+        OUT / "runs" / "perception_curriculum300k",
+        "lr 1e-3 + perception first; relational depth 0 alone to 300k samples, depth <= 1 to "
+        "450k, then every family (data.curriculum)",
+        False,
+    ),
+    Arm(
+        "the same, curriculum 150k",
+        OUT / "runs" / "perception_curriculum150k",
+        "lr 1e-3 + perception first; relational depth 0 alone to 150k samples, depth <= 1 to "
+        "300k, then every family (data.curriculum)",
+        False,
+    ),
+    Arm(
         "lr 1e-3 + perception first + attention head",
         OUT / "runs" / "recipe",
         "the three levers above together",
