@@ -27,13 +27,14 @@ def pytest_configure(config) -> None:
     if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
         signal.signal(signal.SIGINT, signal.default_int_handler)
 
+
 # The smoke set's shape, for tests that count things in it.
 MINI_CLEVR = dict(
     train_scenes=12,
     val_scenes=6,
     test_scenes=3,
     questions_per_scene=4,
-    image_size=(48, 32),  # (W, H) of the PNGs
+    render_size=(48, 32),  # (W, H) of the PNGs
     min_objects=3,
     max_objects=6,
     seed=0,
