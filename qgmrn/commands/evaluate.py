@@ -11,17 +11,14 @@ import argparse
 import json
 import sys
 
+from qgmrn.commands import add_data_dir_argument
+
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run_dir", help="a run folder written by `qgmrn train`")
     parser.add_argument("--split", default="val", help="val | train | test (no answers) ...")
     parser.add_argument("--checkpoint", default="best", choices=("best", "latest"))
-    parser.add_argument(
-        "--data-dir",
-        "--data",  # its first name, kept for the commands that use it
-        default=None,
-        help="data set folder (default: the run's)",
-    )
+    add_data_dir_argument(parser, "data set folder (default: the run's)")
     parser.add_argument("--questions", default=None, help="another question file on the split")
     parser.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
     parser.add_argument(

@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from qgmrn.commands import run_training
+from qgmrn.commands import add_data_dir_argument, run_training
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -27,12 +27,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="CLEVR-Humans folder or data set folder",
     )
     parser.add_argument("--out", required=True, help="the fine-tuned run folder")
-    parser.add_argument(
-        "--data-dir",
-        "--images",  # its first name, kept for the commands that use it
-        default=None,
-        help="data set folder holding the images",
-    )
+    add_data_dir_argument(parser, "data set folder holding the images", first_name="--images")
     parser.add_argument("--min-count", type=int, default=1, help="rarer new words read as <UNK>")
     parser.add_argument("--epochs", type=int, default=None)
     parser.add_argument("--max-minutes", type=float, default=None)

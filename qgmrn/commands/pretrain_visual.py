@@ -11,19 +11,14 @@ import argparse
 import json
 import sys
 
-from qgmrn.commands import add_overrides_argument
+from qgmrn.commands import add_data_dir_argument, add_overrides_argument
 from qgmrn.config import PRESETS, PROFILES, apply_overrides
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preset", required=True, choices=sorted(PRESETS), help="the model")
     parser.add_argument("--profile", default="demo", choices=PROFILES, help="data/compute scale")
-    parser.add_argument(
-        "--data-dir",
-        "--data",  # its first name, kept for the commands that use it
-        default=None,
-        help="mini-CLEVR folder (default: the profile's)",
-    )
+    add_data_dir_argument(parser, "mini-CLEVR folder (default: the profile's)")
     parser.add_argument("--out", required=True, help="folder for visual.pt and metrics.jsonl")
     parser.add_argument("--steps", type=int, required=True, help="Adam steps")
     parser.add_argument("--eval-every", type=int, default=250, help="steps between val scores")

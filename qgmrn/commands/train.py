@@ -15,19 +15,14 @@ import json
 import sys
 from pathlib import Path
 
-from qgmrn.commands import add_overrides_argument, run_training
+from qgmrn.commands import add_data_dir_argument, add_overrides_argument, run_training
 from qgmrn.config import PRESETS, PROFILES, apply_overrides
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preset", required=True, choices=sorted(PRESETS), help="the model")
     parser.add_argument("--profile", default="demo", choices=PROFILES, help="data/compute scale")
-    parser.add_argument(
-        "--data-dir",
-        "--data",  # its first name, kept for the commands that use it
-        default=None,
-        help="data set folder (default: the profile's)",
-    )
+    add_data_dir_argument(parser, "data set folder (default: the profile's)")
     parser.add_argument(
         "--out", default=None, help="run folder (default: results/<profile>/runs/<name>)"
     )
