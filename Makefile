@@ -33,7 +33,7 @@ venv: $(BIN)/.installed
 
 ## The main job: notebooks 01-06, then 00, through papermill on the built-in mini-CLEVR (demo profile).
 reproduce: $(BIN)/.installed
-	$(BIN)/qgmrn reproduce --profile $(PROFILE) --device $(DEVICE) $(if $(DATA),--data $(DATA),)
+	$(BIN)/qgmrn reproduce --profile $(PROFILE) --device $(DEVICE) $(if $(DATA),--data-dir $(DATA),)
 
 ## Lint, unit tests, notebooks under nbval (smoke profile).
 test: $(BIN)/.installed

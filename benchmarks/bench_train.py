@@ -41,7 +41,7 @@ def make_data(root: Path, train_scenes: int) -> Path:
         val_scenes=4,
         test_scenes=0,
         questions_per_scene=d.questions_per_scene,
-        image_size=d.render_size,
+        render_size=d.render_size,
         min_objects=d.min_objects,
         max_objects=d.max_objects,
         framing=d.framing,

@@ -150,7 +150,7 @@ def make_data(data_dir: Path, plan: Plan, workers: int) -> dict[str, Any]:
             val_scenes=plan.val_scenes,
             test_scenes=0,
             questions_per_scene=plan.questions_per_scene or d.questions_per_scene,
-            image_size=d.render_size,
+            render_size=d.render_size,
             min_objects=d.min_objects,
             max_objects=d.max_objects,
             framing=d.framing,

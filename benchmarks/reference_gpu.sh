@@ -103,9 +103,9 @@ print(c.get("extra", {}).get("train_seconds", 0.0) / 60 + float(sys.argv[2]))' \
             "$RUNS/$name/checkpoint.pt" "$MINUTES") || budget=$MINUTES
         echo "[$(elapsed)s] $name: continuing to $budget training minutes in all"
     fi
-    "$PYTHON" -m qgmrn.cli train --preset "$preset" --profile demo --data "$DATA" \
+    "$PYTHON" -m qgmrn.cli train --preset "$preset" --profile demo --data-dir "$DATA" \
         --out "$RUNS/$name" --device "$DEVICE" --max-minutes "$budget" --epochs 100000 \
-        --train-source stream --scene-reuse "$REUSE" --workers "$WORKERS" "${seed_args[@]}" "${attr_args[@]}" \
+        --train-source stream --scene-reuse "$REUSE" --num-workers "$WORKERS" "${seed_args[@]}" "${attr_args[@]}" \
         --eval-every-steps "$EVAL_EVERY" --checkpoint-every-steps "$CKPT" --resume \
         --no-progress > "$OUT/train_$name.log" 2>&1 &
     PIDS+=($!)

@@ -192,7 +192,7 @@ def ensure_dataset(
         val_scenes=data_cfg.val_scenes,
         test_scenes=data_cfg.test_scenes,
         questions_per_scene=data_cfg.questions_per_scene,
-        image_size=tuple(data_cfg.render_size),
+        render_size=tuple(data_cfg.render_size),
         min_objects=data_cfg.min_objects,
         max_objects=data_cfg.max_objects,
         seed=seed,

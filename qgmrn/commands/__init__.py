@@ -24,6 +24,15 @@ def add_overrides_argument(parser: argparse.ArgumentParser, note: str = "") -> N
     )
 
 
+def add_data_dir_argument(
+    parser: argparse.ArgumentParser, help: str, first_name: str = "--data"
+) -> None:
+    """`--data-dir DIR` into `args.data_dir` (None when not given), the `data_dir` of the
+    library call the command makes; `first_name`, the option's name before it took the
+    parameter's, still works."""
+    parser.add_argument("--data-dir", first_name, default=None, metavar="DIR", help=help)
+
+
 def run_training(command: str, train: Callable[[], dict[str, Any]]) -> dict[str, Any] | int:
     """`train()` (a `fit` or `finetune` call) for the command `command`: its result, or the exit
     status after a failure the user can act on, printed as one line that names the file and what

@@ -11,12 +11,14 @@ import argparse
 import json
 import sys
 
+from qgmrn.commands import add_data_dir_argument
+
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run_dir", help="a run folder written by `qgmrn train`")
     parser.add_argument("--split", default="val", help="val | train | test (no answers) ...")
     parser.add_argument("--checkpoint", default="best", choices=("best", "latest"))
-    parser.add_argument("--data", default=None, help="data set folder (default: the run's)")
+    add_data_dir_argument(parser, "data set folder (default: the run's)")
     parser.add_argument("--questions", default=None, help="another question file on the split")
     parser.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
     parser.add_argument(
@@ -36,9 +38,9 @@ def run(args: argparse.Namespace) -> int:
         result = evaluate_run(
             args.run_dir,
             split=args.split,
-            which=args.checkpoint,
+            checkpoint=args.checkpoint,
             device=args.device,
-            data_dir=args.data,
+            data_dir=args.data_dir,
             questions_file=args.questions,
             progress=not args.no_progress,
             sparse=args.sparse,

@@ -1,11 +1,13 @@
 """`qgmrn finetune`: fine-tune a trained run on CLEVR-Humans questions (paper sec. 4.4).
 
-    qgmrn finetune --from results/demo/runs/brn_c16 --data data/mini-clevr \
+    qgmrn finetune --from results/demo/runs/brn_c16 --humans data/mini-clevr \
         --out results/demo/runs/brn_c16_humans
 
-`--data` is a CLEVR-Humans folder (`CLEVR-Humans-{train,val}.json`, also under `questions/`) or
-a data set folder holding such files; images come from `--images` (default: `--data` when it has
-`images/`, else the run's data set).
+`--humans` is a CLEVR-Humans folder (`CLEVR-Humans-{train,val}.json`, also under `questions/`)
+or a data set folder holding such files; images come from `--data-dir` (default: `--humans` when
+it has `images/`, else the run's data set). The options bear the names of `finetune`'s
+parameters; their first names, `--data` for `--humans` and `--images` for `--data-dir`, still
+work.
 """
 
 from __future__ import annotations
@@ -13,14 +15,19 @@ from __future__ import annotations
 import argparse
 import json
 
-from qgmrn.commands import run_training
+from qgmrn.commands import add_data_dir_argument, run_training
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--from", dest="from_run", required=True, help="the trained run folder")
-    parser.add_argument("--data", required=True, help="CLEVR-Humans folder or data set folder")
+    parser.add_argument(
+        "--humans",
+        "--data",  # its first name, kept for the commands that use it
+        required=True,
+        help="CLEVR-Humans folder or data set folder",
+    )
     parser.add_argument("--out", required=True, help="the fine-tuned run folder")
-    parser.add_argument("--images", default=None, help="data set folder holding the images")
+    add_data_dir_argument(parser, "data set folder holding the images", first_name="--images")
     parser.add_argument("--min-count", type=int, default=1, help="rarer new words read as <UNK>")
     parser.add_argument("--epochs", type=int, default=None)
     parser.add_argument("--max-minutes", type=float, default=None)
@@ -38,9 +45,9 @@ def run(args: argparse.Namespace) -> int:
         "finetune",
         lambda: finetune(
             args.from_run,
-            args.data,
+            args.humans,
             args.out,
-            data_dir=args.images,
+            data_dir=args.data_dir,
             device=args.device,
             min_count=args.min_count,
             epochs=args.epochs,

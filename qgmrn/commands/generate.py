@@ -1,7 +1,9 @@
 """`qgmrn generate OUT_DIR ...`: write a mini-CLEVR data set (see qgmrn.synth.generate).
 
 ``--profile smoke|demo|paper`` takes its defaults from `qgmrn.config` (the profile's DataConfig);
-any option given on the command line overrides the profile's value.
+any option given on the command line overrides the profile's value. `--render-size W H` is the
+PNGs' size, `DataConfig.render_size`; its first name, `--image-size`, still works with a note
+(everywhere else `--image-size` is the network input, (H, W)).
 """
 
 from __future__ import annotations
@@ -26,11 +28,19 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--test-scenes", type=int, help="number of test images (default 0)")
     parser.add_argument("--questions-per-scene", type=int, help="questions per image (1..90)")
     parser.add_argument(
-        "--image-size",
+        "--render-size",
         type=int,
         nargs=2,
         metavar=("W", "H"),
         help="PNG width and height (default 480 320, as CLEVR)",
+    )
+    parser.add_argument(
+        "--image-size",
+        type=int,
+        nargs=2,
+        dest="render_size",
+        action=_RenamedToRenderSize,
+        help=argparse.SUPPRESS,
     )
     parser.add_argument("--min-objects", type=int, help="fewest objects per scene (default 3)")
     parser.add_argument("--max-objects", type=int, help="most objects per scene (default 10)")
@@ -43,6 +53,19 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--framing", help="camera: clevr (real) or close (objects larger)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+class _RenamedToRenderSize(argparse.Action):
+    """`--image-size W H`, generate's first name for `--render-size`: stored as that, with a
+    note, since train and prepare read `--image-size` as the network input (H, W)."""
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        print(
+            "qgmrn generate: note: --image-size W H is now --render-size W H (--image-size is "
+            "the network input, H W, in train and prepare)",
+            file=sys.stderr,
+        )
+        setattr(namespace, self.dest, values)
 
 
 def _defaults(profile: str | None) -> DataConfig:
@@ -73,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
             val_scenes=val,
             test_scenes=pick(args.test_scenes, d.test_scenes),
             questions_per_scene=pick(args.questions_per_scene, d.questions_per_scene),
-            image_size=tuple(pick(args.image_size, d.render_size)),
+            render_size=tuple(pick(args.render_size, d.render_size)),
             min_objects=pick(args.min_objects, d.min_objects),
             max_objects=pick(args.max_objects, d.max_objects),
             seed=args.seed,

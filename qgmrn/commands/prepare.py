@@ -1,6 +1,8 @@
-"""`qgmrn prepare DATA_DIR --size H W`: build the image caches the data loader reads.
+"""`qgmrn prepare DATA_DIR --image-size H W`: build the image caches the data loader reads.
 
-Resumable: run it again after an interruption and it continues where it stopped.
+`--image-size` is the network input (H, W), `DataConfig.image_size`, as in `qgmrn train`; its
+first name, `--size`, still works. Resumable: run it again after an interruption and it
+continues where it stopped.
 """
 
 from __future__ import annotations
@@ -13,12 +15,13 @@ from pathlib import Path
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("data_dir", help="a CLEVR v1.0-layout folder (holds images/{split}/)")
     parser.add_argument(
-        "--size",
+        "--image-size",
+        "--size",  # its first name, kept for the commands that use it
         nargs=2,
         type=int,
         default=(224, 224),
         metavar=("H", "W"),
-        help="height and width of the cached images (default: 224 224)",
+        help="the network input: height and width of the cached images (default: 224 224)",
     )
     parser.add_argument(
         "--splits",
@@ -50,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
             path = build_cache(
                 data_dir,
                 split,
-                tuple(args.size),
+                tuple(args.image_size),
                 workers=args.workers,
                 cache_dir=args.cache_dir,
                 progress=not args.no_progress,

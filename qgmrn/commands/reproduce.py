@@ -18,6 +18,7 @@ import sys
 import time
 from pathlib import Path
 
+from qgmrn.commands import add_data_dir_argument
 from qgmrn.config import PROFILES
 from qgmrn.fileio import project_root
 
@@ -113,7 +114,7 @@ def stderr_of_children_to(path: str | Path):
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--profile", default="demo", choices=PROFILES, help="default: demo")
     parser.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N (default: cpu)")
-    parser.add_argument("--data", default="", help="data directory (default: the profile's)")
+    add_data_dir_argument(parser, "data directory (default: the profile's)")
     parser.add_argument("--results", default="results", help="results root (default: results)")
     parser.add_argument("--only", default=None, help="comma-separated notebooks, e.g. 01,03")
     parser.add_argument(
@@ -159,7 +160,7 @@ def run(args: argparse.Namespace) -> int:
     # Paths stay as given: the kernel runs in the project root, and relative paths keep the
     # executed notebooks free of this machine's absolute paths.
     results = Path(args.results)
-    data_dir = args.data or ""
+    data_dir = args.data_dir or ""
     out_dir = results / args.profile / "notebooks"
     try:
         names = select(args.only)

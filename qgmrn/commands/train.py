@@ -1,7 +1,10 @@
 """`qgmrn train`: train a preset on a data set into a run directory (`qgmrn.engine.fit`).
 
-qgmrn train --preset brn_c16 --profile demo --data data/mini-clevr --out results/demo/runs/x
+qgmrn train --preset brn_c16 --profile demo --data-dir data/mini-clevr --out results/demo/runs/x
 torchrun --nproc_per_node 4 -m qgmrn.cli train --preset brn_c32 --profile paper --device cuda
+
+Every option that sets a config field bears the field's name (`--num-workers` sets
+`DataConfig.num_workers`); `--data` and `--workers`, their first names, still work.
 """
 
 from __future__ import annotations
@@ -12,14 +15,14 @@ import json
 import sys
 from pathlib import Path
 
-from qgmrn.commands import add_overrides_argument, run_training
+from qgmrn.commands import add_data_dir_argument, add_overrides_argument, run_training
 from qgmrn.config import PRESETS, PROFILES, apply_overrides
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preset", required=True, choices=sorted(PRESETS), help="the model")
     parser.add_argument("--profile", default="demo", choices=PROFILES, help="data/compute scale")
-    parser.add_argument("--data", default=None, help="data set folder (default: the profile's)")
+    add_data_dir_argument(parser, "data set folder (default: the profile's)")
     parser.add_argument(
         "--out", default=None, help="run folder (default: results/<profile>/runs/<name>)"
     )
@@ -35,7 +38,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--checkpoint-every-steps", type=int, default=None, help="steps between checkpoints"
     )
-    parser.add_argument("--workers", type=int, default=None, help="DataLoader workers")
+    parser.add_argument(
+        "--num-workers",
+        "--workers",  # its first name, kept for the commands that use it
+        type=int,
+        default=None,
+        help="DataLoader workers",
+    )
     parser.add_argument(
         "--train-source",
         choices=("fixed", "stream"),
@@ -101,14 +110,13 @@ def build_config(args: argparse.Namespace):
         attribute_loss_reach=args.attribute_loss_reach,
     )
     data = _given(
-        num_workers=args.workers,
+        data_dir=args.data_dir,
+        num_workers=args.num_workers,
         train_source=args.train_source,
         scene_reuse=args.scene_reuse,
         curriculum=None if args.curriculum is None else tuple(args.curriculum),
         image_size=None if args.image_size is None else tuple(args.image_size),
     )
-    if args.data is not None:
-        data["data_dir"] = args.data
     cfg = dataclasses.replace(
         cfg,
         name=name,

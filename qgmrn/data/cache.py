@@ -251,7 +251,7 @@ def open_cache(
     """
     h, w = (int(s) for s in size)
     npy, index_path, _ = cache_paths(data_dir, split, (h, w), cache_dir)
-    hint = f"run `qgmrn prepare {data_dir} --size {h} {w} --splits {split}`"
+    hint = f"run `qgmrn prepare {data_dir} --image-size {h} {w} --splits {split}`"
     index = _read_json(index_path)
     if not isinstance(index, dict) or not npy.exists():
         if index_path.exists() and npy.exists():

@@ -191,16 +191,18 @@ def save_routing_paths(path: str | os.PathLike, arrays: Mapping[str, np.ndarray]
 # evaluating a finished run
 
 
-def load_run(run_dir: str | os.PathLike, which: str = "best", device: str | torch.device = "cpu"):
+def load_run(
+    run_dir: str | os.PathLike, checkpoint: str = "best", device: str | torch.device = "cpu"
+):
     """(cfg, vocab, model in eval mode, checkpoint dict) of a run directory.
 
-    which: "best" (best.pt) or "latest" (checkpoint.pt).
+    checkpoint: "best" (best.pt) or "latest" (checkpoint.pt), as `qgmrn evaluate --checkpoint`.
     """
     from qgmrn.data import Vocab
     from qgmrn.model import build_model
 
     run_dir = Path(run_dir)
-    name = {"best": "best.pt", "latest": "checkpoint.pt"}.get(which, which)
+    name = {"best": "best.pt", "latest": "checkpoint.pt"}.get(checkpoint, checkpoint)
     cfg = read_config(run_dir / "config.json")
     vocab = Vocab.load(run_dir / "vocab.json")
     c = ckpt.load_checkpoint(
@@ -217,19 +219,19 @@ def output_stem(
     data_dir: str | os.PathLike,
     split: str,
     questions_file: str | os.PathLike | None,
-    which: str,
+    checkpoint: str,
 ) -> str:
-    """The name of an evaluation's files, saying what was scored: ``eval_<split>_<which>`` on
-    the run's own data set, ``eval_<data set>_<split>_<which>`` on another, with the question
-    file's stem before `which` when one was given (CLEVR-Humans, say). The run's own eval.json
-    (written by training) is never among them."""
+    """The name of an evaluation's files, saying what was scored: ``eval_<split>_<checkpoint>``
+    on the run's own data set, ``eval_<data set>_<split>_<checkpoint>`` on another, with the
+    question file's stem before `checkpoint` when one was given (CLEVR-Humans, say). The run's
+    own eval.json (written by training) is never among them."""
     parts = []
     if locate(run_data_dir).resolve() != Path(data_dir).resolve():
         parts.append(Path(data_dir).resolve().name)
     parts.append(split)
     if questions_file is not None:
         parts.append(Path(questions_file).stem)
-    parts.append(which)
+    parts.append(checkpoint)
     return "eval_" + "_".join(parts)
 
 
@@ -242,7 +244,7 @@ def run_data_dir(run_dir: str | os.PathLike, cfg) -> Path:
         raise FileNotFoundError(
             f"{Path(run_dir) / 'config.json'}: the run's data set, data.data_dir = {str(path)!r}, "
             "is not on this machine: pass the folder that holds your copy (qgmrn evaluate "
-            "--data DIR, qgmrn finetune --images DIR; data_dir= in Python)"
+            "--data-dir DIR, qgmrn finetune --data-dir DIR; data_dir= in Python)"
         )
     return path
 
@@ -251,7 +253,7 @@ def evaluate_run(
     run_dir: str | os.PathLike,
     *,
     split: str = "val",
-    which: str = "best",
+    checkpoint: str = "best",
     device: str | torch.device = "cpu",
     data_dir: str | os.PathLike | None = None,
     questions_file: str | os.PathLike | None = None,
@@ -266,9 +268,9 @@ def evaluate_run(
     from qgmrn.data import ClevrQuestions
 
     device = torch.device(device)
-    cfg, vocab, model, c = load_run(run_dir, which, device)
+    cfg, vocab, model, c = load_run(run_dir, checkpoint, device)
     data_dir = Path(data_dir) if data_dir is not None else run_data_dir(run_dir, cfg)
-    stem = output_stem(cfg.data.data_dir, data_dir, split, questions_file, which)
+    stem = output_stem(cfg.data.data_dir, data_dir, split, questions_file, checkpoint)
     size = tuple(cfg.data.image_size)
     ensure_cache(data_dir, split, size, cfg.data.num_workers, progress)
     answers = data_dir / "questions" / "CLEVR_test_answers.json"
@@ -292,7 +294,7 @@ def evaluate_run(
     result = scores(pred, split, ds.depths)
     result.update(
         sparse=sparse,
-        checkpoint=f"{which}",
+        checkpoint=str(checkpoint),
         checkpoint_step=c["step"],
         data_dir=str(data_dir),
         questions_file=str(ds.questions_file),

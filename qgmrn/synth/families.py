@@ -148,6 +148,22 @@ def _hop_chain(t: _Template, hops: int) -> tuple[int, str, str]:
     return node, text, suffix
 
 
+# count and exist over a set: "{things}" / "{thing}" its noun phrase, "{where}" the relation to
+# an anchor (" <R> the ...") or nothing, "{where_or_there}" the same or " there".
+_SET_TEXTS: dict[str, tuple[str, ...]] = {
+    "count": (
+        "How many {things} are there{where}?",
+        "What number of {things} are{where_or_there}?",
+        "How many {things} are visible{where}?",
+    ),
+    "exist": (
+        "Are there any {things}{where}?",
+        "Is there a {thing}{where}?",
+        "Does a {thing} exist{where}?",
+    ),
+}
+
+
 def _hop_families(group: str, hops: int) -> list[_Spec]:
     """count, exist and the four queries over the things `hops` relations from an anchor."""
     out = []
@@ -160,39 +176,20 @@ def _hop_families(group: str, hops: int) -> list[_Spec]:
         r = "" if hops == 1 else str(hops)
         return t, t.hop(anchor, r, s), s, f"<R{r}> {anchor_text}"
 
-    t, node, s, where = target()
-    t.add("count", node)
-    where_sp = f" {where}" if where else ""
-    out.append(
-        _Spec(
-            group,
-            "count",
-            t,
-            (
-                f"How many {_np(s, True)} are there{where_sp}?",
-                f"What number of {_np(s, True)} are{where_sp or ' there'}?",
-                f"How many {_np(s, True)} are visible{where_sp}?",
-            ),
-            (),
-            (),
+    for function in ("count", "exist"):
+        t, node, s, where = target()
+        t.add(function, node)
+        where_sp = f" {where}" if where else ""
+        texts = tuple(
+            x.format(
+                things=_np(s, True),
+                thing=_np(s),
+                where=where_sp,
+                where_or_there=where_sp or " there",
+            )
+            for x in _SET_TEXTS[function]
         )
-    )
-    t, node, s, where = target()
-    t.add("exist", node)
-    out.append(
-        _Spec(
-            group,
-            "exist",
-            t,
-            (
-                f"Are there any {_np(s, True)}{where_sp}?",
-                f"Is there a {_np(s)}{where_sp}?",
-                f"Does a {_np(s)} exist{where_sp}?",
-            ),
-            (),
-            (),
-        )
-    )
+        out.append(_Spec(group, function, t, texts))
     for attr in ATTRS:
         t, node, s, where = target()
         t.add(f"query_{attr}", t.add("unique", node))
@@ -205,7 +202,6 @@ def _hop_families(group: str, hops: int) -> list[_Spec]:
                 t,
                 _query_texts(attr, x, intro),
                 (f"{ATTR_SLOT[attr]}{s}",),
-                (),
             )
         )
     return out
@@ -255,54 +251,66 @@ def _single_and() -> list[_Spec]:
     return out
 
 
+# The two operands of a union or a comparison: (anchor slot, relation slot, operand slot) each.
+_OPERAND_SLOTS: tuple[tuple[str, str, str], ...] = (("", "", "3"), ("2", "2", "4"))
+# Which of the two operands go through a relation to an anchor object: (left, right).
+_RELATED: tuple[tuple[bool, bool], ...] = (
+    (False, False),
+    (True, False),
+    (False, True),
+    (True, True),
+)
+
+
+def _related_code(related: tuple[bool, bool]) -> str:
+    """The end of a family name that says which operands are related (r) or plain (p)."""
+    return "".join("r" if rel else "p" for rel in related)
+
+
+def _operand_sets(t: _Template, related: tuple[bool, bool]) -> list[tuple[int, str]]:
+    """The two sets a union or a comparison of counts reads, left first, as (node, plural noun
+    phrase): the things of the operand's slot that are <Rr> its anchor object when `related`,
+    else those of the whole scene."""
+    out = []
+    for rel, (anchor_s, r, s) in zip(related, _OPERAND_SLOTS, strict=True):
+        if rel:
+            out.append((t.hop(t.obj(anchor_s), r, s), f"{_np(s, True)} <R{r}> the {_np(anchor_s)}"))
+        else:
+            out.append((t.filter(t.add("scene"), s), _np(s, True)))
+    return out
+
+
 def _single_or() -> list[_Spec]:
     """Counts of a union of two sets, each plain or through a relation, optionally narrowed."""
     out = []
-    # operand kinds: (plain, plain), (related, plain), (plain, related), (related, related)
     for narrowed in (False, True):
-        for left_rel, right_rel in ((False, False), (True, False), (False, True), (True, True)):
+        for related in _RELATED:
             t = _Template()
-            texts_ops = []
-            ops = []
-            # slot suffixes: anchors "", "2"; operand filters "3", "4"; narrowing filter "5"
-            for rel, anchor_s, r, s in ((left_rel, "", "", "3"), (right_rel, "2", "2", "4")):
-                if rel:
-                    ops.append(t.hop(t.obj(anchor_s), r, s))
-                    texts_ops.append(f"{_np(s, True)} <R{r}> the {_np(anchor_s)}")
-                else:
-                    ops.append(t.filter(t.add("scene"), s))
-                    texts_ops.append(_np(s, True))
-            union = t.add("union", *ops)
+            (left, a), (right, b) = _operand_sets(t, related)
+            union = t.add("union", left, right)
             null: tuple[str, ...] = ()
             narrowing: tuple[int, ...] = ()
             if narrowed:
                 # "How many large metal things are either red cubes or cylinders?": the narrowing
-                # filter names size/material only, the operands colour/shape only.
+                # filter (slot "5") names size/material only, the operands colour/shape only.
                 node = t.filter(union, "5")
                 null = ("C5", "S5", "Z3", "M3", "Z4", "M4")
                 narrowing = (node,)
-            else:
-                node = union
-            t.add("count", node)
-            a, b = texts_ops
-            if narrowed:
                 texts = (
                     f"How many <Z5> <M5> things are either {a} or {b}?",
                     f"What number of <Z5> <M5> objects are {a} or {b}?",
                     f"How many <Z5> <M5> things are there that are {a} or {b}?",
                 )
             else:
+                node = union
                 texts = (
                     f"How many things are either {a} or {b}?",
                     f"What number of objects are {a} or {b}?",
                     f"How many {a} or {b} are there?",
                 )
-            name = (
-                ("narrowed_" if narrowed else "")
-                + "count_"
-                + "".join("r" if rel else "p" for rel in (left_rel, right_rel))
-            )
-            out.append(_Spec("single_or", name, t, texts, null, ((ops[0], ops[1]),), narrowing))
+            t.add("count", node)
+            name = ("narrowed_" if narrowed else "") + "count_" + _related_code(related)
+            out.append(_Spec("single_or", name, t, texts, null, ((left, right),), narrowing))
     return out
 
 
@@ -328,70 +336,52 @@ def _same_relate() -> list[_Spec]:
             node = t.add(f"same_{attr}", t.obj(""))
             return t, (t.filter(node, "2") if filtered else node)
 
-        t, node = start(False)
-        t.add("exist", node)
-        out.append(
-            _Spec(
-                "same_relate",
-                f"same_{attr}.exist",
-                t,
+        # exist and count over the other objects, all of them or those of filter slot "2"
+        # (which may not name the shared attribute): (function, filtered, texts)
+        sets = (
+            (
+                "exist",
+                False,
                 (
                     f"Is there anything else that is {adj} {ref}?",
                     f"Are there any other things {adj} {ref}?",
                     f"Does anything else have the same {attr} as {ref}?",
                 ),
-                (),
-                (),
-            )
-        )
-        t, node = start(True)
-        t.add("exist", node)
-        out.append(
-            _Spec(
-                "same_relate",
-                f"same_{attr}.exist_filtered",
-                t,
+            ),
+            (
+                "exist",
+                True,
                 (
                     f"Is there another {_np('2')} that {verb} {ref}?",
                     f"Are there any other {_np('2', True)} {adj} {ref}?",
                     f"Is there any other {_np('2')} that is {adj} {ref}?",
                 ),
-                (f"{ATTR_SLOT[attr]}2",),
-                (),
-            )
-        )
-        t, node = start(False)
-        t.add("count", node)
-        out.append(
-            _Spec(
-                "same_relate",
-                f"same_{attr}.count",
-                t,
+            ),
+            (
+                "count",
+                False,
                 (
                     f"How many other things are {adj} {ref}?",
                     f"What number of other objects {verb_pl} {ref}?",
                     f"How many other objects {verb_pl} {ref}?",
                 ),
-                (),
-                (),
-            )
-        )
-        t, node = start(True)
-        t.add("count", node)
-        out.append(
-            _Spec(
-                "same_relate",
-                f"same_{attr}.count_filtered",
-                t,
+            ),
+            (
+                "count",
+                True,
                 (
                     f"How many other {_np('2', True)} are {adj} {ref}?",
                     f"What number of other {_np('2', True)} {verb_pl} {ref}?",
                     f"How many other {_np('2', True)} {verb_pl} {ref}?",
                 ),
-                (f"{ATTR_SLOT[attr]}2",),
-                (),
-            )
+            ),
         )
+        for function, filtered, texts in sets:
+            t, node = start(filtered)
+            t.add(function, node)
+            name = f"same_{attr}.{function}" + ("_filtered" if filtered else "")
+            null = (f"{ATTR_SLOT[attr]}2",) if filtered else ()
+            out.append(_Spec("same_relate", name, t, texts, null))
         for other in ATTRS:
             if other == attr:
                 continue
@@ -405,7 +395,6 @@ def _same_relate() -> list[_Spec]:
                     t,
                     _query_texts(other, x, f"another {_np('2')} that {verb} {ref}"),
                     (f"{ATTR_SLOT[attr]}2", f"{ATTR_SLOT[other]}2"),
-                    (),
                 )
             )
     return out
@@ -446,11 +435,10 @@ def _comparison() -> list[_Spec]:
     out = []
     for attr in ATTRS:
         letter = ATTR_SLOT[attr]
-        for left_rel, right_rel in ((False, False), (True, False), (False, True), (True, True)):
+        for related in _RELATED:
             t = _Template()
             objs, descs, null = [], [], []
-            # anchors "", "2"; related objects "3", "4"; relations "", "2"
-            for rel, anchor_s, r, s in ((left_rel, "", "", "3"), (right_rel, "2", "2", "4")):
+            for rel, (anchor_s, r, s) in zip(related, _OPERAND_SLOTS, strict=True):
                 if rel:
                     objs.append(t.add("unique", t.hop(t.obj(anchor_s), r, s)))
                     descs.append(
@@ -470,7 +458,7 @@ def _comparison() -> list[_Spec]:
             (a, a_intro), (b, _) = descs
             texts = tuple(x.format(a=a, b=b) for x in _EQUAL_TEXTS[attr])
             texts += (f"There is {a_intro}; " + _EQUAL_IT[attr].format(b=b),)
-            name = f"equal_{attr}_" + "".join("r" if x else "p" for x in (left_rel, right_rel))
+            name = f"equal_{attr}_{_related_code(related)}"
             out.append(_Spec("comparison", name, t, texts, tuple(null), ((objs[0], objs[1]),)))
     return out
 
@@ -498,20 +486,13 @@ def _compare_integer() -> list[_Spec]:
     """equal_integer / less_than / greater_than of two counts, plain or through relations."""
     out = []
     for function, variants in _INTEGER_TEXTS.items():
-        for left_rel, right_rel in ((False, False), (True, False), (True, True)):
+        for related in ((False, False), (True, False), (True, True)):
             t = _Template()
-            sets, descs = [], []
-            for rel, anchor_s, r, s in ((left_rel, "", "", "3"), (right_rel, "2", "2", "4")):
-                if rel:
-                    sets.append(t.hop(t.obj(anchor_s), r, s))
-                    descs.append(f"{_np(s, True)} <R{r}> the {_np(anchor_s)}")
-                else:
-                    sets.append(t.filter(t.add("scene"), s))
-                    descs.append(_np(s, True))
-            t.add(function, t.add("count", sets[0]), t.add("count", sets[1]))
-            texts = tuple(x.format(a=descs[0], b=descs[1]) for x in variants)
-            name = f"{function}_" + "".join("r" if x else "p" for x in (left_rel, right_rel))
-            out.append(_Spec("compare_integer", name, t, texts, (), ((sets[0], sets[1]),)))
+            (left, a), (right, b) = _operand_sets(t, related)
+            t.add(function, t.add("count", left), t.add("count", right))
+            texts = tuple(x.format(a=a, b=b) for x in variants)
+            name = f"{function}_{_related_code(related)}"
+            out.append(_Spec("compare_integer", name, t, texts, (), ((left, right),)))
     return out
 
 

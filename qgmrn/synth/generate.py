@@ -70,7 +70,7 @@ def image_filename(split: str, index: int) -> str:
 def _check_settings(
     counts: dict[str, int],
     questions_per_scene: int,
-    image_size,
+    render_size,
     min_objects: int,
     max_objects: int,
     workers: int,
@@ -88,11 +88,11 @@ def _check_settings(
             "per family and scene)"
         )
     try:
-        width, height = (int(v) for v in image_size)
+        width, height = (int(v) for v in render_size)
     except (TypeError, ValueError):
-        raise ValueError(f"image_size must be (width, height), got {image_size!r}") from None
+        raise ValueError(f"render_size must be (width, height), got {render_size!r}") from None
     if width < 8 or height < 8:
-        raise ValueError(f"image_size {width}x{height} is too small: use at least 8x8 pixels")
+        raise ValueError(f"render_size {width}x{height} is too small: use at least 8x8 pixels")
     if min_objects < 1:
         raise ValueError(f"min_objects={min_objects}: a scene needs at least 1 object")
     if max_objects < min_objects:
@@ -256,7 +256,7 @@ def generate_dataset(
     val_scenes: int,
     test_scenes: int = 0,
     questions_per_scene: int = 10,
-    image_size: tuple[int, int] = (480, 320),
+    render_size: tuple[int, int] = (480, 320),
     min_objects: int = 3,
     max_objects: int = 10,
     seed: int = 0,
@@ -267,14 +267,15 @@ def generate_dataset(
 ) -> dict:
     """Generate mini-CLEVR under `out_dir` (layout in the module docstring); return a summary.
 
-    `image_size` is (width, height) of the PNGs. `framing` is "clevr" (the real camera) or
-    "close" (the camera moved in so objects stay legible in small images). With `humans`,
-    CLEVR-Humans-style files of synthetic paraphrases (half the questions of each scene, at least
-    one) are written too. Raises ValueError for impossible settings, saying what to change.
+    `render_size` is (width, height) of the PNGs (`DataConfig.render_size`; summary.json keeps
+    it as "image_size"). `framing` is "clevr" (the real camera) or "close" (the camera moved in
+    so objects stay legible in small images). With `humans`, CLEVR-Humans-style files of
+    synthetic paraphrases (half the questions of each scene, at least one) are written too.
+    Raises ValueError for impossible settings, saying what to change.
     """
     counts = {"train": train_scenes, "val": val_scenes, "test": test_scenes}
     width, height, camera = _check_settings(
-        counts, questions_per_scene, image_size, min_objects, max_objects, workers, framing
+        counts, questions_per_scene, render_size, min_objects, max_objects, workers, framing
     )
     out = Path(out_dir)
     for sub in ("scenes", "questions"):

@@ -33,12 +33,12 @@ OUT = ROOT / "results" / "learnability"
 LOGS = Path(__file__).resolve().parent / "logs"  # the runs' console logs, beside the study code
 EVAL_EVERY = 781  # steps of 64: 50k samples, the 5k set's epoch
 ARMS: dict[str, list[str]] = {
-    "square5k": ["--data", "data/mini-clevr", "--image-size", "64", "64"],
-    "fixed5k": ["--data", "data/mini-clevr"],
-    "fixed50k": ["--data", "data/mini-clevr-50k"],
-    "stream": ["--data", "data/mini-clevr", "--train-source", "stream"],
+    "square5k": ["--data-dir", "data/mini-clevr", "--image-size", "64", "64"],
+    "fixed5k": ["--data-dir", "data/mini-clevr"],
+    "fixed50k": ["--data-dir", "data/mini-clevr-50k"],
+    "stream": ["--data-dir", "data/mini-clevr", "--train-source", "stream"],
     "stream48": [
-        "--data",
+        "--data-dir",
         "data/mini-clevr",
         "--train-source",
         "stream",
@@ -47,7 +47,7 @@ ARMS: dict[str, list[str]] = {
         "72",
     ],
     "stream_curr": [
-        "--data",
+        "--data-dir",
         "data/mini-clevr",
         "--train-source",
         "stream",
@@ -77,7 +77,7 @@ def command(preset: str, arm: str, minutes: float, resume: bool) -> list[str]:
         "1000",
         "--max-minutes",
         str(minutes),
-        "--workers",
+        "--num-workers",
         "1",
         "--eval-every-steps",
         str(EVAL_EVERY),

@@ -206,7 +206,7 @@ def test_object_masks_follow_a_stretched_cache():
 def test_scenes_camera_rebuilds_the_generated_camera(mini_clevr_dir, mini_clevr_settings):
     path = mini_clevr_dir / "scenes" / "CLEVR_val_scenes.json"
     camera, size = saliency.scenes_camera(path)
-    assert size == tuple(mini_clevr_settings["image_size"])
+    assert size == tuple(mini_clevr_settings["render_size"])
     assert camera == Camera.close()
     scene = load_scenes(path)[0]
     w, h = size

@@ -104,7 +104,7 @@ def smoke_data() -> Path:
     if not (data / "summary.json").exists():
         subprocess.run([*qgmrn, "generate", str(data), "--profile", "smoke", "--humans",
                         "--no-progress"], check=True, cwd=ROOT)  # fmt: skip
-    subprocess.run([*qgmrn, "prepare", str(data), "--size", "32", "48", "--splits", "train",
+    subprocess.run([*qgmrn, "prepare", str(data), "--image-size", "32", "48", "--splits", "train",
                     "val", "--no-progress"], check=True, cwd=ROOT, capture_output=True)  # fmt: skip
     return data
 

@@ -107,7 +107,8 @@ def test_corrupt_image_is_named(clevr_dir):
 
 
 def test_open_refuses_a_missing_cache_with_the_prepare_hint(clevr_dir):
-    with pytest.raises(ImageCacheError, match=r"qgmrn prepare .* --size 16 24 --splits train"):
+    hint = r"qgmrn prepare .* --image-size 16 24 --splits train"
+    with pytest.raises(ImageCacheError, match=hint):
         open_cache(clevr_dir, "train", SIZE)
 
 
@@ -122,9 +123,9 @@ def test_changed_images_make_the_cache_stale_and_rebuild_it(clevr_dir):
 
 
 def test_prepare_command_builds_every_split(clevr_dir, capsys):
-    assert cli_main(["prepare", str(clevr_dir), "--size", "8", "8", "--workers", "1",
+    assert cli_main(["prepare", str(clevr_dir), "--image-size", "8", "8", "--workers", "1",
                      "--no-progress"]) == 0  # fmt: skip
     assert open_cache(clevr_dir, "train", (8, 8)).shape == (5, 8, 8, 3)
     assert open_cache(clevr_dir, "test", (8, 8)).shape == (5, 8, 8, 3)
     assert cli_main(["prepare", str(clevr_dir), "--size", "8", "8", "--splits", "val"]) == 1
-    assert "no image folder" in capsys.readouterr().err
+    assert "no image folder" in capsys.readouterr().err  # --size: --image-size's first name

@@ -14,7 +14,7 @@ from qgmrn.data import cache as cache_mod
 from qgmrn.data.cache import ImageCacheError, build_cache, cache_paths, open_cache
 
 SIZE = (16, 24)  # (H, W)
-HINT = r"qgmrn prepare .* --size 16 24 --splits train"
+HINT = r"qgmrn prepare .* --image-size 16 24 --splits train"
 
 
 def _reference(clevr_dir, tmp_path):

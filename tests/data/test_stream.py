@@ -36,7 +36,7 @@ def _same(a, b) -> bool:
 
 def test_spec_reads_the_generator_settings(spec, mini_clevr_settings):
     s = mini_clevr_settings
-    assert spec.render_size == s["image_size"] and spec.seed == s["seed"]
+    assert spec.render_size == s["render_size"] and spec.seed == s["seed"]
     assert (spec.min_objects, spec.max_objects) == (s["min_objects"], s["max_objects"])
     assert spec.questions_per_scene == s["questions_per_scene"]
 
@@ -224,7 +224,7 @@ def test_the_test_split_of_mini_clevr_is_scored_from_its_answers(mini_clevr_dir,
     from qgmrn.engine.evaluate import evaluate_run
 
     fit(_stream_config(), mini_clevr_dir, tmp_path / "run", progress=False, max_steps=1)
-    ev = evaluate_run(tmp_path / "run", split="test", which="latest", progress=False)
+    ev = evaluate_run(tmp_path / "run", split="test", checkpoint="latest", progress=False)
     assert ev["n"] == 3 * 4 and ev["overall"] is not None  # 3 test scenes, 4 questions each
     assert (tmp_path / "run" / "eval_test_latest.json").exists()
 

@@ -124,7 +124,7 @@ PACE = pace("qgmrn.data.cache", "load_image", 0.002)
 
 
 def _prepare_args(data, cache, workers=1):
-    return ["prepare", str(data), "--size", *PREP_SIZE, "--workers", str(workers),
+    return ["prepare", str(data), "--image-size", *PREP_SIZE, "--workers", str(workers),
             "--cache-dir", str(cache), "--no-progress"]  # fmt: skip
 
 
@@ -178,7 +178,7 @@ TRAIN_PACE = pace("qgmrn.engine.loop", "train_step", 0.35)
 
 
 def _train_args(data, out, *more):
-    return ["train", "--preset", "brn_c8", "--profile", "smoke", "--data", str(data),
+    return ["train", "--preset", "brn_c8", "--profile", "smoke", "--data-dir", str(data),
             "--out", str(out), "--device", "cpu", "--checkpoint-every-steps", "2",
             "--no-progress", *more]  # fmt: skip
 

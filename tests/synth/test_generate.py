@@ -35,7 +35,7 @@ def test_layout_and_counts(mini_clevr_dir, mini_clevr_settings):
         images = sorted((root / "images" / split).glob("*.png"))
         assert [p.name for p in images] == [f"CLEVR_{split}_{i:06d}.png" for i in range(n)]
         with Image.open(images[0]) as im:
-            assert im.size == mini_clevr_settings["image_size"] and im.mode == "RGBA"
+            assert im.size == mini_clevr_settings["render_size"] and im.mode == "RGBA"
     assert (root / "scenes" / "CLEVR_test_scenes_hidden.json").exists()
     assert not (root / "scenes" / "CLEVR_test_scenes.json").exists()  # as the real data
 
@@ -85,7 +85,7 @@ def test_same_seed_same_bytes_whatever_the_workers(tmp_path):
         val_scenes=3,
         test_scenes=2,
         questions_per_scene=3,
-        image_size=(32, 24),
+        render_size=(32, 24),
         max_objects=5,
         framing="close",
         humans=True,
@@ -104,7 +104,7 @@ def test_same_seed_same_bytes_whatever_the_workers(tmp_path):
         (dict(max_objects=11), "at most 10"),
         (dict(min_objects=5, max_objects=4), "raise max_objects"),
         (dict(questions_per_scene=0), "1..90"),
-        (dict(image_size=(4, 4)), "at least 8x8"),
+        (dict(render_size=(4, 4)), "at least 8x8"),
         (dict(train_scenes=0, val_scenes=0), "nothing to generate"),
         (dict(framing="fisheye"), "framing"),
         (dict(workers=0), "workers"),
@@ -128,7 +128,7 @@ def test_cli_generate(tmp_path, capsys):
             "1",
             "--questions-per-scene",
             "2",
-            "--image-size",
+            "--render-size",
             "32",
             "24",
             "--framing",
@@ -142,6 +142,7 @@ def test_cli_generate(tmp_path, capsys):
     summary = json.loads(capsys.readouterr().out)
     assert summary["splits"]["train"]["questions"] == 4
     assert len(load_questions(out / "questions" / "CLEVR_val_questions.json")) == 2
+    assert json.loads((out / "summary.json").read_text())["image_size"] == [32, 24]  # (W, H)
     assert (
         cli_main(
             [
@@ -161,6 +162,22 @@ def test_cli_generate(tmp_path, capsys):
     assert "at most 10" in capsys.readouterr().err
 
 
+def test_the_first_name_of_render_size_still_works_with_a_note(capsys):
+    """`qgmrn generate --image-size W H` (its first name) sets the render size and says that
+    `--image-size` means the network input (H, W) elsewhere."""
+    import argparse
+
+    from qgmrn.commands import generate
+
+    parser = argparse.ArgumentParser()
+    generate.configure(parser)
+    assert parser.parse_args(["out", "--render-size", "32", "24"]).render_size == [32, 24]
+    assert capsys.readouterr().err == ""
+    assert parser.parse_args(["out", "--image-size", "32", "24"]).render_size == [32, 24]
+    err = capsys.readouterr().err
+    assert "--render-size W H" in err and len(err.splitlines()) == 1
+
+
 def test_profile_defaults_come_from_config():
     smoke = get_config("brn_c16", "smoke").data
     d = _defaults("smoke")
@@ -178,7 +195,7 @@ def test_every_split_has_clevrs_question_type_mix(tmp_path):
     from qgmrn.analysis.dataset_stats import type_mix_table
 
     generate_dataset(
-        tmp_path, train_scenes=200, val_scenes=200, test_scenes=200, image_size=(24, 16),
+        tmp_path, train_scenes=200, val_scenes=200, test_scenes=200, render_size=(24, 16),
         min_objects=3, max_objects=6, framing="close", progress=False,
     )  # fmt: skip
     q = tmp_path / "questions"

@@ -75,7 +75,7 @@ def test_train_stops_on_a_full_disk_and_resumes_once_there_is_room(tmp_path, mon
     with a clear message, the step-2 checkpoint is intact, and --resume continues from it."""
     data = make_tiny_clevr(tmp_path / "clevr")
     out = tmp_path / "run"
-    args = ["train", "--preset", "lstm", "--profile", "smoke", "--data", str(data),
+    args = ["train", "--preset", "lstm", "--profile", "smoke", "--data-dir", str(data),
             "--out", str(out), "--epochs", "2", "--checkpoint-every-steps", "2",
             "--no-progress"]  # fmt: skip
     calls = _fill_disk_on_save(monkeypatch, fail_on=2)

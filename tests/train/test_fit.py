@@ -216,7 +216,7 @@ def test_finetune_from_a_run_trained_on_the_stream(trained, data_dir, tmp_path):
 
 def test_train_command_and_refused_resume(data_dir, tmp_path, capsys):
     out = tmp_path / "cli"
-    args = ["train", "--preset", "lstm", "--profile", "smoke", "--data", str(data_dir),
+    args = ["train", "--preset", "lstm", "--profile", "smoke", "--data-dir", str(data_dir),
             "--out", str(out), "--max-steps", "2", "--no-progress"]  # fmt: skip
     assert cli.main(args) == 0
     captured = capsys.readouterr()
@@ -254,7 +254,7 @@ def test_evaluation_files_are_named_by_what_they_scored(trained, data_dir, tmp_p
     _, out, _ = trained
     other = tmp_path / "other-set"
     _shutil.copytree(data_dir, other, ignore=_shutil.ignore_patterns("cache"))
-    assert cli.main(["evaluate", str(out), "--data", str(other), "--no-progress"]) == 0
+    assert cli.main(["evaluate", str(out), "--data-dir", str(other), "--no-progress"]) == 0
     ev = json.loads((out / "eval_other-set_val_best.json").read_text())
     assert ev["data_dir"] == str(other) and ev["n"] == 16
     assert (out / "routing_paths_other-set_val_best.npz").exists()
@@ -277,7 +277,7 @@ def test_a_run_whose_data_set_is_not_here_names_its_config_and_the_flag(trained,
     assert cli.main(["evaluate", str(moved), "--no-progress"]) != 0
     err = capsys.readouterr().err
     assert str(moved / "config.json") in err and "/nonexistent/elsewhere/mini-clevr" in err
-    assert "--data DIR" in err
+    assert "--data-dir DIR" in err
     assert not list(moved.glob("eval_val_best*.json.*"))  # nothing half-written
 
 
@@ -301,7 +301,7 @@ def test_a_run_inside_the_project_records_its_data_relative_and_evaluates_from_e
         fit(tiny_config("lstm"), inside, out, progress=False, max_steps=1)
         assert json.loads((out / "config.json").read_text())["data"]["data_dir"] == relative
         monkeypatch.chdir(project_root() / "notebooks")
-        ev = evaluate_run(out, which="latest", progress=False)
+        ev = evaluate_run(out, checkpoint="latest", progress=False)
         assert ev["n"] == 16 and (out / "eval_val_latest.json").exists()  # its own data set
     finally:
         _shutil.rmtree(inside.parent, ignore_errors=True)
@@ -316,8 +316,8 @@ def test_sparse_evaluation_gives_the_dense_answers(trained):
     from qgmrn.engine.evaluate import evaluate_run
 
     _, out, _ = trained
-    dense = evaluate_run(out, which="latest", progress=False, write=False)
-    sparse = evaluate_run(out, which="latest", progress=False, write=False, sparse=True)
+    dense = evaluate_run(out, checkpoint="latest", progress=False, write=False)
+    sparse = evaluate_run(out, checkpoint="latest", progress=False, write=False, sparse=True)
     assert sparse["sparse"] and not dense["sparse"]
     assert sparse["overall"] == dense["overall"] and sparse["by_subtype"] == dense["by_subtype"]
     assert cli.main(["evaluate", str(out), "--sparse", "--no-progress"]) == 0
@@ -352,7 +352,7 @@ def test_the_end_of_run_validation_is_not_predicted_twice(data_dir, tmp_path, mo
     result = fit(tiny_config("brn_c8", epochs=1), data_dir, out, progress=False, max_steps=3)
     assert result["step"] == 3 and result["best_step"] == 3  # one validation: the best
     assert [k.get("collect_paths") for k in calls] == [True]
-    again = evaluate_run(out, which="best", progress=False, write=False)
+    again = evaluate_run(out, checkpoint="best", progress=False, write=False)
     assert again["overall"] == result["eval"]["overall"]
     assert again["by_subtype"] == result["eval"]["by_subtype"]
     paths = np.load(out / "routing_paths.npz")
@@ -567,7 +567,7 @@ def test_train_and_finetune_commands_report_device_memory_as_one_line(
     assert "qgmrn train: error:" in err and "out of memory on cpu at step 0" in err
     assert "no checkpoint was saved yet" in err and "Traceback" not in err
     _, full, _ = trained
-    args = ["finetune", "--from", str(full), "--data", str(data_dir), "--out",
+    args = ["finetune", "--from", str(full), "--humans", str(data_dir), "--out",
             str(tmp_path / "f"), "--max-steps", "2", "--no-progress"]  # fmt: skip
     assert cli.main(args) == 1
     assert "qgmrn finetune: error:" in capsys.readouterr().err
@@ -594,7 +594,7 @@ def test_a_run_can_be_read_and_evaluated_while_it_trains(data_dir, tmp_path):
                     read_history(out)
                     reads.append(len(train))
                 if (out / "best.pt").exists():
-                    ev = evaluate_run(out, which="best", progress=False, write=False)
+                    ev = evaluate_run(out, checkpoint="best", progress=False, write=False)
                     reads.append(ev["n"])
                 if (out / "checkpoint.pt").exists():
                     read_checkpoint(out / "checkpoint.pt")
@@ -628,10 +628,10 @@ def test_a_finished_run_without_optimizer_state_evaluates_and_refuses_to_resume(
     cfg, full, _ = trained
     run = tmp_path / "finished"
     shutil.copytree(full, run)
-    before = evaluate_run(run, which="latest", progress=False, write=False)
+    before = evaluate_run(run, checkpoint="latest", progress=False, write=False)
     saved = drop_optimizer_state(run / "checkpoint.pt")
     assert saved > 0 and drop_optimizer_state(run / "checkpoint.pt") == 0
-    after = evaluate_run(run, which="latest", progress=False, write=False)
+    after = evaluate_run(run, checkpoint="latest", progress=False, write=False)
     assert after["overall"] == before["overall"] and after["by_type"] == before["by_type"]
     assert (
         read_checkpoint(run / "checkpoint.pt")["step"]

@@ -120,12 +120,12 @@ def test_the_commands_take_overrides_and_refuse_a_bad_one(mini_clevr_dir, tmp_pa
 
     out = tmp_path / "v"
     args = ["pretrain-visual", "--preset", "brn_c8", "--profile", "smoke", "--steps", "2",
-            "--data", str(mini_clevr_dir), "--out", str(out), "--eval-every", "1"]  # fmt: skip
+            "--data-dir", str(mini_clevr_dir), "--out", str(out), "--eval-every", "1"]  # fmt: skip
     assert main([*args, "--set", "data.image_size=32,48", "--set", "train.lr=1e-3"]) == 0
     assert json.loads((out / "summary.json").read_text())["config"]["train"]["lr"] == 1e-3
     assert main([*args, "--set", "train.lr=fast"]) == 1
     assert "override 'train.lr=fast': 'fast' is not a number" in capsys.readouterr().err
-    train = ["train", "--preset", "brn_c8", "--profile", "smoke", "--data", str(mini_clevr_dir),
+    train = ["train", "--preset", "brn_c8", "--profile", "smoke", "--data-dir", str(mini_clevr_dir),
              "--out", str(tmp_path / "r"), "--set", "model.nope=1"]  # fmt: skip
     assert main(train) == 2
     assert "model has no field 'nope'" in capsys.readouterr().err

@@ -6,8 +6,9 @@
 - ``film``: `FiLM` (Perez et al. 2018), from raw pixels.
 
 All share the models' interface: forward(images (B, 3, H, W) float, questions (B, T) long,
-lengths (B,) long) -> VQAOutput(logits (B, A), gates=[], gate_logits=[]). Every CNN is trained
-from raw pixels (no pretrained ResNet), like our routed models on mini-CLEVR.
+lengths (B,) long) -> VQAOutput(logits (B, A), gates=[], gate_logits=[]), and one skeleton,
+`Baseline` (question encoder, raw-pixel CNN, MLP classifier). Every CNN is trained from raw
+pixels (no pretrained ResNet), like our routed models on mini-CLEVR.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 from torch import nn
 
 from qgmrn.config import ModelConfig
+from qgmrn.nn.baselines.base import Baseline
 from qgmrn.nn.baselines.cnn_lstm import CNNLSTM
 from qgmrn.nn.baselines.film import FiLM, FiLMResBlock
 from qgmrn.nn.baselines.layers import ConvFeatures
@@ -71,6 +73,7 @@ def build_baseline(cfg: ModelConfig, vocab_size: int, num_answers: int) -> nn.Mo
 
 __all__ = [
     "BASELINE_ARCHS",
+    "Baseline",
     "CNNLSTM",
     "CNNLSTMStackedAttention",
     "ConvFeatures",

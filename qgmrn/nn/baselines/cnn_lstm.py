@@ -7,17 +7,17 @@ D question feature size, A answers.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from qgmrn.nn.baselines.layers import ConvFeatures
+from qgmrn.nn.baselines.base import Baseline
 from qgmrn.nn.baselines.lstm import LSTMEncoder
-from qgmrn.nn.heads import mlp_classifier
 from qgmrn.nn.output import VQAOutput
 
 
-class CNNLSTM(nn.Module):
+class CNNLSTM(Baseline):
     """CNN+LSTM: CNN feature map, max-pooled to a P x P grid and flattened, concat q -> MLP.
 
     Johnson et al. (2017a) max-pool ResNet conv4 features 2x2 and flatten them; we pool to a
@@ -31,21 +31,18 @@ class CNNLSTM(nn.Module):
         vocab_size: int,
         num_answers: int,
         *,
-        embed_dim: int = 200,
-        hidden_dim: int = 512,
         cnn_widths: Sequence[int] = (64, 64, 128, 256),
         pool_size: int = 2,
-        mlp_hidden: int = 1024,
-        dropout: float = 0.0,
+        **sizes: Any,  # embed_dim, hidden_dim, mlp_hidden, dropout: see Baseline
     ) -> None:
-        super().__init__()
-        self.encoder = LSTMEncoder(vocab_size, embed_dim, hidden_dim)
-        self.cnn = ConvFeatures(3, cnn_widths)
+        super().__init__(
+            vocab_size, num_answers, encoder=LSTMEncoder, cnn_widths=cnn_widths, **sizes
+        )
         self.pool = nn.AdaptiveMaxPool2d(pool_size)
         image_dim = self.cnn.out_channels * pool_size * pool_size
-        self.classifier = mlp_classifier(image_dim + hidden_dim, mlp_hidden, num_answers, dropout)
+        self.add_classifier(image_dim + self.encoder.hidden_dim)
 
     def forward(self, images: Tensor, questions: Tensor, lengths: Tensor) -> VQAOutput:
         q = self.encoder(questions, lengths)  # (B, D)
         v = self.pool(self.cnn(images)).flatten(1)  # (B, C * P * P)
-        return VQAOutput(self.classifier(torch.cat([v, q], dim=1)), [], [])
+        return self.answer(torch.cat([v, q], dim=1))

@@ -12,13 +12,13 @@ D question feature size, K classifier channels, A answers.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from qgmrn.nn.baselines.layers import ConvFeatures
+from qgmrn.nn.baselines.base import Baseline
 from qgmrn.nn.coords import coordinate_maps
-from qgmrn.nn.heads import mlp_classifier
 from qgmrn.nn.output import VQAOutput
 from qgmrn.nn.text import QuestionEncoder
 
@@ -47,7 +47,7 @@ class FiLMResBlock(nn.Module):
         return self.relu(out) + residual
 
 
-class FiLM(nn.Module):
+class FiLM(Baseline):
     """FiLM: raw-pixel CNN stem -> N FiLM-ed residual blocks -> 1x1 conv, global max pool, MLP.
 
     The generator predicts gamma as 1 + delta, so that a freshly initialised network starts near
@@ -60,30 +60,28 @@ class FiLM(nn.Module):
         vocab_size: int,
         num_answers: int,
         *,
-        embed_dim: int = 200,
-        hidden_dim: int = 512,
         stem_widths: Sequence[int] = (64, 64, 128, 256),
         num_blocks: int = 4,
         classifier_channels: int = 512,
-        mlp_hidden: int = 1024,
         coord_maps: bool = True,
-        dropout: float = 0.0,
+        **sizes: Any,  # embed_dim, hidden_dim, mlp_hidden, dropout: see Baseline
     ) -> None:
-        super().__init__()
-        self.encoder = QuestionEncoder(vocab_size, embed_dim, hidden_dim)
-        self.cnn = ConvFeatures(3, stem_widths)
+        # the question encoder is the GRU of the routed models, as in FiLM
+        super().__init__(
+            vocab_size, num_answers, encoder=QuestionEncoder, cnn_widths=stem_widths, **sizes
+        )
         channels = self.cnn.out_channels
         self.channels = channels
         self.num_blocks = num_blocks
         self.coord_maps = coord_maps
-        self.film_generator = nn.Linear(hidden_dim, num_blocks * 2 * channels)
+        self.film_generator = nn.Linear(self.encoder.hidden_dim, num_blocks * 2 * channels)
         self.blocks = nn.ModuleList(FiLMResBlock(channels, coord_maps) for _ in range(num_blocks))
         self.classifier_conv = nn.Sequential(
             nn.Conv2d(channels + 2 * coord_maps, classifier_channels, kernel_size=1, bias=False),
             nn.BatchNorm2d(classifier_channels),
             nn.ReLU(inplace=True),
         )
-        self.classifier = mlp_classifier(classifier_channels, mlp_hidden, num_answers, dropout)
+        self.add_classifier(classifier_channels)
 
     def film_parameters(self, questions: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
         """gamma and beta for every block: each (B, N, C)."""
@@ -99,4 +97,4 @@ class FiLM(nn.Module):
         if self.coord_maps:
             x = torch.cat([x, coordinate_maps(x)], dim=1)  # (B, C + 2, H', W')
         x = self.classifier_conv(x).amax(dim=(2, 3))  # (B, K): global max pooling
-        return VQAOutput(self.classifier(x), [], [])
+        return self.answer(x)

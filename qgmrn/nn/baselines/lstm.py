@@ -8,10 +8,12 @@ Dimensions: B batch, T question length (padded), E embedding size, D hidden size
 
 from __future__ import annotations
 
+from typing import Any
+
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
-from qgmrn.nn.heads import mlp_classifier
+from qgmrn.nn.baselines.base import Baseline
 from qgmrn.nn.output import VQAOutput
 
 
@@ -40,26 +42,17 @@ class LSTMEncoder(nn.Module):
         return h[0]  # (B, D)
 
 
-class QuestionOnlyLSTM(nn.Module):
+class QuestionOnlyLSTM(Baseline):
     """LSTM (Johnson et al. 2017a): question encoder -> MLP. The image is accepted and ignored.
 
     Shapes: images (B, 3, H, W), questions (B, T), lengths (B,) -> logits (B, A).
     """
 
-    def __init__(
-        self,
-        vocab_size: int,
-        num_answers: int,
-        *,
-        embed_dim: int = 200,
-        hidden_dim: int = 512,
-        mlp_hidden: int = 1024,
-        dropout: float = 0.0,
-    ) -> None:
-        super().__init__()
-        self.encoder = LSTMEncoder(vocab_size, embed_dim, hidden_dim)
-        self.classifier = mlp_classifier(hidden_dim, mlp_hidden, num_answers, dropout)
+    def __init__(self, vocab_size: int, num_answers: int, **sizes: Any) -> None:
+        # sizes: embed_dim, hidden_dim, mlp_hidden, dropout (see Baseline); no CNN
+        super().__init__(vocab_size, num_answers, encoder=LSTMEncoder, **sizes)
+        self.add_classifier(self.encoder.hidden_dim)
 
     def forward(self, images: Tensor, questions: Tensor, lengths: Tensor) -> VQAOutput:
         q = self.encoder(questions, lengths)  # (B, D)
-        return VQAOutput(self.classifier(q), [], [])
+        return self.answer(q)

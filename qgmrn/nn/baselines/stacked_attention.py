@@ -7,12 +7,12 @@ features are projected to D too), K attention size, H height, W width, A answers
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from torch import Tensor, nn
 
-from qgmrn.nn.baselines.layers import ConvFeatures
+from qgmrn.nn.baselines.base import Baseline
 from qgmrn.nn.baselines.lstm import LSTMEncoder
-from qgmrn.nn.heads import mlp_classifier
 from qgmrn.nn.output import VQAOutput
 
 
@@ -38,7 +38,7 @@ class StackedAttention(nn.Module):
         return u + v_tilde, p.view(B, H, W)
 
 
-class CNNLSTMStackedAttention(nn.Module):
+class CNNLSTMStackedAttention(Baseline):
     """CNN+LSTM+SA: the question attends to the CNN feature map `num_hops` times, then an MLP.
 
     As in Johnson et al. (2017a): a 1x1 convolution projects the image features to the question
@@ -51,20 +51,18 @@ class CNNLSTMStackedAttention(nn.Module):
         vocab_size: int,
         num_answers: int,
         *,
-        embed_dim: int = 200,
-        hidden_dim: int = 512,
         cnn_widths: Sequence[int] = (64, 64, 128, 256),
         attn_dim: int = 512,
         num_hops: int = 2,
-        mlp_hidden: int = 1024,
-        dropout: float = 0.0,
+        **sizes: Any,  # embed_dim, hidden_dim, mlp_hidden, dropout: see Baseline
     ) -> None:
-        super().__init__()
-        self.encoder = LSTMEncoder(vocab_size, embed_dim, hidden_dim)
-        self.cnn = ConvFeatures(3, cnn_widths)
-        self.image_proj = nn.Conv2d(self.cnn.out_channels, hidden_dim, kernel_size=1)
-        self.hops = nn.ModuleList(StackedAttention(hidden_dim, attn_dim) for _ in range(num_hops))
-        self.classifier = mlp_classifier(hidden_dim, mlp_hidden, num_answers, dropout)
+        super().__init__(
+            vocab_size, num_answers, encoder=LSTMEncoder, cnn_widths=cnn_widths, **sizes
+        )
+        d = self.encoder.hidden_dim
+        self.image_proj = nn.Conv2d(self.cnn.out_channels, d, kernel_size=1)
+        self.hops = nn.ModuleList(StackedAttention(d, attn_dim) for _ in range(num_hops))
+        self.add_classifier(d)
 
     def attend(
         self, images: Tensor, questions: Tensor, lengths: Tensor
@@ -80,4 +78,4 @@ class CNNLSTMStackedAttention(nn.Module):
 
     def forward(self, images: Tensor, questions: Tensor, lengths: Tensor) -> VQAOutput:
         u, _ = self.attend(images, questions, lengths)
-        return VQAOutput(self.classifier(u), [], [])
+        return self.answer(u)
