@@ -25,12 +25,13 @@ class TrainedRun:
     path: Path
 
 
-def load_trained(run_dir: PathLike, *, device: str = "cpu", which: str = "best") -> TrainedRun:
-    """The model of a run directory with its weights (``best`` or ``latest``), in eval mode,
-    through `qgmrn.engine.evaluate.load_run` (safe loading, config and vocabulary checked)."""
+def load_trained(run_dir: PathLike, *, device: str = "cpu", checkpoint: str = "best") -> TrainedRun:
+    """The model of a run directory with its weights (`checkpoint`: ``best`` or ``latest``, as
+    `qgmrn evaluate --checkpoint`), in eval mode, through `qgmrn.engine.evaluate.load_run` (safe
+    loading, config and vocabulary checked)."""
     from qgmrn.engine.evaluate import load_run
 
-    cfg, vocab, model, _ = load_run(run_dir, which, device)
+    cfg, vocab, model, _ = load_run(run_dir, checkpoint, device)
     return TrainedRun(model, vocab, cfg, Path(run_dir))
 
 
