@@ -342,19 +342,15 @@ def load_checkpoint(
     lr) may differ: resuming with a longer budget is allowed.
     """
     ckpt = read_checkpoint(path, map_location)
-    if config_json is not None:
-        diffs = config_differences(json.loads(ckpt["config"]), json.loads(config_json))
+    checks = (
+        ("configuration", config_differences, "config", config_json),
+        ("vocabulary", vocab_differences, "vocab", vocab_json),
+    )
+    for what, differences, key, expected in checks:
+        diffs = [] if expected is None else differences(json.loads(ckpt[key]), json.loads(expected))
         if diffs:
             raise CheckpointError(
-                f"{path}: checkpoint was made with a different configuration:\n  "
-                + "\n  ".join(diffs)
-                + f"\n{_MISMATCH_ADVICE}"
-            )
-    if vocab_json is not None:
-        diffs = vocab_differences(json.loads(ckpt["vocab"]), json.loads(vocab_json))
-        if diffs:
-            raise CheckpointError(
-                f"{path}: checkpoint was made with a different vocabulary:\n  "
+                f"{path}: checkpoint was made with a different {what}:\n  "
                 + "\n  ".join(diffs)
                 + f"\n{_MISMATCH_ADVICE}"
             )
