@@ -268,7 +268,7 @@ def probe_table() -> str:
 
 
 def plot(arms=ARMS) -> plt.Figure:
-    fig, axes = plt.subplots(1, 3, figsize=(16, 4.5))
+    fig, axes = plt.subplots(1, 3, figsize=(16, 5.5))
     reach = 0.0  # the study arms' longest budget (the reference runs go on to 2M)
     for i, a in enumerate(arms):
         if not (a.run / "metrics.jsonl").exists():
@@ -277,7 +277,9 @@ def plot(arms=ARMS) -> plt.Figure:
         steps = sorted(d["val"])
         samples = [s * d["batch"] / 1e3 for s in steps]
         acc = [100 * d["val"][s]["overall"] for s in steps]
-        style = dict(color=f"C{i}", marker="o", markersize=3, label=a.name)
+        # more arms than the 10 colours of the cycle: the next ten dashed, so no two look alike
+        line = "-" if i < 10 else "--"
+        style = dict(color=f"C{i % 10}", linestyle=line, marker="o", markersize=3, label=a.name)
         axes[0].plot(samples, acc, **style)
         if not a.paper and samples:
             reach = max(reach, samples[-1])
@@ -301,8 +303,12 @@ def plot(arms=ARMS) -> plt.Figure:
         ax.set_title(title)
         ax.grid(alpha=0.3)
     axes[0].set_xlim(0, 1.05 * reach if reach else None)
-    axes[0].legend(fontsize=7, loc="lower right")
-    fig.tight_layout()
+    # below the panels: inside, the legend covered the curves
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(
+        handles, labels, fontsize=7, loc="lower center", ncol=4, frameon=False, handlelength=4
+    )
+    fig.tight_layout(rect=(0, 0.17, 1, 1))
     return fig
 
 
