@@ -19,7 +19,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--split", default="val", help="val | train | test (no answers) ...")
     parser.add_argument("--checkpoint", default="best", choices=("best", "latest"))
     add_data_dir_argument(parser, "data set folder (default: the run's)")
-    parser.add_argument("--questions", default=None, help="another question file on the split")
+    parser.add_argument(
+        "--questions-file",
+        "--questions",
+        default=None,
+        help="another question file on the split (the first name, --questions, still works)",
+    )
     parser.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
     parser.add_argument(
         "--sparse",
@@ -41,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
             checkpoint=args.checkpoint,
             device=args.device,
             data_dir=args.data_dir,
-            questions_file=args.questions,
+            questions_file=args.questions_file,
             progress=not args.no_progress,
             sparse=args.sparse,
         )

@@ -115,7 +115,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--profile", default="demo", choices=PROFILES, help="default: demo")
     parser.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N (default: cpu)")
     add_data_dir_argument(parser, "data directory (default: the profile's)")
-    parser.add_argument("--results", default="results", help="results root (default: results)")
+    parser.add_argument(
+        "--results-dir",
+        "--results",
+        default="results",
+        help="results root, the notebooks' results_dir (default: results; --results still works)",
+    )
     parser.add_argument("--only", default=None, help="comma-separated notebooks, e.g. 01,03")
     parser.add_argument(
         "--notebooks", default=None, help="folder with the notebooks (default: <project>/notebooks)"
@@ -159,7 +164,7 @@ def run(args: argparse.Namespace) -> int:
     nb_dir = Path(args.notebooks) if args.notebooks else root / "notebooks"
     # Paths stay as given: the kernel runs in the project root, and relative paths keep the
     # executed notebooks free of this machine's absolute paths.
-    results = Path(args.results)
+    results = Path(args.results_dir)
     data_dir = args.data_dir or ""
     out_dir = results / args.profile / "notebooks"
     try:
