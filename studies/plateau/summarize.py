@@ -95,8 +95,8 @@ ARMS: tuple[Arm, ...] = (
         False,
     ),
     Arm(
-        "attribute loss, joint (reference brn_c16_attrv)",
-        REF / "pending" / "brn_c16_attrv",
+        "attribute loss, joint (ref_attrv_612k)",
+        OUT / "runs" / "ref_attrv_612k",
         "auxiliary per-cell attribute loss from step 0 (ours)",
         False,
     ),
