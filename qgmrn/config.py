@@ -47,6 +47,9 @@ class DataConfig:
     # optional curriculum of data order (stream only): sample counts after which programs of
     # relational depth 1, 2, ... are allowed (empty: every family from the start)
     curriculum: tuple[int, ...] = ()
+    # optional (stream only, ours): samples, before the curriculum, of zero-hop Query Attribute
+    # questions alone ("What color is the large cube?"), where selection is learned first
+    queries_first: int = 0
     # --- mini-CLEVR generation (ours; ignored for real CLEVR) ---
     train_scenes: int = 1000
     val_scenes: int = 200

@@ -63,6 +63,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="stream: sample counts after which relational depth 1, 2, ... is allowed",
     )
     parser.add_argument(
+        "--queries-first",
+        type=int,
+        default=None,
+        metavar="SAMPLES",
+        help="stream: samples of zero-hop Query Attribute questions alone before the curriculum",
+    )
+    parser.add_argument(
         "--image-size", type=int, nargs=2, default=None, metavar=("H", "W"), help="network input"
     )
     parser.add_argument(
@@ -115,6 +122,7 @@ def build_config(args: argparse.Namespace):
         train_source=args.train_source,
         scene_reuse=args.scene_reuse,
         curriculum=None if args.curriculum is None else tuple(args.curriculum),
+        queries_first=args.queries_first,
         image_size=None if args.image_size is None else tuple(args.image_size),
     )
     cfg = dataclasses.replace(

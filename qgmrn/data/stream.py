@@ -23,8 +23,10 @@ every training batch from scenes that no other batch of the run uses (unless `sc
 Every batch is thus a pure function of (seed, step, rank, world size): two runs with one seed see
 the same sequence, a resumed run continues it exactly. A curriculum (optional, ours) restricts the
 families by relational depth until a number of samples has been seen: `curriculum[k]` is the
-sample count after which programs of depth k + 1 are allowed (`families_up_to`). Data order
-only: the loss and the model stay the paper's.
+sample count after which programs of depth k + 1 are allowed (`families_up_to`); before it,
+`queries_first` samples may hold the zero-hop Query Attribute questions alone ("What color is
+the large cube?": the questions on which a head learns to pick out the object it is asked about,
+the plateau study's finding 9). Data order only: the loss and the model stay the paper's.
 
 `object_maps` (ours, for the auxiliary attribute loss of `qgmrn.data.attributes`): each batch
 also carries the object seen at every input pixel (the renderer's object buffer, re-cast without
@@ -57,13 +59,15 @@ from qgmrn.data.dataset import (
 )
 from qgmrn.data.vocab import Vocab
 from qgmrn.synth.camera import Camera
-from qgmrn.synth.families import families_up_to
+from qgmrn.synth.families import Family, families_up_to
 from qgmrn.synth.generate import make_scene, scene_rng
 from qgmrn.synth.paraphrase import template_vocabulary
 from qgmrn.synth.questions import generate_questions
 from qgmrn.synth.render import object_ids
 
 STREAM_SPLIT = "stream"
+# zero-hop Query Attribute ("What color is the large cube?"): the stream's `queries_first` stage
+ZERO_HOP_QUERIES = tuple(f for f in families_up_to(0) if f.subtype.startswith("query_"))
 MAX_QUESTION_ROUNDS = 4  # draws from a step's scenes before a short batch is an error
 SUBTYPE_ID = {s: i for i, s in enumerate(SUBTYPES)}
 
@@ -119,7 +123,8 @@ class SceneStream(Dataset):
 
     Each batch holds `batch` questions with `(batch, 3, H, W)` uint8 images at `image_size =
     (H, W)` (resized from the render when that differs). `curriculum`: sample counts at which
-    the allowed relational depth grows (empty: every family from the start). `object_maps`:
+    the allowed relational depth grows (empty: every family from the start); `queries_first`:
+    the samples, before that, of zero-hop Query Attribute questions alone. `object_maps`:
     batches also carry `object_ids` and `object_attributes` (see `Batch`). `len` is large: the
     stream does not end; the training loop says which chunks it takes.
     """
@@ -133,6 +138,7 @@ class SceneStream(Dataset):
         *,
         scene_reuse: int = 1,
         curriculum: Sequence[int] = (),
+        queries_first: int = 0,
         rank: int = 0,
         world: int = 1,
         object_maps: bool = False,
@@ -143,6 +149,8 @@ class SceneStream(Dataset):
             raise ValueError(f"scene_reuse={scene_reuse}: use 1 (no reuse) or more")
         if list(curriculum) != sorted(curriculum) or any(c < 0 for c in curriculum):
             raise ValueError(f"curriculum {tuple(curriculum)}: sample counts must be increasing")
+        if queries_first < 0:
+            raise ValueError(f"queries_first={queries_first}: a sample count, 0 or more")
         if not 0 <= rank < world:
             raise ValueError(f"rank {rank} is not one of the {world} ranks")
         self.spec = spec
@@ -151,6 +159,7 @@ class SceneStream(Dataset):
         self.batch = int(batch)
         self.scene_reuse = int(scene_reuse)
         self.curriculum = tuple(int(c) for c in curriculum)
+        self.queries_first = int(queries_first)
         self.rank, self.world = int(rank), int(world)
         self.object_maps = bool(object_maps)
         self.scenes_per_group = math.ceil(batch / spec.questions_per_scene) + 1
@@ -167,6 +176,13 @@ class SceneStream(Dataset):
     def item_of(self, step: int) -> int:
         """The global item index of this rank's training step `step`."""
         return step * self.world + self.rank
+
+    def families_at(self, step: int) -> tuple[Family, ...]:
+        """The families the stream draws from at `step`: the zero-hop queries while fewer than
+        `queries_first` samples have been seen, then those of the curriculum's depth."""
+        if step * self.batch * self.world < self.queries_first:
+            return ZERO_HOP_QUERIES
+        return families_up_to(self.depth_at(step))
 
     def depth_at(self, step: int) -> int | None:
         """The relational depth the curriculum allows at `step` (None: every family)."""
@@ -222,7 +238,7 @@ class SceneStream(Dataset):
     def questions(self, step: int, scenes: Sequence[dict]) -> list[tuple[int, dict]]:
         """(scene position, question) pairs of this rank's step `step`, in batch order."""
         item = self.item_of(step)
-        families = families_up_to(self.depth_at(step))
+        families = self.families_at(step)
         k = min(self.spec.questions_per_scene, len(families))
         asked: list[tuple[int, dict]] = []
         # a scene may yield fewer than k questions (a family with no valid instance, answer

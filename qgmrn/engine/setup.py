@@ -124,6 +124,7 @@ def _train_data(
             per_rank_batch,
             scene_reuse=cfg.data.scene_reuse,
             curriculum=cfg.data.curriculum,
+            queries_first=cfg.data.queries_first,
             rank=info.rank,
             world=info.world_size,
             object_maps=cfg.train.attribute_loss_weight > 0,

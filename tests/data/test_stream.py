@@ -270,3 +270,21 @@ def _children() -> list[int]:
             if int(fields[1]) == me:
                 out.append(int(entry))
     return out
+
+
+def test_queries_first_draws_zero_hop_queries_then_the_curriculum(spec):
+    s = _stream(spec, curriculum=(32,), queries_first=16)  # 2 steps of queries, 2 of depth 0
+    for step in range(5):
+        chosen = s.questions(step, [sc for sc, _ in s.scenes(step)])
+        ends = {q["program"][-1]["function"] for _, q in chosen}
+        hops = max(sum(n["function"] == "relate" or n["function"].startswith("same_")
+                       for n in q["program"]) for _, q in chosen)  # fmt: skip
+        if step < 2:  # the zero-hop Query Attribute families alone
+            assert ends <= {"query_color", "query_shape", "query_size", "query_material"}, ends
+            assert hops == 0 and len(chosen) == s.batch
+        elif step < 4:
+            assert hops == 0 and not ends <= {"query_color", "query_shape", "query_size"}
+        else:
+            assert s.families_at(step) == s.families_at(10**6)  # every family
+    with pytest.raises(ValueError, match="queries_first"):
+        _stream(spec, queries_first=-1)
