@@ -141,6 +141,13 @@ def scores(
             result[key] = {}
     if depths is not None:
         result["by_depth"] = accuracy_by_depth(pred, depths)
+        zero = np.asarray(depths) == 0
+        if zero.any() and result["by_type"]:
+            # the zero-hop questions by type: where a model first shows that it picks out the
+            # object asked about (Query Attribute), before any relation is needed
+            keep = {k: np.asarray(pred[k])[zero] for k in ("predictions", "answers", "subtypes")}
+            by_type = accuracy(keep["predictions"], keep["answers"], keep["subtypes"])["by_type"]
+            result["by_type_depth0"] = {k: v for k, v in by_type.items() if v is not None}
     return result
 
 

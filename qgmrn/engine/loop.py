@@ -219,6 +219,7 @@ def validate(run: Run, *, collect_paths: bool = False) -> dict[str, Any]:
             "overall": result["overall"],
             "by_type": result["by_type"],
             "by_depth": result["by_depth"],
+            "by_type_depth0": result.get("by_type_depth0", {}),
         }
     )
     run.last_val_step = state.step

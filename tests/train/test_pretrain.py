@@ -113,6 +113,11 @@ def test_validation_rows_score_each_relational_depth(mini_clevr_dir, tmp_path):
     assert "0" in val[-1]["by_depth"]
     ev = json.loads((tmp_path / "r" / "eval.json").read_text())
     assert ev["by_depth"] == val[-1]["by_depth"]
+    # the zero-hop questions by type, consistent with by_depth's "0"
+    zero = val[-1]["by_type_depth0"]
+    assert zero and set(zero) <= set(val[-1]["by_type"]) and ev["by_type_depth0"] == zero
+    counts = ev["count_by_type"]
+    assert all(0.0 <= a <= 1.0 for a in zero.values()) and set(zero) <= set(counts)
 
 
 def test_the_commands_take_overrides_and_refuse_a_bad_one(mini_clevr_dir, tmp_path, capsys):
