@@ -639,3 +639,93 @@ def test_a_finished_run_without_optimizer_state_evaluates_and_refuses_to_resume(
     )
     with pytest.raises(CheckpointError, match="holds no optimizer state"):
         fit(cfg, data_dir, run, progress=False, resume=True)
+
+
+def test_a_run_moved_between_machines_resumes_in_the_other_precision(
+    data_dir, tmp_path, monkeypatch
+):
+    """A run that moves between machines, as the reference runs moved from an H200 (bf16
+    autocast, channels-last) to a CPU (fp32): 2 steps in fp32, 3 under bf16 autocast and
+    channels-last (CPU bf16, taken to be native here so it runs on any CPU), then checkpoint.pt
+    is rewritten as a GPU writes it (every tensor's storage tagged cuda:0, a CUDA generator state
+    beside the CPU's) and the run resumed in fp32. Each resume goes on from the checkpoint's step
+    with its optimizer state and RNG state as saved, no step trained twice or skipped; the
+    GPU-tagged checkpoint is read onto the CPU (map_location="cpu") and gives the very weights
+    a resume from the untagged file gives; history.jsonl holds the three segments, each with its
+    precision and memory format."""
+    import copy
+
+    import qgmrn.engine.runtime
+    import qgmrn.engine.trainer
+
+    monkeypatch.setattr(qgmrn.engine.runtime, "cpu_has_native_bf16", lambda: True)
+    restored, rng_after_seeding = [], []
+    real_restore, real_seed_rng = qgmrn.engine.trainer.restore, qgmrn.engine.trainer.seed_rng
+
+    def restore(model, optimizer, checkpoint, attributes=None):
+        state = real_restore(model, optimizer, checkpoint, attributes)
+        restored.append(copy.deepcopy(optimizer.state_dict()["state"]))
+        return state
+
+    def seed_rng(*args):
+        real_seed_rng(*args)
+        rng_after_seeding.append(torch.get_rng_state())
+
+    monkeypatch.setattr(qgmrn.engine.trainer, "restore", restore)
+    monkeypatch.setattr(qgmrn.engine.trainer, "seed_rng", seed_rng)
+    fp32 = tiny_config("brn_c8", epochs=2, checkpoint_every_steps=3)
+    bf16 = tiny_config("brn_c8", epochs=2, checkpoint_every_steps=3, cpu_amp=True,
+                       cpu_channels_last=True)  # fmt: skip
+    out = tmp_path / "moved"
+
+    def resumed_from_checkpoint(cfg, max_steps=None):
+        """Resume `out` with `cfg`; check the optimizer and RNG state it started from."""
+        saved = read_checkpoint(out / "checkpoint.pt")
+        result = fit(cfg, data_dir, out, progress=False, resume=True, max_steps=max_steps)
+        state = restored[-1]
+        assert state.keys() == saved["optimizer"]["state"].keys()
+        for key, values in saved["optimizer"]["state"].items():
+            assert state[key].keys() == values.keys()
+            for name, value in values.items():
+                assert torch.equal(state[key][name].cpu(), value), (key, name)
+        steps = {int(v["step"]) for v in saved["optimizer"]["state"].values()}
+        assert steps == {saved["step"]}  # Adam's own count: every parameter stepped each step
+        assert torch.equal(rng_after_seeding[-1], saved["rng"]["torch"])
+        return result
+
+    fit(fp32, data_dir, out, progress=False, max_steps=2)
+    assert resumed_from_checkpoint(bf16, max_steps=STEPS_PER_EPOCH + 1)["step"] == 5
+    reference = tmp_path / "not_tagged"
+    shutil.copytree(out, reference)
+
+    saved = read_checkpoint(out / "checkpoint.pt")
+    saved["rng"]["cuda"] = [torch.zeros(16, dtype=torch.uint8)]  # a CUDA generator's state
+    tag = torch.serialization.location_tag
+    monkeypatch.setattr(torch.serialization, "location_tag", lambda storage: "cuda:0")
+    torch.save(saved, out / "checkpoint.pt")
+    monkeypatch.setattr(torch.serialization, "location_tag", tag)
+    if not torch.cuda.is_available():  # the file's tensors do say cuda:0
+        with pytest.raises(RuntimeError, match="on a CUDA device"):
+            torch.load(out / "checkpoint.pt", weights_only=True)
+    assert resumed_from_checkpoint(fp32)["step"] == 2 * STEPS_PER_EPOCH
+
+    history = read_history(out)
+    assert [(h["segment"], h["start_step"], h["end_step"], h["resumed"]) for h in history] == [
+        (1, 0, 2, False),
+        (2, 2, STEPS_PER_EPOCH + 1, True),
+        (3, STEPS_PER_EPOCH + 1, 2 * STEPS_PER_EPOCH, True),
+    ]
+    assert [(h["device"], h["precision"], h["channels_last"]) for h in history] == [
+        ("cpu", "fp32", False),
+        ("cpu", "bf16 autocast", True),
+        ("cpu", "fp32", False),
+    ]
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if "kind" not in r] == list(range(1, 2 * STEPS_PER_EPOCH + 1))
+    # validations: each segment's end (steps 2, 5, 8) and the end of epoch 1 (step 4), once each
+    assert [r["step"] for r in rows if r.get("kind") == "val"] == [2, 4, 5, 8]
+
+    fit(fp32, data_dir, reference, progress=False, resume=True)
+    a, b = read_checkpoint(reference / "checkpoint.pt"), read_checkpoint(out / "checkpoint.pt")
+    for key in a["model"]:
+        assert torch.equal(a["model"][key], b["model"][key]), key
