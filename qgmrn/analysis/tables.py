@@ -172,7 +172,17 @@ def read_eval(run_dir: PathLike) -> dict:
         path = path / "eval.json"
     if not path.exists():
         raise FileNotFoundError(f"{path}: no eval.json; has this run been evaluated?")
-    return json.loads(path.read_text())
+    try:
+        ev = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        ev = e
+    if not isinstance(ev, dict) or "overall" not in ev:
+        # every version writes `overall`: a file without it is damaged, not old
+        what = "is not JSON" if isinstance(ev, Exception) else "has no 'overall'"
+        raise ValueError(
+            f"{path} {what}: not an evaluation file; rewrite it with `qgmrn evaluate {path.parent}`"
+        )
+    return ev
 
 
 def best_val(run_dir: PathLike) -> tuple[float, int | None] | None:

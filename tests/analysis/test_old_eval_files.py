@@ -119,3 +119,10 @@ def test_every_reader_of_eval_files_reads_an_older_versions_as_the_new(new_and_o
     for what, frame in frames.items():
         pd.testing.assert_frame_equal(frame(old), frame(new), obj=what)
     curves.plot_accuracy_by_type({"BRN": old})
+
+
+@pytest.mark.parametrize("text", ['{"split": "val", "n": 10}', '{"overall": 0.5', "[1, 2]"])
+def test_a_damaged_eval_file_is_refused_naming_it_and_the_command(tmp_path, text):
+    (tmp_path / "eval.json").write_text(text)
+    with pytest.raises(ValueError, match=r"eval\.json .*qgmrn evaluate"):
+        tables.read_eval(tmp_path)
