@@ -227,7 +227,9 @@ def plot_accuracy_by_type(
         ys = [prior[f"by_{by}"].get(k) for k in keys]
         ys = [np.nan if y is None else y for y in ys]
         label = f"question-type prior (overall {prior['overall']:.1%})"
-        ax.hlines(ys, x - 0.05, x + 0.75 + 0.05, colors="k", lw=2, label=label)
+        # over the whole group: its bars span x - width / 2 to x + 0.8 - width / 2
+        left = x - width / 2 - 0.03
+        ax.hlines(ys, left, left + 0.8 + 0.06, colors="k", lw=2, label=label)
     ax.set_xticks(x + width * (df.shape[1] - 1) / 2)
     # one word a line ("Compare\nNumbers"), centred under its group: side by side, the
     # one-line labels ran into each other ("Exist" into "Compare Numbers")

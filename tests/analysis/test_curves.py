@@ -225,3 +225,24 @@ def test_learning_curves_of_a_run_validated_only_at_its_end_show_its_training(tm
     low, high = fig.axes[1].get_ylim()
     assert 25 < low < 31 and 42 < high < 45
     plt.close(fig)
+
+
+@pytest.mark.parametrize("num_runs", [1, 2, 3])
+def test_the_prior_line_spans_each_group_of_bars(tmp_path, num_runs):
+    runs = {name: write_fake_run(tmp_path / name) for name in "abc"[:num_runs]}
+    prior = {"overall": 0.3, "by_type": {"count": 0.4, "exist": 0.5}, "by_subtype": {}}
+    fig = curves.plot_accuracy_by_type(runs, prior=prior)
+    try:
+        ax = fig.axes[0]
+        (lines,) = ax.collections  # the prior's hlines
+        segs = [np.asarray(s) for s in lines.get_segments()]
+        segments = [s for s in segs if s.ndim == 2 and np.isfinite(s[:, 1]).all()]
+        assert len(segments) == 2
+        bars = sorted(ax.patches, key=lambda r: r.get_x())
+        for group, seg in enumerate(segments):  # count, exist: the first two groups
+            mine = bars[group * num_runs : (group + 1) * num_runs]
+            lo, hi = mine[0].get_x(), mine[-1].get_x() + mine[-1].get_width()
+            assert seg[0, 0] <= lo and seg[1, 0] >= hi  # covers its bars
+            assert seg[0, 0] > lo - 0.1 and seg[1, 0] < hi + 0.1  # and not the next group's
+    finally:
+        plt.close(fig)
