@@ -94,46 +94,81 @@ def _val_accuracy_column(val: pd.DataFrame) -> str | None:
     return None
 
 
-def plot_learning_curves(run_dirs: Mapping[str, PathLike] | PathLike) -> Figure:
-    """Training loss, training accuracy and validation accuracy against the step.
+def plot_learning_curves(
+    run_dirs: Mapping[str, PathLike] | PathLike, *, prior: float | None = None
+) -> Figure:
+    """Training loss (left) and training and validation accuracy in percent (right) against the
+    training samples seen (step x the run's batch size, `run_batch_size`), like
+    `plot_validation_curves`; `prior` (a fraction): the question-type prior as a dashed black
+    line on the accuracy panel.
 
-    `run_dirs` is one run directory or {label: run directory} for several runs on shared axes.
+    The accuracy axis spans the data (`data_ylim`), not 0-100: the validation passes, the prior
+    and the training accuracy from the first validation pass on (or from the first tenth of the
+    run, if that comes first: a run validated only at its end still shows its training curve),
+    so the first near-zero training steps do not squash the curves that matter. The legend sits
+    below the panels, off the curves. Runs whose config does not give a batch size put the whole
+    figure in steps. `run_dirs` is one run directory or {label: run directory} for several runs
+    on shared axes.
     """
+    from matplotlib.ticker import EngFormatter
+
     if not isinstance(run_dirs, Mapping):
         run_dirs = {Path(run_dirs).name: run_dirs}
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 3.8))
+    batches = {label: run_batch_size(d) for label, d in run_dirs.items()}
+    in_samples = all(batches.values())
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4.2), layout="constrained")
+    shown = []  # the accuracies (percent) the y range covers
     for i, (label, run_dir) in enumerate(run_dirs.items()):
-        color = f"C{i}"
+        color = f"C{i % 10}"
+        scale = batches[label] if in_samples else 1
         train, val = read_metrics(run_dir)
         if len(train) and "loss" in train:
-            ax_loss.plot(train["step"], train["loss"], color=color, label=f"{label} loss")
+            x = train["step"] * scale
+            ax_loss.plot(x, train["loss"], color=color, label=f"{label} loss")
             if "load_loss" in train and train["load_loss"].notna().any():
-                ax_loss.plot(
-                    train["step"],
-                    train["load_loss"],
-                    color=color,
-                    linestyle=":",
-                    label=f"{label} load loss",
-                )
-        if len(train) and "acc" in train:
-            ax_acc.plot(train["step"], train["acc"], color=color, alpha=0.6, label=f"{label} train")
+                ax_loss.plot(x, train["load_loss"], color=color, linestyle=":",
+                             label=f"{label} load loss")  # fmt: skip
         col = _val_accuracy_column(val)
+        first_val = None
         if len(val) and col and "step" in val:
-            ax_acc.plot(
-                val["step"], val[col], color=color, marker="o", linestyle="--", label=f"{label} val"
-            )
-    ax_loss.set_xlabel("step")
-    ax_loss.set_ylabel("loss")
-    ax_loss.set_title("training loss")
-    ax_acc.set_xlabel("step")
-    ax_acc.set_ylabel("accuracy")
-    ax_acc.set_ylim(0, 1)
-    ax_acc.set_title("accuracy")
+            val = val.drop_duplicates("step", keep="last").sort_values("step")
+            y = 100 * val[col].to_numpy(dtype=float)
+            shown.append(y)
+            first_val = float(val["step"].min())
+            ax_acc.plot(val["step"] * scale, y, color=color, marker="o", markersize=4,
+                        linestyle="--", label=f"{label} val")  # fmt: skip
+        if len(train) and "acc" in train:
+            acc = 100 * train["acc"].to_numpy(dtype=float)
+            ax_acc.plot(train["step"] * scale, acc, color=color, alpha=0.6,
+                        label=f"{label} train")  # fmt: skip
+            start = 0.1 * float(train["step"].max())
+            if first_val is not None:
+                start = min(start, first_val)
+            shown.append(acc[train["step"].to_numpy() >= start])
+    if prior is not None:
+        ax_acc.axhline(100 * prior, color="k", ls="--", lw=1,
+                       label=f"question-type prior ({100 * prior:.1f}%)")  # fmt: skip
+    if shown:
+        ax_acc.set_ylim(*data_ylim(np.concatenate(shown), None if prior is None else 100 * prior))
+    xlabel = "training samples (step x batch size)" if in_samples else "step"
     for ax in (ax_loss, ax_acc):
+        ax.set_xlim(left=0)
+        if in_samples:
+            ax.xaxis.set_major_formatter(EngFormatter(sep=""))
+        ax.set_xlabel(xlabel)
         ax.grid(alpha=0.3)
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=8)
-    fig.tight_layout()
+    ax_loss.set_ylabel("loss")
+    ax_loss.set_title("training loss (dotted: load-balancing term)", fontsize=10)
+    ax_acc.set_ylabel("accuracy (%)")
+    ax_acc.set_title("accuracy (solid: training; dashed: validation)", fontsize=10)
+    handles, labels = [], []
+    for ax in (ax_loss, ax_acc):
+        h, lab = ax.get_legend_handles_labels()
+        handles += h
+        labels += lab
+    if handles:  # below the panels: inside either one, the legend covered the curves
+        fig.legend(handles, labels, loc="outside lower center", ncol=min(len(labels), 5),
+                   fontsize=8, frameon=False)  # fmt: skip
     return fig
 
 
@@ -192,7 +227,9 @@ def plot_accuracy_by_type(
         ys = [prior[f"by_{by}"].get(k) for k in keys]
         ys = [np.nan if y is None else y for y in ys]
         label = f"question-type prior (overall {prior['overall']:.1%})"
-        ax.hlines(ys, x - 0.05, x + 0.75 + 0.05, colors="k", lw=2, label=label)
+        # over the whole group: its bars span x - width / 2 to x + 0.8 - width / 2
+        left = x - width / 2 - 0.03
+        ax.hlines(ys, left, left + 0.8 + 0.06, colors="k", lw=2, label=label)
     ax.set_xticks(x + width * (df.shape[1] - 1) / 2)
     # one word a line ("Compare\nNumbers"), centred under its group: side by side, the
     # one-line labels ran into each other ("Exist" into "Compare Numbers")

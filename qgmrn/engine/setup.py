@@ -35,7 +35,7 @@ from qgmrn.engine.history import HISTORY_FILE
 from qgmrn.engine.run import TrainData, TrainState
 from qgmrn.engine.runtime import ensure_cache, use_channels_last
 from qgmrn.engine.schedules import lr_at
-from qgmrn.fileio import atomic_write_text
+from qgmrn.fileio import atomic_write_text, locate
 from qgmrn.model import build_model
 
 # Under DDP every rank but 0 reseeds its global RNG with seed + RANK_SEED_STRIDE * rank + step,
@@ -264,7 +264,7 @@ def build_model_and_optimizer(
     if tc.visual_init:
         from qgmrn.engine.pretrain import load_visual_into
 
-        load_visual_into(model, tc.visual_init)
+        load_visual_into(model, locate(tc.visual_init))
     model.to(device)
     if use_channels_last(cfg, device):
         model.to(memory_format=torch.channels_last)
@@ -303,7 +303,7 @@ def build_attribute_loss(
     if tc.visual_init:  # the head pretrained with the visual network (qgmrn.engine.pretrain)
         from qgmrn.engine.pretrain import read_visual
 
-        attributes.load_state_dict(read_visual(tc.visual_init)["attribute_head"])
+        attributes.load_state_dict(read_visual(locate(tc.visual_init))["attribute_head"])
     optimizer.add_param_group({"params": list(attributes.parameters())})
     return attributes
 

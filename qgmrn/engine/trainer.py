@@ -49,7 +49,7 @@ from qgmrn.engine.setup import (
     resume_wanted,
     seed_rng,
 )
-from qgmrn.fileio import portable_path
+from qgmrn.fileio import locate, portable_path
 
 
 def fit(
@@ -94,6 +94,9 @@ def fit(
         # to the project root when inside it: a committed run names no machine's folders
         recorded = portable_path(data_dir)
         cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, data_dir=recorded))
+        if cfg.train.visual_init:  # the pretrained visual network, recorded the same way
+            visual = portable_path(locate(cfg.train.visual_init))
+            cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, visual_init=visual))
         device = resolve_device(device, info)
         if cfg.train.threads and device.type == "cpu":
             torch.set_num_threads(cfg.train.threads)  # for this call only: restored below

@@ -2,7 +2,9 @@ import json
 
 import matplotlib
 import matplotlib.pyplot as plt
+import numpy as np
 import pytest
+from matplotlib.ticker import EngFormatter
 
 from qgmrn.analysis import curves
 
@@ -36,6 +38,7 @@ def test_plots(tmp_path):
     assert len(curves.plot_learning_curves(runs).axes) == 2
     assert len(curves.plot_learning_curves(runs["a"]).axes) == 2
     assert len(curves.plot_accuracy_by_type(runs).axes) == 1
+    plt.close("all")
 
 
 def test_throughput_reads_the_runs_own_rate(tmp_path):
@@ -153,3 +156,93 @@ def test_bars_by_type_name_the_samples_of_the_weights_scored(tmp_path):
     texts = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
     assert texts == ["a (overall 45.5%, weights at 13k samples)"]
     plt.close(fig)
+
+
+def _learning_run(path, *, batch=64, val_every=100, steps=800, seed=0):
+    """A run climbing from chance: training accuracy near zero over the first logged steps, then
+    40-60% (noisy, seeded), validation passes every `val_every` steps from 42% to 58%."""
+    rng = np.random.default_rng(seed)
+    train = [(s, 0.02 if s < 60 else min(0.60, 0.40 + 0.20 * s / steps + rng.normal(0, 0.01)))
+             for s in range(20, steps + 1, 20)]  # fmt: skip
+    passes = [(s, 0.42 + 0.16 * s / steps) for s in range(val_every, steps + 1, val_every)]
+    return _run(path, passes, batch=batch, train=train)
+
+
+def _val_line(ax):
+    return next(ln for ln in ax.get_lines() if ln.get_marker() == "o")
+
+
+def test_learning_curves_in_samples_on_the_datas_range_with_the_prior(tmp_path):
+    run = _learning_run(tmp_path / "a")
+    fig = curves.plot_learning_curves({"a": run}, prior=0.425)
+    ax_loss, ax_acc = fig.axes
+    val = _val_line(ax_acc)
+    assert list(val.get_xdata()) == [s * 64 for s in range(100, 801, 100)]  # step x batch
+    assert list(val.get_ydata()) == pytest.approx([42 + 16 * s / 800 for s in range(100, 801, 100)])
+    assert max(ax_loss.get_lines()[0].get_xdata()) == 800 * 64  # the loss panel too
+    assert all(ax.get_xlabel() == "training samples (step x batch size)" for ax in fig.axes)
+    assert isinstance(ax_acc.xaxis.get_major_formatter(), EngFormatter)
+    low, high = ax_acc.get_ylim()
+    # the data (40-60%) and the prior, not 0-100 nor the 2% of the first steps
+    assert 35 < low < 42 and 60 < high < 65
+    prior = [ln for ln in ax_acc.get_lines() if ln.get_label().startswith("question-type")]
+    assert len(prior) == 1 and prior[0].get_label() == "question-type prior (42.5%)"
+    assert list(prior[0].get_ydata()) == [42.5, 42.5] and prior[0].get_color() == "k"
+    assert prior[0].get_linestyle() == "--"
+    plt.close(fig)
+
+
+def test_learning_curves_legend_is_off_the_curves(tmp_path):
+    runs = {"a": _learning_run(tmp_path / "a"), "b": _learning_run(tmp_path / "b", seed=1)}
+    fig = curves.plot_learning_curves(runs, prior=0.425)
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    (legend,) = fig.legends
+    texts = [t.get_text() for t in legend.get_texts()]
+    assert "a val" in texts and "b train" in texts and "question-type prior (42.5%)" in texts
+    box = legend.get_window_extent(renderer)
+    for ax in fig.axes:  # the legend overlaps neither panel
+        assert not box.overlaps(ax.get_window_extent(renderer))
+    plt.close(fig)
+
+
+def test_learning_curves_without_a_batch_size_stay_in_steps(tmp_path):
+    run = write_fake_run(tmp_path / "a")  # its config.json has no train block
+    fig = curves.plot_learning_curves(run)
+    ax_acc = fig.axes[1]
+    assert ax_acc.get_xlabel() == "step"
+    assert list(_val_line(ax_acc).get_xdata()) == [5]
+    assert not any(ln.get_label().startswith("question-type") for ln in ax_acc.get_lines())
+    plt.close(fig)
+
+
+def test_learning_curves_of_a_run_validated_only_at_its_end_show_its_training(tmp_path):
+    """A fine-tune validated once, at its end (05): the y range still covers the training
+    accuracy after the run's first tenth, not only what follows the one pass."""
+    rows = [(s, 0.28 + 0.14 * s / 320) for s in range(20, 321, 20)]
+    run = _run(tmp_path / "ft", [(320, 0.41)], train=rows)
+    fig = curves.plot_learning_curves(run)
+    low, high = fig.axes[1].get_ylim()
+    assert 25 < low < 31 and 42 < high < 45
+    plt.close(fig)
+
+
+@pytest.mark.parametrize("num_runs", [1, 2, 3])
+def test_the_prior_line_spans_each_group_of_bars(tmp_path, num_runs):
+    runs = {name: write_fake_run(tmp_path / name) for name in "abc"[:num_runs]}
+    prior = {"overall": 0.3, "by_type": {"count": 0.4, "exist": 0.5}, "by_subtype": {}}
+    fig = curves.plot_accuracy_by_type(runs, prior=prior)
+    try:
+        ax = fig.axes[0]
+        (lines,) = ax.collections  # the prior's hlines
+        segs = [np.asarray(s) for s in lines.get_segments()]
+        segments = [s for s in segs if s.ndim == 2 and np.isfinite(s[:, 1]).all()]
+        assert len(segments) == 2
+        bars = sorted(ax.patches, key=lambda r: r.get_x())
+        for group, seg in enumerate(segments):  # count, exist: the first two groups
+            mine = bars[group * num_runs : (group + 1) * num_runs]
+            lo, hi = mine[0].get_x(), mine[-1].get_x() + mine[-1].get_width()
+            assert seg[0, 0] <= lo and seg[1, 0] >= hi  # covers its bars
+            assert seg[0, 0] > lo - 0.1 and seg[1, 0] < hi + 0.1  # and not the next group's
+    finally:
+        plt.close(fig)

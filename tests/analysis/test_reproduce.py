@@ -67,3 +67,26 @@ def test_updated_notebooks_keep_the_injected_cell_and_lose_the_machines_path(tmp
     executed.write_text(json.dumps({"cells": [], "metadata": elsewhere}))
     reproduce.update_committed_notebook(executed, target)
     assert json.loads(target.read_text())["metadata"] == elsewhere
+
+
+def test_step_parameters_name_parameters_the_notebooks_declare():
+    """Papermill injects a misspelt parameter without complaint (a new variable nothing reads):
+    every step budget must name a parameter of the notebook's parameters cell."""
+    import json
+
+    root = project_root()
+    for profile, steps in reproduce.STEP_PARAMETERS.items():
+        for name, params in steps.items():
+            nb = json.loads((root / "notebooks" / f"{name}.ipynb").read_text())
+            (cell,) = [c for c in nb["cells"] if "parameters" in c["metadata"].get("tags", [])]
+            declared = {line.split(":")[0].strip() for line in "".join(cell["source"]).splitlines()}
+            assert set(params) <= declared, (profile, name, set(params) - declared)
+
+
+def test_demo_03_trains_for_steps_and_smoke_keeps_its_own_budget():
+    """Under demo 03 stops at a step budget (what it reaches does not depend on the machine's
+    load), with minutes as a cap only; the smoke profile, which the notebook tests run, gets no
+    budget from reproduce."""
+    demo = reproduce.STEP_PARAMETERS["demo"]["03_train"]
+    assert demo["max_steps"] == 800 and demo["max_minutes"] >= 20
+    assert "smoke" not in reproduce.STEP_PARAMETERS

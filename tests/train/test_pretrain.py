@@ -79,6 +79,28 @@ def test_a_run_starts_from_the_pretrained_visual_network(mini_clevr_dir, tmp_pat
             mini_clevr_dir, tmp_path / "missing", progress=False, max_steps=1)  # fmt: skip
 
 
+def test_the_visual_network_is_recorded_relative_to_the_project(mini_clevr_dir, tmp_path,
+                                                                 monkeypatch):  # fmt: skip
+    """A committed run names no machine's folders: visual_init inside the project is recorded
+    relative to its root, and found from there whatever the working directory."""
+    import qgmrn.fileio
+
+    cfg = _config(batch_size=8)
+    pretrain_visual(cfg, mini_clevr_dir, tmp_path / "v", steps=1, eval_every=1)
+    monkeypatch.setattr(qgmrn.fileio, "project_root", lambda: tmp_path)
+    start = dataclasses.replace(cfg.train, visual_init=str(tmp_path / "v" / "visual.pt"))
+    fit(dataclasses.replace(cfg, train=start), mini_clevr_dir, tmp_path / "r", progress=False,
+        max_steps=1)  # fmt: skip
+    recorded = json.loads((tmp_path / "r" / "config.json").read_text())["train"]["visual_init"]
+    assert recorded == "v/visual.pt"
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # the recorded path resolves under the root, not the cwd
+    again = dataclasses.replace(cfg, train=dataclasses.replace(start, visual_init=recorded))
+    fit(again, mini_clevr_dir, tmp_path / "r2", progress=False, max_steps=1)
+    assert (tmp_path / "r2" / "checkpoint.pt").exists()
+
+
 def test_a_file_that_is_not_a_visual_checkpoint_is_refused(tmp_path):
     torch.save({"weights": torch.zeros(1)}, tmp_path / "plain.pt")
     with pytest.raises(CheckpointError, match="plain.pt: not a visual checkpoint"):
