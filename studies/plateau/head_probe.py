@@ -12,6 +12,12 @@ on the VQA answers, scoring val by subtype. Heads (the package's, built by `buil
 - `film_gmp` (a diagnostic, not a model of the paper): y_L scaled and shifted per channel by q
   (FiLM, Perez et al. 2018), one 1x1 conv + ReLU, then the `gmp` head: the question acts on
   the features before the pooling, as routing would have to.
+- `routed_gmp`: the BRN's own mechanism on top of the features: a 1x1 conv stem, then
+  ``--blocks`` of the demo BRN's last-stage blocks (`RoutedBottleneck`, 16 branches, GroupNorm
+  third norm) whose branches the paper's router opens from q (Gumbel-sigmoid gates, tau 1,
+  70% open at the start: sec. 3.3, 4.2), then the coordinate maps and the `gmp` head;
+  `static_gmp` the same blocks with every branch open (the static twin): can routing learn
+  to pick out the object where the attention head can?
 
 Features (``--features``): `visual`, y_L of the pretrained visual network; `oracle`, the true
 per-cell attributes instead (one-hot colour, shape, size, material or "no object" of the object
@@ -50,7 +56,11 @@ from qgmrn.data import ClevrQuestions, Vocab, normalize_images
 from qgmrn.data.attributes import ATTRIBUTE_CLASSES, cell_targets
 from qgmrn.engine.pretrain import load_object_maps, load_visual_into
 from qgmrn.model import build_head, build_model
+from qgmrn.nn.blocks import RoutedBottleneck
+from qgmrn.nn.brn import branch_width, group_norm
 from qgmrn.nn.coords import AddCoords
+from qgmrn.nn.gumbel import GumbelSigmoidGate
+from qgmrn.nn.router import Router, StaticRouter
 
 
 class FiLMThenGMP(nn.Module):
@@ -66,6 +76,37 @@ class FiLMThenGMP(nn.Module):
     def forward(self, y: Tensor, q: Tensor) -> Tensor:
         gamma, beta = self.film(q)[:, :, None, None].chunk(2, dim=1)  # (B, C, 1, 1) each
         return self.head(F.relu(self.conv((1 + gamma) * y + beta)), q)
+
+
+class RoutedStageThenGMP(nn.Module):
+    """y -> conv1x1 stem -> `blocks` routed bottlenecks gated by the router from q -> coords ->
+    the GMP head. Shapes: y (B, C, h, w), q (B, D) -> (B, A); width W, M = `cardinality`."""
+
+    def __init__(
+        self, channels: int, q_dim: int, head: nn.Module, *, blocks: int, routed: bool,
+        width: int = 128, cardinality: int = 16, bottleneck_ratio: int = 2, gn_groups: int = 16,
+    ) -> None:  # fmt: skip
+        super().__init__()
+        self.stem = nn.Sequential(
+            nn.Conv2d(channels, width, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU()
+        )
+        inner = branch_width(width, cardinality, bottleneck_ratio)
+        self.blocks = nn.ModuleList(
+            RoutedBottleneck(width, inner, width, groups=cardinality,
+                             norm_layer=nn.BatchNorm2d, third_norm_layer=group_norm(gn_groups))
+            for _ in range(blocks)
+        )  # fmt: skip
+        sizes = [cardinality] * blocks
+        self.router = Router(q_dim, sizes, GumbelSigmoidGate()) if routed else StaticRouter(sizes)
+        self.coords = AddCoords()
+        self.head = head
+
+    def forward(self, y: Tensor, q: Tensor) -> Tensor:
+        gates, _ = self.router(q)  # blocks x (B, M)
+        x = self.stem(y)  # (B, W, h, w)
+        for block, g in zip(self.blocks, gates, strict=True):
+            x = block(x, g)
+        return self.head(self.coords(x), q)
 
 
 @torch.no_grad()
@@ -120,7 +161,12 @@ def main() -> None:
     p.add_argument("--visual", help="visual.pt of qgmrn pretrain-visual (--features visual)")
     p.add_argument("--oracle-size", default="4,6", help="h,w of the oracle's grid (y_L: 4,6)")
     p.add_argument("--vocab", required=True, help="a run's vocab.json (the answer set)")
-    p.add_argument("--head", choices=("gmp", "attention", "film_gmp"), default="gmp")
+    p.add_argument(
+        "--head",
+        choices=("gmp", "attention", "film_gmp", "routed_gmp", "static_gmp"),
+        default="gmp",
+    )
+    p.add_argument("--blocks", type=int, default=2, help="routed_gmp/static_gmp: blocks")
     p.add_argument("--train-on", choices=("all", "depth0", "query0"), default="all")
     p.add_argument("--steps", type=int, default=3000)
     p.add_argument("--batch", type=int, default=64)
@@ -149,7 +195,21 @@ def main() -> None:
         f_train, f_val = features(model, train.images), features(model, val.images)
     feat_s = time.perf_counter() - t0
     channels = f_train.shape[1]
-    head = build_head(mcfg, channels, vocab.num_answers)
+    if args.head in ("routed_gmp", "static_gmp"):
+        width = cfg.model.brn_widths[-1]
+        head = RoutedStageThenGMP(
+            channels,
+            mcfg.hidden_dim,
+            build_head(mcfg, width + 2, vocab.num_answers),
+            blocks=args.blocks,
+            routed=args.head == "routed_gmp",
+            width=width,
+            cardinality=cfg.model.cardinality,
+            bottleneck_ratio=cfg.model.bottleneck_ratio,
+            gn_groups=cfg.model.gn_groups,
+        )
+    else:
+        head = build_head(mcfg, channels, vocab.num_answers)
     if args.head == "film_gmp":
         head = FiLMThenGMP(channels, mcfg.hidden_dim, head)
     text = model.text  # a fresh question encoder (the pretraining has none)
@@ -194,6 +254,7 @@ def main() -> None:
             print(json.dumps(shown), flush=True)
     out = {
         "head": args.head,
+        "blocks": args.blocks if args.head in ("routed_gmp", "static_gmp") else None,
         "features": args.features,
         "train_on": args.train_on,
         "train_questions": len(pool),
