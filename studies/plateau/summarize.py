@@ -89,6 +89,19 @@ ARMS: tuple[Arm, ...] = (
         False,
     ),
     Arm(
+        "the same, queries first",
+        OUT / "runs" / "perception_queries100k",
+        "lr 1e-3 + perception first; the zero-hop Query Attribute questions alone to 100k "
+        "samples, then the curriculum 150k (data.queries_first)",
+        False,
+    ),
+    Arm(
+        "the same, queries first + attention head",
+        OUT / "runs" / "attn_queries100k",
+        "queries first as above, with the paper's attention head (sec. 3.4)",
+        False,
+    ),
+    Arm(
         "lr 1e-3 + perception first + attention head",
         OUT / "runs" / "recipe",
         "the three levers above together",
@@ -183,8 +196,8 @@ def summarize(arms=ARMS) -> str:
         "",
         "| arm | window (samples) | passes | overall | "
         + " | ".join(TYPE_SHORT)
-        + " | d0 | train samples/s (device) |",
-        "|---|---|---|---|" + "---|" * len(TYPES) + "---|---|",
+        + " | d0 | d0 QA | train samples/s (device) |",
+        "|---|---|---|---|" + "---|" * len(TYPES) + "---|---|---|",
     ]
     for lo, hi in ((0, 3124), (3124, 6248), (6248, 9375), (9375, 12500), (12500, 15625)):
         for a in arms:
@@ -199,10 +212,15 @@ def summarize(arms=ARMS) -> str:
                 for t in TYPES
             ]
             d0 = window_mean(d["val"], lo, hi, lambda r: r.get("by_depth", {}).get("0"))[0]
+            # selection shows first on the zero-hop Query Attribute questions (by_type_depth0:
+            # logged by the runs started after it existed)
+            q0 = window_mean(
+                d["val"], lo, hi, lambda r: r.get("by_type_depth0", {}).get("query_attribute")
+            )[0]
             lines.append(
                 f"| {a.name} | {lo * 64 // 1000}k-{hi * 64 // 1000}k | {n} | {fmt(m)} | "
                 + " | ".join(types)
-                + f" | {fmt(d0)} | {d['rate']:.0f} ({', '.join(d['devices'])}) |"
+                + f" | {fmt(d0)} | {fmt(q0)} | {d['rate']:.0f} ({', '.join(d['devices'])}) |"
             )
     lines += [
         "",
