@@ -63,7 +63,7 @@ from qgmrn.engine.runtime import cpu_has_native_bf16
 from qgmrn.fileio import atomic_write_json
 
 ROOT = Path(__file__).resolve().parents[1]
-TARGET = 800.0  # samples/s, issue 16's goal for the demo BRN presets
+TARGET = 800.0  # samples/s, the speed goal set for the demo BRN presets
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One lease of a GPU machine, one command (issue 11): prove the GPU path, then train reference
+# One lease of a GPU machine, one command: prove the GPU path, then train reference
 # models side by side on the stream of fresh mini-CLEVR scenes, and pack what they reached.
 #
 #   MINUTES=6 bash benchmarks/reference_gpu.sh                        # the default presets

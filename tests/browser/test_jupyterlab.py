@@ -1,4 +1,4 @@
-"""Notebooks in a real browser (issue 13): JupyterLab serves notebook 02 under the smoke profile,
+"""Notebooks in a real browser: JupyterLab serves notebook 02 under the smoke profile,
 headless Chromium runs all its cells, and the explorer answers a typed question with a table, a
 saliency map and a routing-path picture; notebook 06 opens with its figures rendered.
 Screenshots go to results/browser/. Run with `make test-browser` (`pytest -m browser`)."""

@@ -1,4 +1,4 @@
-"""The program executor against a brute-force oracle, on random scenes and programs (issue 14).
+"""The program executor against a brute-force oracle, on random scenes and programs.
 
 The oracle below is written from CLEVR.md's function table, not from `qgmrn.clevr.executor`:
 sets are frozensets, every node is evaluated by looping over the scene's objects, and `relate`

@@ -1,4 +1,4 @@
-"""Property-based tests of the CLEVR readers (issue 14): corrupted files are read right or refused
+"""Property-based tests of the CLEVR readers: corrupted files are read right or refused
 with a ClevrFormatError that names the file, the entry and the field.
 
 Real excerpts (shared/clevr-samples) and generated files (mini-CLEVR questions, random scenes, the

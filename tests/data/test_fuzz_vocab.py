@@ -1,4 +1,4 @@
-"""Property-based tests of `Vocab.load` (issue 14): a corrupted vocabulary file is read right or
+"""Property-based tests of `Vocab.load`: a corrupted vocabulary file is read right or
 refused with a VocabFormatError naming the file; no other exception escapes.
 
 Bases: the real tbd-nets vocabulary (shared/clevr-samples) and our own format (what

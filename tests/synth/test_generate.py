@@ -191,7 +191,7 @@ def test_profile_defaults_come_from_config():
 @pytest.mark.slow
 def test_every_split_has_clevrs_question_type_mix(tmp_path):
     """200 scenes per split (demo objects, 10 questions): each split's type shares within 1.5
-    points of each other and within 3 of real CLEVR's (docs/mini-clevr.md, issue 10)."""
+    points of each other and within 3 of real CLEVR's (docs/mini-clevr.md)."""
     from qgmrn.analysis.dataset_stats import type_mix_table
 
     generate_dataset(
