@@ -55,6 +55,7 @@ from qgmrn.config import get_config
 from qgmrn.data import ClevrQuestions, Vocab, normalize_images
 from qgmrn.data.attributes import ATTRIBUTE_CLASSES, cell_targets
 from qgmrn.engine.pretrain import load_object_maps, load_visual_into
+from qgmrn.fileio import atomic_write_text
 from qgmrn.model import build_head, build_model
 from qgmrn.nn.blocks import RoutedBottleneck
 from qgmrn.nn.brn import branch_width, group_norm
@@ -160,6 +161,12 @@ def main() -> None:
     p.add_argument("--features", choices=("visual", "oracle"), default="visual")
     p.add_argument("--visual", help="visual.pt of qgmrn pretrain-visual (--features visual)")
     p.add_argument("--oracle-size", default="4,6", help="h,w of the oracle's grid (y_L: 4,6)")
+    p.add_argument(
+        "--stage-strides",
+        default=None,
+        help="the visual network's model.stage_strides, e.g. 1,2,2,1 for y_L 8x12 (--visual of "
+        "a network pretrained so)",
+    )
     p.add_argument("--vocab", required=True, help="a run's vocab.json (the answer set)")
     p.add_argument(
         "--head",
@@ -178,6 +185,9 @@ def main() -> None:
     torch.manual_seed(args.seed)
     cfg = get_config("brn_c16", "demo")
     mcfg = dataclasses.replace(cfg.model, head="attention" if args.head == "attention" else "gmp")
+    if args.stage_strides:
+        strides = tuple(int(v) for v in args.stage_strides.split(","))
+        mcfg = dataclasses.replace(mcfg, stage_strides=strides)
     vocab = Vocab.load(args.vocab)
     model = build_model(mcfg, len(vocab), vocab.num_answers)
     model.eval()
@@ -234,6 +244,30 @@ def main() -> None:
         return by_subtype(torch.cat(preds), val)
 
     pool = torch.from_numpy(training_pool(train, args.train_on))
+
+    def write(rows: list[dict], train_s: float, finished: bool) -> None:
+        """The probe's file, rewritten after every evaluation (a stopped probe keeps its rows)."""
+        out = {
+            "head": args.head,
+            "blocks": args.blocks if args.head in ("routed_gmp", "static_gmp") else None,
+            "features": args.features,
+            "train_on": args.train_on,
+            "train_questions": len(pool),
+            "visual": args.visual if args.features == "visual" else None,
+            "stage_strides": args.stage_strides,
+            "oracle_size": args.oracle_size if args.features == "oracle" else None,
+            "lr": args.lr,
+            "batch": args.batch,
+            "seed": args.seed,
+            "steps": args.steps,
+            "finished": finished,
+            "feature_s": round(feat_s, 1),
+            "train_s": round(train_s, 1),
+            "rows": rows,
+        }
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(Path(args.out), json.dumps(out, indent=1) + "\n")
+
     rows, t1 = [], time.perf_counter()
     for step in range(1, args.steps + 1):
         idx = pool[torch.randint(len(pool), (args.batch,), generator=gen)].numpy()
@@ -252,23 +286,7 @@ def main() -> None:
             rows.append(row)
             shown = {k: round(v, 3) if isinstance(v, float) else v for k, v in row.items()}
             print(json.dumps(shown), flush=True)
-    out = {
-        "head": args.head,
-        "blocks": args.blocks if args.head in ("routed_gmp", "static_gmp") else None,
-        "features": args.features,
-        "train_on": args.train_on,
-        "train_questions": len(pool),
-        "visual": args.visual if args.features == "visual" else None,
-        "oracle_size": args.oracle_size if args.features == "oracle" else None,
-        "lr": args.lr,
-        "batch": args.batch,
-        "seed": args.seed,
-        "feature_s": round(feat_s, 1),
-        "train_s": round(time.perf_counter() - t1, 1),
-        "rows": rows,
-    }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
+            write(rows, time.perf_counter() - t1, finished=step == args.steps)
 
 
 if __name__ == "__main__":
